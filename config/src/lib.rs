@@ -1,1 +1,83 @@
-//! stub
+//! `host.toml`: the one file that describes a hoist host, and the types the builder
+//! (`hoist build`), PID 1 and the supervisor read it into.
+//!
+//! The file is parsed twice in a host's life: on the build machine, and again inside the
+//! VM from the copy in the initramfs. Both go through [`load`] (or [`parse`] for text), so
+//! what `hoist check` accepts is exactly what boots.
+//!
+//! # How it works
+//!
+//! serde deserializes the text into private "raw" structs (`deny_unknown_fields`
+//! everywhere). Values with a syntax of their own (durations, signals, image sources,
+//! addresses, names) are parsed with `FromStr` while they are deserialized, so a bad value
+//! fails with toml's byte span of that value and serde_path_to_error's key path. What
+//! cannot be checked one value at a time (the `version`, list elements, the gateway
+//! against the address) is checked afterwards from `toml::Spanned` positions. Defaults are
+//! filled in last (the `Default` impls), so a key the file leaves out reads as its default.
+//!
+//! # Errors
+//!
+//! Every rejection is [`ConfigError::Invalid`]: file, 1-based line and column of the
+//! offending key or value, the dotted key (`service.web.stop_timeout`; non-bare keys are
+//! quoted, as in `sysctl."net.ipv4.ip_forward"`) and a short message saying what was
+//! expected. TOML syntax errors have no serde path; their key is the table header or
+//! assignment on the failing line. When toml gives no position the error points at 1:1.
+//! Display is the whole story, so `hoist check` prints it as is:
+//!
+//! ```text
+//! examples/bad.toml:7:16: service.web.stop_timeout: invalid duration "5x": expected a number followed by ms, s, m or h
+//! ```
+//!
+//! # What it does not do
+//!
+//! No I/O besides reading the file in [`load`]: whether an image directory or kernel
+//! exists is for the builder to find out. Defaults that depend on the machine (the newest
+//! installed kernel, the default kernel command line) stay `None` here and are resolved by
+//! the builder. Signal names are a fixed table of the Linux x86_64 numbers, not libc.
+
+mod duration;
+mod error;
+mod image;
+pub mod manifest;
+mod names;
+mod net;
+mod policy;
+mod raw;
+mod schema;
+mod validate;
+
+use std::path::Path;
+
+pub use duration::{DurationError, parse_duration};
+pub use error::ConfigError;
+pub use image::{ImageError, ImageSource};
+pub use net::{Ipv4Cidr, NetError};
+pub use policy::{PolicyError, RestartPolicy, Signal};
+pub use schema::{CURRENT_VERSION, Config, Host, Kernel, Network, Service};
+
+use error::Source;
+
+/// Reads and validates the config at `path`. Relative image and kernel paths are resolved
+/// against the file's directory, so the result does not depend on the working directory.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { file: file.clone(), source })?;
+    let mut config = parse(&text, &file)?;
+    let base = path.parent().unwrap_or(Path::new(""));
+    for service in config.service.values_mut() {
+        service.image.resolve_against(base);
+    }
+    if let Some(kernel) = config.kernel.path.as_mut().filter(|p| p.is_relative()) {
+        *kernel = base.join(&*kernel);
+    }
+    Ok(config)
+}
+
+/// Parses and validates `text`. `file` only names the text in errors; paths are left as
+/// written.
+pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+    let src = Source { file, text };
+    let raw: raw::RawConfig =
+        serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| src.deserialize_error(e))?;
+    validate::build(raw, &src)
+}

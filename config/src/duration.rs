@@ -1,0 +1,124 @@
+//! Human-readable durations: `500ms`, `10s`, `2m`, `1h`, `1m30s`, and a bare `0`.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("invalid duration {0:?}: expected a number followed by ms, s, m or h")]
+    Invalid(String),
+    #[error("invalid duration {0:?}: units must go from largest to smallest, each at most once")]
+    Order(String),
+    #[error("duration {0:?} is too large")]
+    TooLarge(String),
+}
+
+/// Units from largest to smallest, in milliseconds.
+const UNITS: [(&str, u64); 4] = [("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)];
+
+/// Parses a sequence of `<digits><unit>` parts with units in decreasing order, e.g. `1h30m`.
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let invalid = || DurationError::Invalid(text.to_string());
+    let too_large = || DurationError::TooLarge(text.to_string());
+    let mut rest = text;
+    let mut total: u64 = 0;
+    // Index into UNITS of the last unit seen; the next one must come after it.
+    let mut last: Option<usize> = None;
+    if rest.is_empty() {
+        return Err(invalid());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_end = rest[digits..].find(|c: char| !c.is_ascii_alphabetic()).map_or(rest.len(), |i| digits + i);
+        let (number, unit) = (&rest[..digits], &rest[digits..unit_end]);
+        if number.is_empty() {
+            return Err(invalid());
+        }
+        let index = UNITS.iter().position(|(name, _)| *name == unit).ok_or_else(invalid)?;
+        if last.is_some_and(|l| index <= l) {
+            return Err(DurationError::Order(text.to_string()));
+        }
+        last = Some(index);
+        let number: u64 = number.parse().map_err(|_| too_large())?;
+        let millis = number.checked_mul(UNITS[index].1).ok_or_else(too_large)?;
+        total = total.checked_add(millis).ok_or_else(too_large)?;
+        rest = &rest[unit_end..];
+    }
+    Ok(Duration::from_millis(total))
+}
+
+/// A `Duration` that parses from the human-readable form (for the raw TOML structs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HumanDuration(pub Duration);
+
+impl FromStr for HumanDuration {
+    type Err = DurationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_duration(s).map(HumanDuration)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(text: &str) -> Duration {
+        parse_duration(text).unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    #[test]
+    fn single_units() {
+        assert_eq!(ok("500ms"), Duration::from_millis(500));
+        assert_eq!(ok("10s"), Duration::from_secs(10));
+        assert_eq!(ok("2m"), Duration::from_secs(120));
+        assert_eq!(ok("1h"), Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn combined_units_add_up() {
+        assert_eq!(ok("1m30s"), Duration::from_secs(90));
+        assert_eq!(ok("1h2m3s4ms"), Duration::from_millis(3_723_004));
+    }
+
+    #[test]
+    fn zero_is_allowed() {
+        assert_eq!(ok("0s"), Duration::ZERO);
+        assert_eq!(ok("0"), Duration::ZERO);
+        assert_eq!(ok("0ms"), Duration::ZERO);
+    }
+
+    #[test]
+    fn malformed_durations_are_rejected() {
+        for bad in ["", "5", "s", "5x", "5 s", " 5s", "5s ", "1.5s", "-1s", "+1s", "5 parsecs", "5S", "ms5"] {
+            assert_eq!(parse_duration(bad), Err(DurationError::Invalid(bad.to_string())), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn units_must_decrease() {
+        assert_eq!(parse_duration("30s1m"), Err(DurationError::Order("30s1m".into())));
+        assert_eq!(parse_duration("1s1s"), Err(DurationError::Order("1s1s".into())));
+    }
+
+    #[test]
+    fn overflow_is_reported_not_wrapped() {
+        let huge = "99999999999999999999s";
+        assert_eq!(parse_duration(huge), Err(DurationError::TooLarge(huge.into())));
+        // Fits in u64 as a number, overflows once converted to milliseconds.
+        let hours = format!("{}h", u64::MAX / 1000);
+        assert_eq!(parse_duration(&hours), Err(DurationError::TooLarge(hours.clone())));
+        // Each part fits, the sum does not.
+        let sum = format!("{}s{}ms", u64::MAX / 1000, 1000);
+        assert_eq!(parse_duration(&sum), Err(DurationError::TooLarge(sum.clone())));
+    }
+
+    #[test]
+    fn message_says_what_was_expected() {
+        let e = parse_duration("5 parsecs").expect_err("invalid");
+        assert_eq!(e.to_string(), "invalid duration \"5 parsecs\": expected a number followed by ms, s, m or h");
+    }
+}

@@ -1,0 +1,180 @@
+//! The TOML shape of host.toml, as serde sees it. Single values are checked while they are
+//! deserialized (`Parsed<T>` runs `T::from_str`), so toml attaches the value's span and
+//! serde_path_to_error its key. List elements and rules that span several keys are checked
+//! afterwards in `validate`, which is why those fields keep their `Spanned` positions.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::str::FromStr;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+use toml::Spanned;
+
+use crate::duration::HumanDuration;
+use crate::names::{EnvKey, Hostname, Interface, NonEmptyPath, ServiceName, SysctlKey, WorkingDir};
+use crate::net::{Ipv4, Ipv4Cidr};
+use crate::{ImageSource, RestartPolicy, Signal};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "the host.toml top-level table")]
+pub(crate) struct RawConfig {
+    pub version: Option<Spanned<Version>>,
+    #[serde(default)]
+    pub host: Table<RawHost>,
+    #[serde(default)]
+    pub kernel: Table<RawKernel>,
+    #[serde(default)]
+    pub sysctl: BTreeMap<Parsed<SysctlKey>, SysctlValue>,
+    #[serde(default)]
+    pub network: Table<RawNetwork>,
+    #[serde(default)]
+    pub service: BTreeMap<Parsed<ServiceName>, Table<RawService>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHost {
+    pub hostname: Option<Parsed<Hostname>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawKernel {
+    pub path: Option<Parsed<NonEmptyPath>>,
+    pub cmdline: Option<String>,
+    #[serde(default)]
+    pub modules: Vec<Spanned<String>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNetwork {
+    pub interface: Option<Parsed<Interface>>,
+    pub address: Option<Spanned<Parsed<Ipv4Cidr>>>,
+    pub gateway: Option<Spanned<Parsed<Ipv4>>>,
+    pub dns: Option<Vec<Spanned<String>>>,
+    pub enabled: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawService {
+    pub image: Parsed<ImageSource>,
+    #[serde(default)]
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<Parsed<EnvKey>, String>,
+    pub working_dir: Option<Parsed<WorkingDir>>,
+    pub restart: Option<Parsed<RestartPolicy>>,
+    pub stop_signal: Option<Parsed<Signal>>,
+    pub stop_timeout: Option<Parsed<HumanDuration>>,
+    pub readonly_rootfs: Option<bool>,
+}
+
+/// A struct that must be written as a table. Derived struct impls also accept an array
+/// (fields by position), which would let `[[service.web]]` or `host = ["x"]` through.
+#[derive(Default)]
+pub(crate) struct Table<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Table<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(TableVisitor(PhantomData))
+    }
+}
+
+struct TableVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for TableVisitor<T> {
+    type Value = Table<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a table")
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        T::deserialize(de::value::MapAccessDeserializer::new(map)).map(Table)
+    }
+}
+
+/// A value written as a TOML string and parsed with `T::from_str`; the parse error's
+/// Display becomes the message.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Parsed<T>(pub T);
+
+impl<'de, T> Deserialize<'de> for Parsed<T>
+where
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(ParsedVisitor(PhantomData))
+    }
+}
+
+struct ParsedVisitor<T>(PhantomData<T>);
+
+impl<T> Visitor<'_> for ParsedVisitor<T>
+where
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    type Value = Parsed<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        v.parse().map(Parsed).map_err(E::custom)
+    }
+}
+
+/// The `version` key: any integer here, so that "unsupported version 2" can say so.
+pub(crate) struct Version(pub i64);
+
+impl<'de> Deserialize<'de> for Version {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Version;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an integer")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Version, E> {
+                Ok(Version(v))
+            }
+        }
+        deserializer.deserialize_i64(V)
+    }
+}
+
+/// A sysctl value in the text form /proc/sys takes: strings as written, integers in
+/// decimal, booleans as "1" / "0".
+pub(crate) struct SysctlValue(pub String);
+
+impl<'de> Deserialize<'de> for SysctlValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = SysctlValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string, integer or boolean")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<SysctlValue, E> {
+                Ok(SysctlValue(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<SysctlValue, E> {
+                Ok(SysctlValue(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<SysctlValue, E> {
+                Ok(SysctlValue(v.to_string()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<SysctlValue, E> {
+                Ok(SysctlValue(if v { "1" } else { "0" }.to_string()))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
