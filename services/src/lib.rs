@@ -1,1 +1,59 @@
-//! stub
+//! hoist-services: the supervisor that runs every service of a hoist host as a containerd
+//! container and keeps it running, plus the per-task log forwarder.
+//!
+//! `hoist-supervisor` is started (and restarted, if it dies) by PID 1. It reads the host
+//! config and the build manifest, waits for containerd through its gRPC API, adopts tasks
+//! that already run, and starts the others in parallel: each service is a container in
+//! namespace `hoist` with an OCI spec built from containerd's defaults ([`spec`]) and a
+//! rootfs that is the image tree unpacked at build time (overlay with a tmpfs upper layer,
+//! or a read-only bind). Its state machine ([`supervisor`]) has one owner; container work
+//! runs in spawned tasks ([`runner`]).
+//!
+//! Service output never passes through the supervisor: containerd's shim starts
+//! `hoist-logger` per task ([`logger`]), which writes prefixed lines to the console and to
+//! `/var/log/NAME.log`, so logs keep flowing while the supervisor restarts.
+//!
+//! Not here (yet): dependencies, readiness probes, the control API.
+
+pub mod containerd;
+pub mod logger;
+pub mod runner;
+pub mod spec;
+pub mod supervisor;
+
+use std::io::Write;
+
+/// A `hoist: ...` console line (one write, so lines of concurrent writers do not mix).
+pub fn say(line: &str) {
+    let _ = std::io::stdout().write_all(format!("hoist: {line}\n").as_bytes());
+}
+
+/// Guest uptime in ms from CLOCK_BOOTTIME (what /proc/uptime shows).
+pub fn uptime_ms() -> u128 {
+    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME) {
+        Ok(ts) => std::time::Duration::new(ts.tv_sec() as u64, ts.tv_nsec() as u32).as_millis(),
+        Err(_) => 0,
+    }
+}
+
+/// stderr logger with a fixed prefix, for the supervisor and the logger binaries.
+pub struct PrefixLogger(pub &'static str);
+
+impl log::Log for PrefixLogger {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= log::max_level()
+    }
+
+    fn log(&self, r: &log::Record) {
+        if self.enabled(r.metadata()) && r.target().starts_with("hoist") {
+            let level = match r.level() {
+                log::Level::Error => "error: ",
+                log::Level::Warn => "warning: ",
+                _ => "",
+            };
+            let _ = std::io::stderr().write_all(format!("{}: {level}{}\n", self.0, r.args()).as_bytes());
+        }
+    }
+
+    fn flush(&self) {}
+}

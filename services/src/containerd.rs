@@ -1,0 +1,153 @@
+//! A thin client over containerd's gRPC API for what the supervisor needs: containers,
+//! tasks (create, start, wait, kill, delete, list). Everything runs in containerd
+//! namespace [`NAMESPACE`]. Errors keep the gRPC status and say which call on which service.
+
+use std::time::{Duration, Instant};
+
+use containerd_client::services::v1::container::Runtime;
+use containerd_client::services::v1::containers_client::ContainersClient;
+use containerd_client::services::v1::tasks_client::TasksClient;
+use containerd_client::services::v1::{
+    Container, CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest, DeleteTaskRequest, KillRequest,
+    ListTasksRequest, StartRequest, WaitRequest,
+};
+use containerd_client::tonic::transport::Channel;
+use containerd_client::tonic::{Code, Request, Status};
+use containerd_client::types::Mount;
+use containerd_client::types::v1::Process;
+
+pub const NAMESPACE: &str = "hoist";
+pub const RUNTIME: &str = "io.containerd.runc.v2";
+const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("containerd at {socket} not ready after {waited:?}: {last}")]
+    Connect { socket: String, waited: Duration, last: String },
+    #[error("{call} {id}: {}", status.message())]
+    Rpc { call: &'static str, id: String, status: Box<Status> },
+}
+
+impl ClientError {
+    /// containerd went away (restart, crash): not the service's fault; retry after reconnecting.
+    pub fn is_disconnect(&self) -> bool {
+        match self {
+            ClientError::Connect { .. } => true,
+            ClientError::Rpc { status, .. } => {
+                matches!(status.code(), Code::Unavailable | Code::Cancelled | Code::Unknown)
+                    && !status.message().contains("not found")
+            }
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ClientError::Rpc { status, .. } if status.code() == Code::NotFound)
+    }
+}
+
+fn req<T>(msg: T) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut()
+        .insert("containerd-namespace", containerd_client::tonic::metadata::MetadataValue::from_static(NAMESPACE));
+    r
+}
+
+#[derive(Clone)]
+pub struct Containerd {
+    channel: Channel,
+}
+
+impl Containerd {
+    /// Connects and waits until containerd answers a Version call, polling until `timeout`.
+    pub async fn connect(socket: &str, timeout: Duration) -> Result<Self, ClientError> {
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(10);
+        loop {
+            let last = match containerd_client::connect(socket).await {
+                Ok(channel) => {
+                    let mut version =
+                        containerd_client::services::v1::version_client::VersionClient::new(channel.clone());
+                    match version.version(()).await {
+                        Ok(_) => return Ok(Containerd { channel }),
+                        Err(e) => e.to_string(),
+                    }
+                }
+                Err(e) => e.to_string(),
+            };
+            if start.elapsed() >= timeout {
+                return Err(ClientError::Connect { socket: socket.to_string(), waited: start.elapsed(), last });
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(200));
+        }
+    }
+
+    fn tasks(&self) -> TasksClient<Channel> {
+        TasksClient::new(self.channel.clone())
+    }
+
+    fn containers(&self) -> ContainersClient<Channel> {
+        ContainersClient::new(self.channel.clone())
+    }
+
+    pub async fn list_tasks(&self) -> Result<Vec<Process>, ClientError> {
+        let resp = self.tasks().list(req(ListTasksRequest { filter: String::new() })).await;
+        resp.map(|r| r.into_inner().tasks).map_err(|s| rpc("list tasks", "", s))
+    }
+
+    pub async fn create_container(&self, id: &str, spec_json: Vec<u8>) -> Result<(), ClientError> {
+        let container = Container {
+            id: id.to_string(),
+            runtime: Some(Runtime { name: RUNTIME.to_string(), options: None }),
+            spec: Some(prost_types::Any { type_url: SPEC_TYPE_URL.to_string(), value: spec_json }),
+            ..Default::default()
+        };
+        let resp = self.containers().create(req(CreateContainerRequest { container: Some(container) })).await;
+        resp.map(|_| ()).map_err(|s| rpc("create container", id, s))
+    }
+
+    pub async fn delete_container(&self, id: &str) -> Result<(), ClientError> {
+        let resp = self.containers().delete(req(DeleteContainerRequest { id: id.to_string() })).await;
+        resp.map(|_| ()).map_err(|s| rpc("delete container", id, s))
+    }
+
+    /// Creates the task with its rootfs mounts and stdout/stderr going to `log_uri`.
+    pub async fn create_task(&self, id: &str, rootfs: Vec<Mount>, log_uri: &str) -> Result<u32, ClientError> {
+        let request = CreateTaskRequest {
+            container_id: id.to_string(),
+            rootfs,
+            stdout: log_uri.to_string(),
+            stderr: log_uri.to_string(),
+            ..Default::default()
+        };
+        let resp = self.tasks().create(req(request)).await;
+        resp.map(|r| r.into_inner().pid).map_err(|s| rpc("create task", id, s))
+    }
+
+    pub async fn start(&self, id: &str) -> Result<u32, ClientError> {
+        let resp = self.tasks().start(req(StartRequest { container_id: id.to_string(), exec_id: String::new() })).await;
+        resp.map(|r| r.into_inner().pid).map_err(|s| rpc("start", id, s))
+    }
+
+    /// Blocks until the task exits; returns its exit status (128+n for signal n).
+    pub async fn wait(&self, id: &str) -> Result<u32, ClientError> {
+        let resp = self.tasks().wait(req(WaitRequest { container_id: id.to_string(), exec_id: String::new() })).await;
+        resp.map(|r| r.into_inner().exit_status).map_err(|s| rpc("wait", id, s))
+    }
+
+    /// Signals the task's init (or, with `all`, every process in it).
+    pub async fn kill(&self, id: &str, signal: i32, all: bool) -> Result<(), ClientError> {
+        let request = KillRequest { container_id: id.to_string(), exec_id: String::new(), signal: signal as u32, all };
+        let resp = self.tasks().kill(req(request)).await;
+        resp.map(|_| ()).map_err(|s| rpc("kill", id, s))
+    }
+
+    pub async fn delete_task(&self, id: &str) -> Result<u32, ClientError> {
+        let resp = self.tasks().delete(req(DeleteTaskRequest { container_id: id.to_string() })).await;
+        resp.map(|r| r.into_inner().exit_status).map_err(|s| rpc("delete task", id, s))
+    }
+}
+
+fn rpc(call: &'static str, id: &str, status: Status) -> ClientError {
+    ClientError::Rpc { call, id: id.to_string(), status: Box::new(status) }
+}
