@@ -1,1 +1,257 @@
-//! stub
+//! hoist-init: PID 1 of a hoist host.
+//!
+//! It does the machine's duties and nothing else (DESIGN.md decision 1): switch to a root
+//! that runc can pivot from, mount the API filesystems, set hostname, sysctls and rlimits,
+//! load kernel modules (configured ones plus what the devices ask for), configure loopback
+//! and the network interface over netlink, then start and keep alive two children:
+//! containerd and the supervisor (`hoist-supervisor`, which runs the services). It is the
+//! machine's one reaper, and it turns SIGTERM, SIGINT, SIGPWR and the ACPI power button
+//! into one orderly shutdown ([`shutdown`]).
+//!
+//! It never runs gRPC and never parses images; errors are mapped to actions: a failed
+//! optional step is logged and boot goes on; a failed essential step (mounting /proc, a
+//! panic) is logged, then the machine powers off on purpose instead of a kernel panic.
+//!
+//! Boot phases are printed as `hoist: phase NAME uptime_ms=N` and written to
+//! [`paths::TIMELINE`] for the supervisor's ready line.
+
+pub mod children;
+pub mod console;
+pub mod kmod;
+pub mod modules;
+pub mod mounts;
+pub mod net;
+pub mod paths;
+pub mod power;
+pub mod shutdown;
+pub mod system;
+
+use std::path::Path;
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use children::Child;
+use shutdown::Action;
+
+/// What wakes the main loop.
+#[derive(Debug)]
+pub enum Event {
+    Signal(i32),
+    PowerButton,
+}
+
+/// Reaps every exited child (`waitpid(-1, WNOHANG)` until none is left) and tells the
+/// kept children about their own exits. Orphans reparented to us are reaped and forgotten.
+pub fn reap(children: &mut [&mut Child], stopping: bool) {
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(_) => return,
+            Ok(status) => {
+                let Some(pid) = status.pid() else { continue };
+                for c in children.iter_mut() {
+                    if c.pid() == Some(pid) {
+                        log::log!(
+                            if stopping { log::Level::Debug } else { log::Level::Warn },
+                            "{} (pid {pid}) exited: {}",
+                            c.name,
+                            describe(&status)
+                        );
+                        c.on_exit(Instant::now(), stopping);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn describe(status: &WaitStatus) -> String {
+    match status {
+        WaitStatus::Exited(_, code) => format!("status {code}"),
+        WaitStatus::Signaled(_, sig, _) => format!("killed by {sig} (status {})", 128 + *sig as i32),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Entry point of the `hoist-init` binary. Never returns.
+pub fn main() -> ! {
+    std::panic::set_hook(Box::new(|info| {
+        console::say(&format!("PID 1 panicked: {info}"));
+    }));
+    match std::panic::catch_unwind(boot) {
+        Ok(never) => never,
+        Err(_) => fatal("panic"),
+    }
+}
+
+/// The end of every unrecoverable error: say why, sync, power off on purpose.
+pub fn fatal(why: &str) -> ! {
+    console::say(&format!("fatal: {why}; powering off"));
+    shutdown::finish(Action::PowerOff)
+}
+
+fn boot() -> ! {
+    let mut timeline = Vec::new();
+    console::phase(&mut timeline, "init");
+    // Before anything else: / must be a mount runc can pivot from, and the API
+    // filesystems mounted after the switch are then inside the new root.
+    if let Err(e) = mounts::switch_to_bind_root() {
+        fatal(&format!("root switch: {e}"));
+    }
+    if let Err(e) = mounts::mount_api_filesystems() {
+        fatal(&e.to_string());
+    }
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    console::init_logging(system::cmdline_flag(&cmdline, "hoist.debug"));
+    console::phase(&mut timeline, "mounts");
+
+    let config = match hoist_config::load(Path::new(paths::HOST_CONFIG)) {
+        Ok(c) => c,
+        Err(e) => fatal(&format!("config: {e}")),
+    };
+    setup_system(&config);
+    load_modules(&config);
+    console::phase(&mut timeline, "modules");
+
+    let (tx, rx) = channel();
+    start_signal_thread(tx.clone());
+    let buttons = power::watch(tx);
+    log::debug!("watching {buttons} power button(s)");
+
+    setup_network(&config);
+    console::phase(&mut timeline, "network");
+
+    let _ = std::fs::create_dir_all("/run/hoist");
+    let _ = std::fs::create_dir_all("/var/log");
+    let timeline_text: String = timeline.iter().map(|(n, ms)| format!("{n} {ms}\n")).collect();
+    if let Err(e) = std::fs::write(paths::TIMELINE, timeline_text) {
+        log::warn!("{}: {e}", paths::TIMELINE);
+    }
+
+    let mut containerd = Child::new("containerd", paths::CONTAINERD, &["--config", paths::CONTAINERD_CONFIG])
+        .log_file(paths::CONTAINERD_LOG)
+        .oom_score_adj(-999);
+    // The supervisor waits for containerd through the API itself, so both start now and
+    // the supervisor's own start-up overlaps containerd's.
+    let mut supervisor = Child::new("supervisor", paths::SUPERVISOR, &[]).oom_score_adj(-999);
+    if system::cmdline_flag(&cmdline, "hoist.debug") {
+        supervisor = supervisor.env("RUST_LOG", "debug");
+    }
+    let now = Instant::now();
+    containerd.start(now);
+    supervisor.start(now);
+    let budget = services_budget(&config);
+    main_loop(&rx, &mut supervisor, &mut containerd, budget)
+}
+
+/// How long the supervisor gets to stop every service: the longest stop timeout plus
+/// margin for containerd's round trips, capped so shutdown always ends.
+fn services_budget(config: &hoist_config::Config) -> Duration {
+    let longest = config.service.values().map(|s| s.stop_timeout).max().unwrap_or_default();
+    (longest + Duration::from_secs(10)).min(Duration::from_secs(90))
+}
+
+fn setup_system(config: &hoist_config::Config) {
+    let etc = Path::new("/etc");
+    if let Err(e) = system::set_hostname(etc, &config.host.hostname) {
+        log::warn!("hostname {}: {e}", config.host.hostname);
+    }
+    for (key, err) in system::apply_sysctls(Path::new("/proc/sys"), &config.sysctl) {
+        log::warn!("sysctl {key}: {err}");
+    }
+    if let Err(e) = system::raise_rlimits() {
+        log::warn!("rlimits: {e}");
+    }
+    if let Err(e) = system::set_oom_score_adj("self", -1000) {
+        log::warn!("oom_score_adj: {e}");
+    }
+    // Ctrl-Alt-Del sends us SIGINT instead of rebooting on the spot.
+    let _ = nix::sys::reboot::set_cad_enabled(false);
+}
+
+fn load_modules(config: &hoist_config::Config) {
+    let release = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().to_string()).unwrap_or_default();
+    let dir = Path::new(paths::MODULES_DIR).join(&release);
+    let mut loader = match kmod::Loader::new(&dir) {
+        Ok(l) => l,
+        Err(e) => {
+            log::warn!("no kernel modules for {release}: {e}");
+            return;
+        }
+    };
+    loader.load_for_devices(Path::new("/sys"));
+    loader.load_present(kmod::ALWAYS);
+    loader.load(&config.kernel.modules);
+    for (module, why) in &loader.report.failed {
+        log::warn!("module {module}: {why}");
+    }
+    log::debug!("modules loaded: {}", loader.report.loaded.join(" "));
+}
+
+fn setup_network(config: &hoist_config::Config) {
+    if let Err(e) = net::loopback_up() {
+        log::warn!("loopback: {e}");
+    }
+    let n = &config.network;
+    if !n.enabled {
+        return;
+    }
+    if let Some(cidr) = n.address
+        && let Err(e) = net::configure(&n.interface, cidr.addr, cidr.prefix, n.gateway, Duration::from_secs(2))
+    {
+        log::warn!("network: {e}");
+    }
+    if let Err(e) = system::write_resolv_conf(Path::new("/etc"), &n.dns) {
+        log::warn!("resolv.conf: {e}");
+    }
+}
+
+fn start_signal_thread(tx: std::sync::mpsc::Sender<Event>) {
+    use libc::SIGPWR;
+    use signal_hook::consts::{SIGCHLD, SIGINT, SIGTERM, SIGUSR1};
+    let mut signals = match signal_hook::iterator::Signals::new([SIGCHLD, SIGTERM, SIGINT, SIGPWR, SIGUSR1]) {
+        Ok(s) => s,
+        Err(e) => fatal(&format!("signal handlers: {e}")),
+    };
+    let spawned = std::thread::Builder::new().name("signals".into()).spawn(move || {
+        for sig in signals.forever() {
+            if tx.send(Event::Signal(sig)).is_err() {
+                return;
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        fatal(&format!("signal thread: {e}"));
+    }
+}
+
+fn main_loop(rx: &Receiver<Event>, supervisor: &mut Child, containerd: &mut Child, budget: Duration) -> ! {
+    use libc::SIGPWR;
+    use signal_hook::consts::{SIGCHLD, SIGINT, SIGTERM, SIGUSR1};
+    loop {
+        let now = Instant::now();
+        let next = [supervisor.poll(now), containerd.poll(now)].into_iter().flatten().min();
+        let wait = next.map(|t| t.saturating_duration_since(now)).unwrap_or(Duration::from_secs(3600));
+        let event = match rx.recv_timeout(wait) {
+            Ok(e) => e,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => fatal("signal thread ended"),
+        };
+        let action = match event {
+            Event::Signal(SIGCHLD) => {
+                reap(&mut [&mut *supervisor, &mut *containerd], false);
+                continue;
+            }
+            Event::Signal(SIGTERM | SIGINT | SIGPWR) | Event::PowerButton => Action::PowerOff,
+            Event::Signal(SIGUSR1) => Action::Reboot,
+            Event::Signal(other) => {
+                log::debug!("ignoring signal {other}");
+                continue;
+            }
+        };
+        log::debug!("{event:?}: starting shutdown");
+        shutdown::run(action, rx, supervisor, containerd, budget)
+    }
+}

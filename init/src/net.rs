@@ -1,0 +1,208 @@
+//! Network setup over rtnetlink: loopback up, the configured interface's address, link
+//! and default route. A few fixed-layout messages, so we encode them ourselves (about 100
+//! lines) instead of pulling an async netlink stack into PID 1.
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use nix::sys::socket::{
+    AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, bind, recv, sendto, socket,
+};
+
+const RTM_NEWLINK: u16 = 16;
+const RTM_NEWADDR: u16 = 20;
+const RTM_NEWROUTE: u16 = 24;
+const NLMSG_ERROR: u16 = 2;
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_ACK: u16 = 0x4;
+const NLM_F_EXCL: u16 = 0x200;
+const NLM_F_CREATE: u16 = 0x400;
+const IFF_UP: u32 = 0x1;
+const IFA_ADDRESS: u16 = 1;
+const IFA_LOCAL: u16 = 2;
+const RTA_OIF: u16 = 4;
+const RTA_GATEWAY: u16 = 5;
+const AF_INET: u8 = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("netlink socket: {0}")]
+    Socket(nix::errno::Errno),
+    #[error("interface {0} did not appear")]
+    NoInterface(String),
+    #[error("{what}: {errno}")]
+    Request { what: String, errno: nix::errno::Errno },
+}
+
+/// One netlink message: header + fixed body + attributes, all 4-byte aligned.
+pub fn message(kind: u16, flags: u16, seq: u32, body: &[u8], attrs: &[(u16, &[u8])]) -> Vec<u8> {
+    let mut m = vec![0u8; 16];
+    m.extend_from_slice(body);
+    pad(&mut m);
+    for (kind, data) in attrs {
+        m.extend_from_slice(&((4 + data.len()) as u16).to_ne_bytes());
+        m.extend_from_slice(&kind.to_ne_bytes());
+        m.extend_from_slice(data);
+        pad(&mut m);
+    }
+    let len = m.len() as u32;
+    m[0..4].copy_from_slice(&len.to_ne_bytes());
+    m[4..6].copy_from_slice(&kind.to_ne_bytes());
+    m[6..8].copy_from_slice(&(flags | NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
+    m[8..12].copy_from_slice(&seq.to_ne_bytes());
+    m
+}
+
+fn pad(m: &mut Vec<u8>) {
+    while !m.len().is_multiple_of(4) {
+        m.push(0);
+    }
+}
+
+/// ifinfomsg setting IFF_UP.
+fn link_up_body(index: u32) -> Vec<u8> {
+    let mut b = vec![0u8; 16];
+    b[4..8].copy_from_slice(&(index as i32).to_ne_bytes());
+    b[8..12].copy_from_slice(&IFF_UP.to_ne_bytes());
+    b[12..16].copy_from_slice(&IFF_UP.to_ne_bytes());
+    b
+}
+
+/// ifaddrmsg for an IPv4 address.
+fn addr_body(index: u32, prefix: u8) -> Vec<u8> {
+    let mut b = vec![AF_INET, prefix, 0, 0];
+    b.extend_from_slice(&index.to_ne_bytes());
+    b
+}
+
+/// rtmsg for a default route in the main table.
+fn default_route_body() -> Vec<u8> {
+    // family, dst_len, src_len, tos, table=main, protocol=boot, scope=universe, type=unicast, flags
+    let mut b = vec![AF_INET, 0, 0, 0, 254, 3, 0, 1];
+    b.extend_from_slice(&0u32.to_ne_bytes());
+    b
+}
+
+struct Netlink {
+    fd: std::os::fd::OwnedFd,
+    seq: u32,
+}
+
+impl Netlink {
+    fn open() -> Result<Self, NetError> {
+        let fd = socket(AddressFamily::Netlink, SockType::Raw, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkRoute)
+            .map_err(NetError::Socket)?;
+        bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &NetlinkAddr::new(0, 0)).map_err(NetError::Socket)?;
+        Ok(Netlink { fd, seq: 0 })
+    }
+
+    /// Sends one request and waits for its ack; EEXIST counts as done.
+    fn request(
+        &mut self,
+        what: &str,
+        kind: u16,
+        flags: u16,
+        body: &[u8],
+        attrs: &[(u16, &[u8])],
+    ) -> Result<(), NetError> {
+        use std::os::fd::AsRawFd;
+        self.seq += 1;
+        let msg = message(kind, flags, self.seq, body, attrs);
+        let err = |errno| NetError::Request { what: what.to_string(), errno };
+        sendto(self.fd.as_raw_fd(), &msg, &NetlinkAddr::new(0, 0), MsgFlags::empty()).map_err(err)?;
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()).map_err(err)?;
+            if n < 20 {
+                continue;
+            }
+            let kind = u16::from_ne_bytes([buf[4], buf[5]]);
+            let seq = u32::from_ne_bytes([buf[8], buf[9], buf[10], buf[11]]);
+            if kind != NLMSG_ERROR || seq != self.seq {
+                continue;
+            }
+            let code = i32::from_ne_bytes([buf[16], buf[17], buf[18], buf[19]]);
+            return match code {
+                0 => Ok(()),
+                c if -c == libc::EEXIST => Ok(()),
+                c => Err(err(nix::errno::Errno::from_raw(-c))),
+            };
+        }
+    }
+}
+
+fn index_of(name: &str) -> Option<u32> {
+    nix::net::if_::if_nametoindex(name).ok()
+}
+
+pub fn loopback_up() -> Result<(), NetError> {
+    let mut nl = Netlink::open()?;
+    let index = index_of("lo").ok_or_else(|| NetError::NoInterface("lo".into()))?;
+    nl.request("lo up", RTM_NEWLINK, 0, &link_up_body(index), &[])
+}
+
+/// Address, link up and default route for `name`, waiting up to `wait` for the interface
+/// to appear (its driver may still be probing).
+pub fn configure(
+    name: &str,
+    addr: Ipv4Addr,
+    prefix: u8,
+    gateway: Option<Ipv4Addr>,
+    wait: Duration,
+) -> Result<(), NetError> {
+    let deadline = Instant::now() + wait;
+    let index = loop {
+        if let Some(i) = index_of(name) {
+            break i;
+        }
+        if Instant::now() >= deadline {
+            return Err(NetError::NoInterface(name.to_string()));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut nl = Netlink::open()?;
+    let octets = addr.octets();
+    nl.request(
+        &format!("address {addr}/{prefix} on {name}"),
+        RTM_NEWADDR,
+        NLM_F_CREATE | NLM_F_EXCL,
+        &addr_body(index, prefix),
+        &[(IFA_LOCAL, &octets), (IFA_ADDRESS, &octets)],
+    )?;
+    nl.request(&format!("{name} up"), RTM_NEWLINK, 0, &link_up_body(index), &[])?;
+    if let Some(gw) = gateway {
+        let oif = index.to_ne_bytes();
+        nl.request(
+            &format!("default route via {gw}"),
+            RTM_NEWROUTE,
+            NLM_F_CREATE | NLM_F_EXCL,
+            &default_route_body(),
+            &[(RTA_GATEWAY, &gw.octets()), (RTA_OIF, &oif)],
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_aligned_and_sized() {
+        let m = message(RTM_NEWADDR, NLM_F_CREATE, 7, &addr_body(2, 24), &[(IFA_LOCAL, &[10, 0, 2, 15])]);
+        // 16 header + 8 ifaddrmsg + 8 attribute
+        assert_eq!(m.len(), 32);
+        assert_eq!(u32::from_ne_bytes([m[0], m[1], m[2], m[3]]), 32);
+        assert_eq!(u16::from_ne_bytes([m[4], m[5]]), RTM_NEWADDR);
+        assert_eq!(u16::from_ne_bytes([m[6], m[7]]), NLM_F_CREATE | NLM_F_REQUEST | NLM_F_ACK);
+        assert_eq!(&m[24..26], &8u16.to_ne_bytes());
+        assert_eq!(&m[28..32], &[10, 0, 2, 15]);
+    }
+
+    #[test]
+    fn odd_attributes_are_padded() {
+        let m = message(RTM_NEWLINK, 0, 1, &link_up_body(1), &[(3, b"eth0\0")]);
+        assert_eq!(m.len() % 4, 0);
+        assert_eq!(m.len(), 16 + 16 + 12);
+    }
+}
