@@ -1,1 +1,22 @@
-//! stub
+//! hoist-images: turns a validated host config into a bootable kernel + initramfs, and
+//! imports (or creates) the OCI images its services run.
+//!
+//! [`build::build`] collects everything into an in-memory [`tree::Tree`]: `hoist-init` as
+//! `/init`, the supervisor and logger, containerd, its runc shim and runc with the shared
+//! libraries their ELF headers ask for ([`elf`]), the kernel modules the config and the VM's
+//! devices need with their dependencies ([`hoist_init::modules`]), the config, and every
+//! service image unpacked into a ready rootfs tree ([`oci`]: digests verified on the way
+//! in). It writes that tree as a sorted newc archive ([`cpio`]) with fixed owners and
+//! mtimes and compresses it ([`compress`]), so the same inputs give the same bytes.
+//!
+//! It does not pull from registries (there is no network here): images come from local
+//! OCI layouts, `docker save` tarballs or plain directories, and [`oci::create_oci_layout`]
+//! makes an image from local files.
+
+pub mod build;
+pub mod compress;
+pub mod cpio;
+pub mod elf;
+pub mod kernel;
+pub mod oci;
+pub mod tree;

@@ -1,0 +1,284 @@
+//! `hoist build`: config in, `DIR/kernel`, `DIR/initrd.img` and `DIR/cmdline` out.
+//!
+//! Everything is first collected into an in-memory [`Tree`], then written as one sorted
+//! newc archive with fixed owners and mtimes, so the same inputs give the same bytes.
+//! Outputs are written to temporary names and renamed into place: an interrupted build
+//! never leaves a half-written initrd behind a valid-looking name.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use hoist_config::Config;
+use hoist_config::manifest::{BuildManifest, ServiceImage};
+use hoist_init::modules::ModuleIndex;
+use hoist_init::paths;
+
+use crate::compress::{Compression, compress};
+use crate::tree::{Entry, Node, Tree};
+use crate::{cpio, elf, kernel, oci};
+
+/// Modules the QEMU machine's devices need (network, disk, entropy, console), shipped with
+/// [`hoist_init::kmod::ALWAYS`]; those the kernel has built in, or lacks, are skipped.
+pub const DEVICE_MODULES: &[&str] = &["virtio_pci", "virtio_net", "virtio_blk", "virtio_rng", "virtio_console"];
+
+pub const DEFAULT_CMDLINE: &str = "console=ttyS0 quiet panic=-1";
+
+/// Host binaries that go into every image: (host path candidates, guest path).
+const RUNTIME_BINARIES: &[(&[&str], &str)] = &[
+    (&["/usr/bin/containerd"], "/usr/bin/containerd"),
+    (&["/usr/bin/containerd-shim-runc-v2"], "/usr/bin/containerd-shim-runc-v2"),
+    (&["/usr/sbin/runc", "/usr/bin/runc"], "/usr/sbin/runc"),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Config(#[from] hoist_config::ConfigError),
+    #[error(transparent)]
+    Kernel(#[from] kernel::KernelError),
+    #[error("kernel modules for {release}: {source}")]
+    Modules { release: String, source: hoist_init::modules::ModuleError },
+    #[error("{0} not found (install it: apt-get install containerd runc)")]
+    MissingRuntime(String),
+    #[error("{name} not found in {dir} (build it first: cargo build --release)")]
+    MissingOwnBinary { name: &'static str, dir: PathBuf },
+    #[error(transparent)]
+    Elf(#[from] elf::ElfError),
+    #[error("service {service}: image {image}: {source}")]
+    Image { service: String, image: String, source: Box<oci::OciError> },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
+    move |source| BuildError::Io { path: path.to_path_buf(), source }
+}
+
+/// Progress of a long build, shown by the CLI.
+pub trait Progress {
+    fn begin(&self, step: &str);
+    fn end(&self, step: &str, detail: &str);
+}
+
+pub struct Quiet;
+
+impl Progress for Quiet {
+    fn begin(&self, _: &str) {}
+    fn end(&self, _: &str, _: &str) {}
+}
+
+pub struct BuildOptions {
+    pub config: PathBuf,
+    pub out: PathBuf,
+    /// Where hoist-init, hoist-supervisor and hoist-logger are (normally next to `hoist`).
+    pub bin_dir: PathBuf,
+    pub compression: Compression,
+}
+
+#[derive(Debug)]
+pub struct BuildReport {
+    pub kernel: PathBuf,
+    pub release: String,
+    pub files: usize,
+    pub uncompressed: u64,
+    pub initrd_bytes: u64,
+    pub modules: Vec<String>,
+    pub services: BTreeMap<String, String>,
+}
+
+pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport, BuildError> {
+    progress.begin("config");
+    let config = hoist_config::load(&opts.config)?;
+    let config_text = std::fs::read(&opts.config).map_err(io(&opts.config))?;
+    progress.end("config", &format!("{} services", config.service.len()));
+
+    let mut tree = skeleton();
+    tree.insert_file(paths::HOST_CONFIG, 0o644, config_text);
+    tree.insert_file(paths::CONTAINERD_CONFIG, 0o644, paths::CONTAINERD_CONFIG_TOML.as_bytes().to_vec());
+
+    progress.begin("kernel");
+    let kernel_path = match &config.kernel.path {
+        Some(p) => p.clone(),
+        None => kernel::newest_kernel(Path::new("/boot"))?,
+    };
+    let kernel_bytes = std::fs::read(&kernel_path).map_err(io(&kernel_path))?;
+    let release = kernel::release_of(&kernel_bytes, &kernel_path)?;
+    let modules = add_modules(&mut tree, &config, &release)?;
+    progress.end("kernel", &format!("{release}, {} modules", modules.len()));
+
+    progress.begin("binaries");
+    add_binaries(&mut tree, &opts.bin_dir)?;
+    progress.end("binaries", &format!("{} files", tree.len()));
+
+    let mut manifest = BuildManifest { kernel_release: release.clone(), ..Default::default() };
+    let mut services = BTreeMap::new();
+    let mut unpacked: BTreeMap<String, String> = BTreeMap::new();
+    for (name, service) in &config.service {
+        let step = format!("image {name}");
+        progress.begin(&step);
+        let source = service.image.describe();
+        let image = oci::import(&service.image).map_err(|e| BuildError::Image {
+            service: name.clone(),
+            image: source.clone(),
+            source: Box::new(e),
+        })?;
+        let hex = image.digest.trim_start_matches("sha256:");
+        let rootfs = format!("{}/{}/rootfs", paths::IMAGES_DIR, &hex[..hex.len().min(16)]);
+        if !unpacked.contains_key(&image.digest) {
+            tree.graft(rootfs.trim_start_matches('/'), &image.rootfs);
+            unpacked.insert(image.digest.clone(), rootfs.clone());
+        }
+        let c = &image.config;
+        manifest.service.insert(
+            name.clone(),
+            ServiceImage {
+                source: source.clone(),
+                digest: image.digest.clone(),
+                rootfs,
+                entrypoint: c.entrypoint.clone(),
+                cmd: c.cmd.clone(),
+                env: c.env.clone(),
+                working_dir: c.working_dir.clone(),
+                user: c.user.clone(),
+            },
+        );
+        progress.end(&step, &format!("{} files, {}", image.rootfs.len(), image.digest));
+        services.insert(name.clone(), image.digest);
+    }
+    tree.insert_file(paths::BUILD_MANIFEST, 0o644, manifest.to_toml().into_bytes());
+
+    progress.begin("initramfs");
+    let mut archive = Vec::new();
+    cpio::write_tree(&tree, &mut archive).map_err(io(&opts.out))?;
+    let uncompressed = archive.len() as u64;
+    let initrd = compress(&archive, opts.compression).map_err(io(&opts.out))?;
+    progress.end(
+        "initramfs",
+        &format!("{} MB cpio -> {} MB {}", mb(uncompressed), mb(initrd.len() as u64), opts.compression),
+    );
+
+    std::fs::create_dir_all(&opts.out).map_err(io(&opts.out))?;
+    let cmdline = config.kernel.cmdline.clone().unwrap_or_else(|| DEFAULT_CMDLINE.to_string());
+    write_atomic(&opts.out.join("kernel"), &kernel_bytes)?;
+    write_atomic(&opts.out.join("initrd.img"), &initrd)?;
+    write_atomic(&opts.out.join("cmdline"), format!("{cmdline}\n").as_bytes())?;
+    Ok(BuildReport {
+        kernel: kernel_path,
+        release,
+        files: tree.len(),
+        uncompressed,
+        initrd_bytes: initrd.len() as u64,
+        modules,
+        services,
+    })
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.1}", bytes as f64 / 1e6)
+}
+
+/// temp file, fsync, rename, fsync the directory: the old file or the new one, never a torn one.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), BuildError> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".{}.tmp", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(data).and_then(|_| f.sync_all()).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Merged-/usr layout, API mount points, and the two device nodes the kernel and PID 1
+/// need before devtmpfs is mounted.
+fn skeleton() -> Tree {
+    let mut t = Tree::new();
+    for d in [
+        "usr/bin",
+        "usr/sbin",
+        "usr/lib",
+        "usr/lib64",
+        "etc/hoist",
+        "etc/containerd",
+        "proc",
+        "sys",
+        "dev",
+        "run",
+        "root",
+        "var/log",
+        "var/lib/containerd",
+        "var/lib/hoist/images",
+    ] {
+        t.insert_dir(d, 0o755);
+    }
+    t.insert_dir("tmp", 0o1777);
+    for (link, target) in [("bin", "usr/bin"), ("sbin", "usr/sbin"), ("lib", "usr/lib"), ("lib64", "usr/lib64")] {
+        t.insert_symlink(link, target);
+    }
+    t.insert("dev/console", Entry::root(Node::CharDev { mode: 0o600, major: 5, minor: 1 }));
+    t.insert("dev/null", Entry::root(Node::CharDev { mode: 0o666, major: 1, minor: 3 }));
+    t
+}
+
+fn add_modules(tree: &mut Tree, config: &Config, release: &str) -> Result<Vec<String>, BuildError> {
+    let host_dir = Path::new("/lib/modules").join(release);
+    let err = |source| BuildError::Modules { release: release.to_string(), source };
+    let index = ModuleIndex::load(&host_dir).map_err(err)?;
+    let mut wanted: Vec<&str> = DEVICE_MODULES
+        .iter()
+        .chain(hoist_init::kmod::ALWAYS)
+        .copied()
+        .filter(|m| index.resolve(&[m]).is_ok())
+        .collect();
+    // Configured modules must exist: a typo is reported now, not discovered at boot.
+    wanted.extend(config.kernel.modules.iter().map(|m| m.as_str()));
+    let rel_paths = index.resolve(&wanted).map_err(err)?;
+    let guest_dir = format!("{}/{release}", paths::MODULES_DIR.trim_start_matches('/'));
+    let mut names = Vec::new();
+    for rel in &rel_paths {
+        let host = host_dir.join(rel);
+        let data = std::fs::read(&host).map_err(io(&host))?;
+        tree.insert_file(&format!("{guest_dir}/{rel}"), 0o644, data);
+        names.push(ModuleIndex::normalize(rel));
+    }
+    tree.insert_file(&format!("{guest_dir}/modules.dep"), 0o644, index.filtered_dep(&names).into_bytes());
+    tree.insert_file(&format!("{guest_dir}/modules.alias"), 0o644, index.filtered_alias(&names).into_bytes());
+    let builtin = host_dir.join("modules.builtin");
+    if let Ok(data) = std::fs::read(&builtin) {
+        tree.insert_file(&format!("{guest_dir}/modules.builtin"), 0o644, data);
+    }
+    Ok(names)
+}
+
+fn add_binaries(tree: &mut Tree, bin_dir: &Path) -> Result<(), BuildError> {
+    let mut executables: Vec<(PathBuf, String)> = Vec::new();
+    for (candidates, guest) in RUNTIME_BINARIES {
+        let host = candidates
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+            .ok_or_else(|| BuildError::MissingRuntime(candidates[0].to_string()))?;
+        executables.push((host, guest.to_string()));
+    }
+    for (name, guest) in
+        [("hoist-init", "/init"), ("hoist-supervisor", paths::SUPERVISOR), ("hoist-logger", paths::LOGGER)]
+    {
+        let host = bin_dir.join(name);
+        if !host.is_file() {
+            return Err(BuildError::MissingOwnBinary { name, dir: bin_dir.to_path_buf() });
+        }
+        executables.push((host, guest.to_string()));
+    }
+    let hosts: Vec<PathBuf> = executables.iter().map(|(h, _)| h.clone()).collect();
+    for needed in elf::Resolver::new(Path::new("/")).closure(&hosts)? {
+        let data = std::fs::read(&needed.host_file).map_err(io(&needed.host_file))?;
+        tree.insert_file(&needed.guest_path.to_string_lossy(), 0o755, data);
+    }
+    for (host, guest) in executables {
+        let data = std::fs::read(&host).map_err(io(&host))?;
+        tree.insert_file(&guest, 0o755, data);
+    }
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! Importing from an OCI image layout directory (`oci-layout`, `index.json`, `blobs/`).
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use super::digest::{self, sha256_hex};
+use super::layer::{self, Compression};
+use super::spec::{
+    self, CONTAINERD_NAME, ConfigBlob, DOCKER_CONFIG, DOCKER_LIST, DOCKER_MANIFEST, Descriptor, Index, LAYOUT_VERSION,
+    Manifest, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, OciLayout, REF_NAME,
+};
+use super::{Image, OciError};
+use crate::tree::Tree;
+
+/// Indexes nested deeper than this are refused (a real one has two levels).
+const MAX_DEPTH: usize = 4;
+
+/// Imports the image tagged `tag` (annotation `org.opencontainers.image.ref.name`, or
+/// containerd's `io.containerd.image.name`) from the layout at `dir`; without a tag, the
+/// layout must hold a single image. A multi-platform index is followed to linux/amd64.
+pub fn import_oci_layout(dir: &Path, tag: Option<&str>) -> Result<Image, OciError> {
+    let layout_file = dir.join("oci-layout");
+    let layout: OciLayout = spec::parse(&layout_file.display(), &read(&layout_file)?)?;
+    if layout.version != LAYOUT_VERSION {
+        return Err(OciError::LayoutVersion { path: layout_file, version: layout.version });
+    }
+    let index_file = dir.join("index.json");
+    let index: Index = spec::parse(&index_file.display(), &read(&index_file)?)?;
+    if index.manifests.is_empty() {
+        return Err(OciError::NoImages { path: index_file });
+    }
+    let mut desc = select(&index.manifests, tag)?.clone();
+
+    let blobs = Blobs { dir: dir.to_path_buf() };
+    let mut depth = 0;
+    let manifest = loop {
+        let kind = if matches!(desc.media_type.as_str(), OCI_INDEX | DOCKER_LIST) { "index" } else { "manifest" };
+        let data = blobs.read(kind, &desc)?;
+        let what = format!("{kind} {}", desc.digest);
+        match desc.media_type.as_str() {
+            OCI_INDEX | DOCKER_LIST => {}
+            OCI_MANIFEST | DOCKER_MANIFEST => break spec::parse::<Manifest>(&what, &data)?,
+            // mediaType is required in descriptors, but old tools left it out: look inside.
+            "" => {
+                let value: serde_json::Value = spec::parse(&what, &data)?;
+                if value.get("manifests").is_none() {
+                    break spec::parse::<Manifest>(&what, &data)?;
+                }
+            }
+            other => {
+                return Err(OciError::MediaType { what, media_type: other.to_string() });
+            }
+        }
+        let nested: Index = spec::parse(&format!("index {}", desc.digest), &data)?;
+        depth += 1;
+        if depth > MAX_DEPTH {
+            return Err(OciError::TooDeep { index: desc.digest });
+        }
+        desc = match nested.manifests.iter().find(|d| d.is_linux_amd64()) {
+            Some(d) => d.clone(),
+            None => return Err(OciError::NoPlatform { index: desc.digest }),
+        };
+    };
+
+    if !matches!(manifest.config.media_type.as_str(), OCI_CONFIG | DOCKER_CONFIG | "") {
+        return Err(OciError::MediaType {
+            what: format!("config {}", manifest.config.digest),
+            media_type: manifest.config.media_type,
+        });
+    }
+    let config_data = blobs.read("config", &manifest.config)?;
+    let config: ConfigBlob = spec::parse(&format!("config {}", manifest.config.digest), &config_data)?;
+    warn_platform(&desc.digest, &config);
+    let diff_ids = config.rootfs.map(|r| r.diff_ids).unwrap_or_default();
+    if diff_ids.len() != manifest.layers.len() {
+        return Err(OciError::LayerCount {
+            image: desc.digest,
+            layers: manifest.layers.len(),
+            diff_ids: diff_ids.len(),
+        });
+    }
+
+    let mut rootfs = Tree::new();
+    for (layer, diff_id) in manifest.layers.iter().zip(&diff_ids) {
+        let Some(compression) = Compression::from_media_type(&layer.media_type) else {
+            return Err(OciError::MediaType {
+                what: format!("layer {}", layer.digest),
+                media_type: layer.media_type.clone(),
+            });
+        };
+        sha256_hex(diff_id)?;
+        let data = blobs.read("layer", layer)?;
+        layer::apply(&mut rootfs, &layer.digest, &data, compression, Some(diff_id))?;
+    }
+    Ok(Image { rootfs, config: config.config.into(), digest: desc.digest })
+}
+
+/// Picks the descriptor for `tag`, or the only one. Several candidates are narrowed to
+/// linux/amd64 when their platform says so.
+fn select<'a>(manifests: &'a [Descriptor], tag: Option<&str>) -> Result<&'a Descriptor, OciError> {
+    let candidates: Vec<&Descriptor> = match tag {
+        Some(tag) => manifests
+            .iter()
+            .filter(|d| [REF_NAME, CONTAINERD_NAME].iter().any(|k| d.annotations.get(*k).is_some_and(|v| v == tag)))
+            .collect(),
+        None => manifests.iter().collect(),
+    };
+    if let [only] = candidates.as_slice() {
+        return Ok(only);
+    }
+    let amd64: Vec<&Descriptor> = candidates.iter().copied().filter(|d| d.is_linux_amd64()).collect();
+    if let [only] = amd64.as_slice() {
+        return Ok(only);
+    }
+    let mut available: Vec<String> = manifests
+        .iter()
+        .flat_map(|d| [REF_NAME, CONTAINERD_NAME].map(|k| d.annotations.get(k).cloned()))
+        .flatten()
+        .collect();
+    available.sort();
+    available.dedup();
+    Err(match tag {
+        Some(tag) if candidates.is_empty() => OciError::NoSuchTag { tag: tag.to_string(), available },
+        Some(tag) => OciError::AmbiguousTag { tag: tag.to_string() },
+        None => OciError::NoTagGiven { available },
+    })
+}
+
+fn warn_platform(manifest: &str, config: &ConfigBlob) {
+    if (config.os.as_str(), config.architecture.as_str()) != ("linux", "amd64") {
+        log::warn!("image {manifest} is for {}/{}, not linux/amd64", config.os, config.architecture);
+    }
+}
+
+struct Blobs {
+    dir: PathBuf,
+}
+
+impl Blobs {
+    /// Reads a blob and checks its size and digest against `desc` before returning it.
+    fn read(&self, what: &'static str, desc: &Descriptor) -> Result<Vec<u8>, OciError> {
+        let path = self.dir.join("blobs/sha256").join(sha256_hex(&desc.digest)?);
+        let blob = path.display().to_string();
+        let read_err = |source| OciError::Read { path: path.clone(), source };
+        let file = File::open(&path).map_err(read_err)?;
+        let actual = file.metadata().map_err(read_err)?.len();
+        if actual != desc.size {
+            return Err(OciError::SizeMismatch { what, blob, expected: desc.size, actual });
+        }
+        // One byte more than expected, so a blob growing under us still fails the check.
+        let mut data = Vec::with_capacity(usize::try_from(desc.size).unwrap_or(0));
+        file.take(desc.size.saturating_add(1)).read_to_end(&mut data).map_err(read_err)?;
+        digest::verify(what, &blob, &data, &desc.digest, Some(desc.size))?;
+        Ok(data)
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, OciError> {
+    std::fs::read(path).map_err(|source| OciError::Read { path: path.to_path_buf(), source })
+}

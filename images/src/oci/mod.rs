@@ -1,0 +1,129 @@
+//! Container images in and out of hoist.
+//!
+//! **Import** turns a local image into an [`Image`]: a rootfs [`Tree`] held in memory (never
+//! unpacked onto the host disk) plus the runnable part of its config. Three sources:
+//! an OCI image layout directory ([`import_oci_layout`]), a `docker save` tarball
+//! ([`import_docker_archive`]) and a plain rootfs directory ([`import_dir`]). Layers are
+//! applied in order with OCI whiteouts (`.wh.NAME`, `.wh..wh..opq`); parent directories are
+//! resolved through symlinks already in the tree, as containerd's applier does.
+//!
+//! **Digests are verified before anything is used.** Every blob of an OCI layout (nested
+//! index, manifest, config, layer) must match its descriptor's sha256 and size before it is
+//! parsed or decompressed; each layer's uncompressed tar must also match its `diff_id` before
+//! its changes touch the tree. In a docker archive, which has no descriptors, layers are
+//! checked against the config's `diff_ids`, and the config and any `blobs/sha256/<hex>` member
+//! against the digest in their names.
+//!
+//! **Create** ([`create_oci_layout`]) writes a one-image, one-layer OCI layout from a tree,
+//! byte-for-byte reproducible: sorted entries, mtime 0, no user names, gzip without name or
+//! time, JSON with a fixed field order.
+//!
+//! Not supported: registries (no network here: images come from local layouts and tarballs),
+//! signatures and attestations, encrypted layers, digests other than sha256, platforms other
+//! than linux/amd64 in multi-platform indexes, block devices and fifos (skipped with a
+//! warning), extended attributes and file capabilities (dropped), hard links (stored as
+//! copies, since [`Tree`] has no inodes).
+
+mod create;
+mod digest;
+mod dir;
+mod docker;
+mod layer;
+mod layout;
+mod spec;
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::tree::Tree;
+
+pub use create::create_oci_layout;
+pub use dir::import_dir;
+pub use docker::import_docker_archive;
+pub use layout::import_oci_layout;
+
+/// An imported image, unpacked.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub rootfs: Tree,
+    pub config: ImageConfig,
+    /// "sha256:..." of the manifest for OCI layouts; of the config (the Docker image ID) for
+    /// docker archives, which carry no manifest blob; for a directory, a sha256 over the tree
+    /// (paths, kinds, modes, owners, contents), so every source is content-addressed.
+    pub digest: String,
+}
+
+/// The runnable parts of an OCI image config's "config" object.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ImageConfig {
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    /// "K=V"
+    pub env: Vec<String>,
+    /// "" = "/"
+    pub working_dir: String,
+    /// "" = root
+    pub user: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OciError {
+    #[error("cannot read {path}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("cannot write {path}")]
+    Write { path: PathBuf, source: io::Error },
+    #[error("{what}: invalid JSON")]
+    Json { what: String, source: serde_json::Error },
+    #[error("{path}: image layout version {version:?}, expected \"1.0.0\"")]
+    LayoutVersion { path: PathBuf, version: String },
+    #[error("{path}: no images")]
+    NoImages { path: PathBuf },
+    #[error("no image tagged {tag:?} (available: {})", list(available))]
+    NoSuchTag { tag: String, available: Vec<String> },
+    #[error("several images and no tag given (available: {})", list(available))]
+    NoTagGiven { available: Vec<String> },
+    #[error("several images tagged {tag:?}")]
+    AmbiguousTag { tag: String },
+    #[error("invalid digest {0:?}: expected sha256:<64 lowercase hex>")]
+    InvalidDigest(String),
+    #[error("{what} {blob}: content is {actual}, expected {expected}")]
+    DigestMismatch { what: &'static str, blob: String, expected: String, actual: String },
+    #[error("{what} {blob}: {actual} bytes, expected {expected}")]
+    SizeMismatch { what: &'static str, blob: String, expected: u64, actual: u64 },
+    #[error("layer {layer}: uncompressed content is {actual}, diff_id says {expected}")]
+    DiffIdMismatch { layer: String, expected: String, actual: String },
+    #[error("{image}: {layers} layers but {diff_ids} diff_ids")]
+    LayerCount { image: String, layers: usize, diff_ids: usize },
+    #[error("{what}: unsupported media type {media_type:?}")]
+    MediaType { what: String, media_type: String },
+    #[error("index {index}: no linux/amd64 manifest")]
+    NoPlatform { index: String },
+    #[error("index {index}: indexes nested too deeply")]
+    TooDeep { index: String },
+    #[error("layer {layer}: cannot read tar")]
+    Tar { layer: String, source: io::Error },
+    #[error("{path:?}: cannot add to the layer tar")]
+    TarWrite { path: String, source: io::Error },
+    #[error("layer {layer}: {path:?}: {reason}")]
+    BadEntry { layer: String, path: String, reason: &'static str },
+    #[error("{archive}: no member {member:?}")]
+    MissingMember { archive: PathBuf, member: String },
+    #[error("{path}: {reason}")]
+    BadPath { path: PathBuf, reason: &'static str },
+    #[error("invalid tag {0:?}")]
+    InvalidTag(String),
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() { "none".to_string() } else { items.join(", ") }
+}
+
+/// Imports the image a host config names.
+pub fn import(source: &hoist_config::ImageSource) -> Result<Image, OciError> {
+    use hoist_config::ImageSource;
+    match source {
+        ImageSource::Oci { dir, tag } => import_oci_layout(dir, tag.as_deref()),
+        ImageSource::DockerArchive { file, reference } => import_docker_archive(file, reference.as_deref()),
+        ImageSource::Dir { dir } => import_dir(dir),
+    }
+}

@@ -1,0 +1,190 @@
+//! An in-memory file tree: everything that goes into an initramfs, kept in a sorted map so
+//! that writing it out is deterministic (a parent always sorts before its children).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// What a path holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    Dir { mode: u32 },
+    File { mode: u32, data: Arc<Vec<u8>> },
+    Symlink { target: String },
+    CharDev { mode: u32, major: u32, minor: u32 },
+}
+
+/// A node with its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub node: Node,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Entry {
+    pub fn root(node: Node) -> Self {
+        Entry { node, uid: 0, gid: 0 }
+    }
+}
+
+/// Paths are relative, `/`-separated, without a leading or trailing `/` ("usr/bin/x").
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tree {
+    entries: BTreeMap<String, Entry>,
+}
+
+/// Normalises "/a//b/" to "a/b"; returns None for paths that climb out ("..").
+pub fn normalize(path: &str) -> Option<String> {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return None,
+            p => parts.push(p),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+impl Tree {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Inserts `entry` at `path`, creating missing parent directories (0755, root-owned).
+    /// A later insert replaces an earlier one at the same path; replacing a directory with
+    /// a non-directory drops everything below it.
+    pub fn insert(&mut self, path: &str, entry: Entry) {
+        let Some(path) = normalize(path) else { return };
+        if path.is_empty() {
+            return;
+        }
+        let mut parent = String::new();
+        for part in path.split('/').collect::<Vec<_>>().split_last().map(|(_, p)| p).unwrap_or(&[]) {
+            if !parent.is_empty() {
+                parent.push('/');
+            }
+            parent.push_str(part);
+            match self.entries.get(&parent) {
+                Some(Entry { node: Node::Dir { .. }, .. }) => {}
+                _ => {
+                    self.remove(&parent);
+                    self.entries.insert(parent.clone(), Entry::root(Node::Dir { mode: 0o755 }));
+                }
+            }
+        }
+        if !matches!(entry.node, Node::Dir { .. }) {
+            self.remove(&path);
+        }
+        self.entries.insert(path, entry);
+    }
+
+    pub fn insert_dir(&mut self, path: &str, mode: u32) {
+        self.insert(path, Entry::root(Node::Dir { mode }));
+    }
+
+    pub fn insert_file(&mut self, path: &str, mode: u32, data: impl Into<Arc<Vec<u8>>>) {
+        self.insert(path, Entry::root(Node::File { mode, data: data.into() }));
+    }
+
+    pub fn insert_symlink(&mut self, path: &str, target: &str) {
+        self.insert(path, Entry::root(Node::Symlink { target: target.to_string() }));
+    }
+
+    pub fn get(&self, path: &str) -> Option<&Entry> {
+        self.entries.get(&normalize(path)?)
+    }
+
+    /// Removes `path` and everything below it.
+    pub fn remove(&mut self, path: &str) {
+        let Some(path) = normalize(path) else { return };
+        self.entries.remove(&path);
+        let prefix = format!("{path}/");
+        let below: Vec<String> = self
+            .entries
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in below {
+            self.entries.remove(&k);
+        }
+    }
+
+    /// Removes everything below `path`, keeping `path` itself.
+    pub fn clear_below(&mut self, path: &str) {
+        let Some(path) = normalize(path) else { return };
+        let prefix = if path.is_empty() { String::new() } else { format!("{path}/") };
+        let below: Vec<String> =
+            self.entries.keys().filter(|k| k.starts_with(&prefix) && **k != path).cloned().collect();
+        for k in below {
+            self.entries.remove(&k);
+        }
+    }
+
+    /// Copies every entry of `other` under `prefix` ("" for the root).
+    pub fn graft(&mut self, prefix: &str, other: &Tree) {
+        for (path, entry) in &other.entries {
+            let full = if prefix.is_empty() { path.clone() } else { format!("{prefix}/{path}") };
+            self.insert(&full, entry.clone());
+        }
+    }
+
+    /// Entries in sorted order, parents before children.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Entry)> {
+        self.entries.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Total bytes of file contents.
+    pub fn content_bytes(&self) -> u64 {
+        self.entries
+            .values()
+            .map(|e| match &e.node {
+                Node::File { data, .. } => data.len() as u64,
+                _ => 0,
+            })
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parents_are_created_and_sorted_first() {
+        let mut t = Tree::new();
+        t.insert_file("/a/b/c", 0o644, vec![1]);
+        t.insert_file("a-b", 0o644, vec![2]);
+        let paths: Vec<&str> = t.iter().map(|(p, _)| p).collect();
+        assert_eq!(paths, ["a", "a-b", "a/b", "a/b/c"]);
+        assert!(matches!(t.get("a/b").map(|e| &e.node), Some(Node::Dir { mode: 0o755 })));
+    }
+
+    #[test]
+    fn replacing_a_dir_with_a_file_drops_its_children() {
+        let mut t = Tree::new();
+        t.insert_file("x/y", 0o644, vec![]);
+        t.insert_symlink("x", "z");
+        assert_eq!(t.len(), 1);
+        assert_eq!(normalize("../etc"), None);
+    }
+
+    #[test]
+    fn remove_takes_the_subtree_only() {
+        let mut t = Tree::new();
+        t.insert_file("d/f", 0o644, vec![]);
+        t.insert_file("d-x", 0o644, vec![]);
+        t.remove("d");
+        let paths: Vec<&str> = t.iter().map(|(p, _)| p).collect();
+        assert_eq!(paths, ["d-x"]);
+    }
+}
