@@ -1,0 +1,271 @@
+//! The QEMU command line, and starting it.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::QemuError;
+use crate::accel::Accel;
+use crate::vm::Vm;
+use crate::workdir::WorkDir;
+
+/// The QEMU binary, looked up in `PATH`.
+pub(crate) const QEMU: &str = "qemu-system-x86_64";
+/// The kernel command line of [`VmBuilder::new`]: serial console, and reboot (which ends
+/// the run, because of `-no-reboot`) instead of hanging on a panic.
+pub const DEFAULT_CMDLINE: &str = "console=ttyS0 panic=-1";
+/// QEMU creates its QMP socket before the guest can run; this only covers a loaded machine.
+const QMP_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// `sun_path` holds 108 bytes including the terminating NUL.
+const MAX_SOCKET_PATH: usize = 107;
+
+/// How to boot one VM. Build it, then [`spawn`](VmBuilder::spawn) it.
+#[derive(Debug, Clone)]
+pub struct VmBuilder {
+    qemu: PathBuf,
+    kernel: PathBuf,
+    initrd: PathBuf,
+    cmdline: String,
+    memory_mib: u32,
+    cpus: u32,
+    machine: String,
+    publish: Vec<(u16, u16)>,
+    echo_console: bool,
+    work_dir: Option<PathBuf>,
+    accel: Accel,
+    extra: Vec<String>,
+}
+
+impl VmBuilder {
+    /// A VM booting `kernel` with `initrd`, 1024 MiB, 1 CPU, [`DEFAULT_CMDLINE`].
+    pub fn new(kernel: impl Into<PathBuf>, initrd: impl Into<PathBuf>) -> Self {
+        VmBuilder {
+            qemu: PathBuf::from(QEMU),
+            kernel: kernel.into(),
+            initrd: initrd.into(),
+            cmdline: DEFAULT_CMDLINE.to_string(),
+            memory_mib: 1024,
+            cpus: 1,
+            machine: "pc".to_string(),
+            publish: Vec::new(),
+            echo_console: false,
+            work_dir: None,
+            accel: Accel::Auto,
+            extra: Vec::new(),
+        }
+    }
+
+    /// Reads DIR/kernel, DIR/initrd.img and DIR/cmdline (one line) as written by `hoist build`.
+    pub fn from_build_dir(dir: &Path) -> Result<Self, QemuError> {
+        let kernel = dir.join("kernel");
+        let initrd = dir.join("initrd.img");
+        for path in [&kernel, &initrd] {
+            std::fs::metadata(path).map_err(|source| QemuError::Input { path: path.clone(), source })?;
+        }
+        let cmdline_path = dir.join("cmdline");
+        let cmdline =
+            std::fs::read_to_string(&cmdline_path).map_err(|source| QemuError::Input { path: cmdline_path, source })?;
+        Ok(Self::new(kernel, initrd).cmdline(cmdline.trim()))
+    }
+
+    /// The kernel command line (replaces the default).
+    pub fn cmdline(mut self, s: impl Into<String>) -> Self {
+        self.cmdline = s.into();
+        self
+    }
+
+    /// Guest memory (default 1024).
+    pub fn memory_mib(mut self, m: u32) -> Self {
+        self.memory_mib = m;
+        self
+    }
+
+    /// Guest CPUs (default 1).
+    pub fn cpus(mut self, n: u32) -> Self {
+        self.cpus = n;
+        self
+    }
+
+    /// QEMU machine type (default `pc`, which boots faster than `q35` under TCG).
+    pub fn machine(mut self, m: impl Into<String>) -> Self {
+        self.machine = m.into();
+        self
+    }
+
+    /// Forwards 127.0.0.1:`host_port` to the guest's TCP `guest_port` (user-mode network).
+    pub fn publish(mut self, host_port: u16, guest_port: u16) -> Self {
+        self.publish.push((host_port, guest_port));
+        self
+    }
+
+    /// Copies console output to our stdout (and QEMU's stderr to ours) as it arrives.
+    pub fn echo_console(mut self, yes: bool) -> Self {
+        self.echo_console = yes;
+        self
+    }
+
+    /// Where `console.log` and `qmp.sock` go; created if missing, never removed.
+    /// Default: a fresh temp dir, removed on drop unless kept.
+    pub fn work_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.work_dir = Some(dir.into());
+        self
+    }
+
+    /// The accelerator (default [`Accel::Auto`]).
+    pub fn accel(mut self, a: Accel) -> Self {
+        self.accel = a;
+        self
+    }
+
+    /// One more argument for QEMU, appended after ours.
+    pub fn extra_arg(mut self, a: impl Into<String>) -> Self {
+        self.extra.push(a.into());
+        self
+    }
+
+    /// The full QEMU command, for `--dry-run` and logs. `Accel::Auto` is resolved (which may
+    /// run the KVM probe). Without [`work_dir`](Self::work_dir) the socket path names a
+    /// placeholder; [`spawn`](Self::spawn) uses a fresh temp dir. QEMU starts paused (`-S`):
+    /// `spawn` sends `cont` once QMP is connected.
+    pub fn command(&self) -> Command {
+        let work = self.work_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("hoist-qemu-PID-N"));
+        self.command_in(&work.join("qmp.sock"), self.accel.resolve(&self.qemu))
+    }
+
+    fn command_in(&self, qmp_socket: &Path, accel: Accel) -> Command {
+        let mut cmd = Command::new(&self.qemu);
+        cmd.args(["-nodefaults", "-no-user-config", "-machine", &self.machine])
+            .args(accel.args())
+            .args(["-m", &self.memory_mib.to_string(), "-smp", &self.cpus.to_string()])
+            .args(["-display", "none", "-no-reboot", "-S"])
+            .arg("-kernel")
+            .arg(&self.kernel)
+            .arg("-initrd")
+            .arg(&self.initrd)
+            .args(["-append", &self.cmdline])
+            .args(["-serial", "stdio", "-monitor", "none"])
+            .arg("-qmp")
+            .arg(qmp_arg(qmp_socket))
+            .args(["-netdev", &self.netdev(), "-device", "virtio-net-pci,netdev=n0", "-device", "virtio-rng-pci"])
+            .args(&self.extra);
+        cmd
+    }
+
+    fn netdev(&self) -> String {
+        let mut s = "user,id=n0".to_string();
+        for (host, guest) in &self.publish {
+            s.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
+        }
+        s
+    }
+
+    /// Starts QEMU, connects QMP and lets the guest run.
+    pub fn spawn(self) -> Result<Vm, QemuError> {
+        for path in [&self.kernel, &self.initrd] {
+            std::fs::metadata(path).map_err(|source| QemuError::Input { path: path.clone(), source })?;
+        }
+        let work = WorkDir::create(self.work_dir.as_deref())?;
+        let socket = work.path().join("qmp.sock");
+        if socket.as_os_str().len() > MAX_SOCKET_PATH {
+            return Err(QemuError::SocketPath { path: socket });
+        }
+        let work_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| QemuError::WorkDir { path, source }
+        };
+        match std::fs::remove_file(&socket) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(work_err(&socket)(e)),
+            _ => {}
+        }
+        let log_path = work.path().join("console.log");
+        let log = std::fs::File::create(&log_path).map_err(work_err(&log_path))?;
+
+        let mut cmd = self.command_in(&socket, self.accel.resolve(&self.qemu));
+        // Own process group: a terminal Ctrl-C reaches only us, and we power the guest off.
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+        log::info!("starting {cmd:?}");
+        let child = crate::process::spawn_tied(cmd)
+            .map_err(|source| QemuError::Spawn { program: self.qemu.display().to_string(), source })?;
+        Vm::start(child, work, log, log_path, socket, self.echo_console, QMP_CONNECT_TIMEOUT)
+    }
+}
+
+/// `-qmp unix:PATH,server=on,wait=off`; commas in QEMU option values are doubled.
+fn qmp_arg(socket: &Path) -> OsString {
+    let mut bytes = b"unix:".to_vec();
+    for &b in socket.as_os_str().as_encoded_bytes() {
+        bytes.push(b);
+        if b == b',' {
+            bytes.push(b',');
+        }
+    }
+    bytes.extend_from_slice(b",server=on,wait=off");
+    OsString::from_vec(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(cmd: &Command) -> Vec<String> {
+        cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect()
+    }
+
+    #[test]
+    fn command_line() {
+        let b = VmBuilder::new("/k/vmlinuz", "/k/initrd.img")
+            .accel(Accel::Tcg)
+            .cpus(2)
+            .memory_mib(512)
+            .publish(8080, 80)
+            .publish(2222, 22)
+            .work_dir("/run/x")
+            .extra_arg("-d")
+            .extra_arg("guest_errors");
+        let cmd = b.command();
+        assert_eq!(cmd.get_program(), "qemu-system-x86_64");
+        let a = args(&cmd).join(" ");
+        assert_eq!(
+            a,
+            "-nodefaults -no-user-config -machine pc -accel tcg -cpu max -m 512 -smp 2 -display none -no-reboot -S \
+             -kernel /k/vmlinuz -initrd /k/initrd.img -append console=ttyS0 panic=-1 -serial stdio -monitor none \
+             -qmp unix:/run/x/qmp.sock,server=on,wait=off \
+             -netdev user,id=n0,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=tcp:127.0.0.1:2222-:22 \
+             -device virtio-net-pci,netdev=n0 -device virtio-rng-pci -d guest_errors"
+        );
+    }
+
+    #[test]
+    fn commas_in_the_socket_path_are_escaped() {
+        assert_eq!(qmp_arg(Path::new("/a,b/qmp.sock")), "unix:/a,,b/qmp.sock,server=on,wait=off");
+    }
+
+    #[test]
+    fn build_dir() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = VmBuilder::from_build_dir(dir.path()).expect_err("empty dir");
+        assert_eq!(err.to_string(), format!("cannot read {}", dir.path().join("kernel").display()));
+        std::fs::write(dir.path().join("kernel"), "k").expect("kernel");
+        std::fs::write(dir.path().join("initrd.img"), "i").expect("initrd");
+        let err = VmBuilder::from_build_dir(dir.path()).expect_err("no cmdline");
+        assert!(err.to_string().ends_with("/cmdline"), "{err}");
+        std::fs::write(dir.path().join("cmdline"), "console=ttyS0 quiet\n").expect("cmdline");
+        let b = VmBuilder::from_build_dir(dir.path()).expect("complete").accel(Accel::Tcg);
+        let a = args(&b.command());
+        let i = a.iter().position(|x| x == "-append").expect("-append");
+        assert_eq!(a[i + 1], "console=ttyS0 quiet");
+        assert_eq!(
+            a[a.iter().position(|x| x == "-kernel").expect("-kernel") + 1],
+            dir.path().join("kernel").to_str().expect("utf-8")
+        );
+    }
+
+    #[test]
+    fn spawn_reports_a_missing_kernel() {
+        let err = VmBuilder::new("/nonexistent/kernel", "/nonexistent/initrd").spawn().expect_err("missing kernel");
+        assert_eq!(err.to_string(), "cannot read /nonexistent/kernel");
+    }
+}
