@@ -1,1 +1,107 @@
-fn main() {}
+//! `hoist`: the user's command. Argument parsing and printing only; the work is in the
+//! hoist-config, hoist-images and hoist-qemu libraries.
+
+mod image;
+mod progress;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "hoist", version, about = "Build, boot and run container hosts from one TOML file")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a host config; prints FILE:LINE:COLUMN: KEY: problem and exits 1 when invalid.
+    Check {
+        /// The host config (host.toml)
+        file: PathBuf,
+    },
+    /// Build DIR/kernel, DIR/initrd.img and DIR/cmdline from a host config (reproducible).
+    Build {
+        /// The host config (host.toml)
+        file: PathBuf,
+        /// Output directory (created if missing)
+        #[arg(short, long, value_name = "DIR")]
+        out: PathBuf,
+        /// initramfs compression: lz4 (fastest to boot here), gzip, zstd or none
+        #[arg(long, default_value = "lz4")]
+        compress: hoist_images::compress::Compression,
+        /// Directory holding hoist-init, hoist-supervisor and hoist-logger (default: next to this binary)
+        #[arg(long, value_name = "DIR")]
+        bin_dir: Option<PathBuf>,
+    },
+    /// Boot a built host under QEMU with its console on this terminal; Ctrl-C powers it off.
+    Run(run::RunArgs),
+    /// Make and inspect service images.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check { file } => check(&file),
+        Command::Build { file, out, compress, bin_dir } => build(file, out, compress, bin_dir),
+        Command::Run(args) => run::run(args),
+        Command::Image(cmd) => image::run(cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            // The whole chain, once, at the top.
+            eprint!("hoist: error: {e}");
+            for cause in e.chain().skip(1) {
+                eprint!(": {cause}");
+            }
+            eprintln!();
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(file: &std::path::Path) -> anyhow::Result<ExitCode> {
+    match hoist_config::load(file) {
+        Ok(config) => {
+            println!("{}: ok ({} services)", file.display(), config.service.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn build(
+    file: PathBuf,
+    out: PathBuf,
+    compression: hoist_images::compress::Compression,
+    bin_dir: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let bin_dir = match bin_dir {
+        Some(d) => d,
+        None => std::env::current_exe()?.parent().map(|p| p.to_path_buf()).unwrap_or_default(),
+    };
+    let opts = hoist_images::build::BuildOptions { config: file, out: out.clone(), bin_dir, compression };
+    let started = std::time::Instant::now();
+    let report = hoist_images::build::build(&opts, &progress::Bar::new())?;
+    println!(
+        "built {} in {:.1} s: kernel {}, initrd.img {:.1} MB ({} files, {:.1} MB unpacked), services: {}",
+        out.display(),
+        started.elapsed().as_secs_f64(),
+        report.release,
+        report.initrd_bytes as f64 / 1e6,
+        report.files,
+        report.uncompressed as f64 / 1e6,
+        report.services.keys().cloned().collect::<Vec<_>>().join(", ")
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,1 +1,122 @@
-//! stub
+//! hoist-tests: shared pieces of the VM tests. They build real hosts with the real
+//! `hoist_images::build` (real kernel, containerd, runc, our own init and supervisor) and
+//! boot them under real QEMU through `hoist_qemu`. Nothing is mocked.
+//!
+//! The tests need the release binaries (`cargo build --release --bins`; `tests/run.sh`
+//! does it) and the packages `tests/install-deps.sh` installs. When something is missing
+//! they fail and say what, instead of skipping quietly.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use hoist_images::oci::{self, ImageConfig};
+use hoist_images::tree::Tree;
+
+/// target/<profile>: where the test binary's own profile put hoist-init & co.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test-binary>
+    let dir = exe.parent().and_then(|p| p.parent()).expect("target dir").to_path_buf();
+    for name in ["hoist-init", "hoist-supervisor", "hoist-logger"] {
+        assert!(
+            dir.join(name).is_file(),
+            "{name} is not built in {}: run `cargo build --release --bins` first (tests/run.sh does)",
+            dir.display()
+        );
+    }
+    dir
+}
+
+/// Fails loudly when QEMU or a kernel is missing (tests/install-deps.sh installs them).
+pub fn require_vm_tools() {
+    let qemu = std::process::Command::new("qemu-system-x86_64").arg("--version").output();
+    assert!(
+        qemu.is_ok_and(|o| o.status.success()),
+        "qemu-system-x86_64 not found: run tests/install-deps.sh (VM tests cannot run without it)"
+    );
+    assert!(
+        hoist_images::kernel::newest_kernel(Path::new("/boot")).is_ok(),
+        "no kernel in /boot: run tests/install-deps.sh (VM tests cannot run without it)"
+    );
+}
+
+/// A busybox image (Debian's busybox-static plus its applet links and a web page),
+/// created once per test process with `create_oci_layout`, as `hoist image create` does.
+pub fn busybox_image() -> &'static Path {
+    static IMAGE: OnceLock<PathBuf> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("hoist-test-busybox-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let busybox = std::fs::read("/bin/busybox").expect("/bin/busybox (busybox-static) is needed");
+        let mut tree = Tree::new();
+        tree.insert_file("bin/busybox", 0o755, busybox);
+        let list = std::process::Command::new("/bin/busybox").arg("--list-full").output().expect("busybox --list-full");
+        for applet in String::from_utf8_lossy(&list.stdout).lines().filter(|l| !l.is_empty()) {
+            if applet != "bin/busybox" {
+                tree.insert_symlink(applet, "/bin/busybox");
+            }
+        }
+        tree.insert_file("www/index.html", 0o644, b"<h1>Hello from hoist</h1>\n".to_vec());
+        oci::create_oci_layout(&dir, "latest", &tree, &ImageConfig::default()).expect("create busybox image");
+        dir
+    })
+}
+
+/// Writes `host.toml` (with `@IMAGE@` replaced by the busybox image) into `work` and builds it into `work/out`.
+pub fn build_host(work: &Path, toml: &str) -> PathBuf {
+    let text = toml.replace("@IMAGE@", &format!("oci:{}:latest", busybox_image().display()));
+    let config = work.join("host.toml");
+    std::fs::write(&config, text).expect("write host.toml");
+    let out = work.join("out");
+    let opts = hoist_images::build::BuildOptions {
+        config,
+        out: out.clone(),
+        bin_dir: bin_dir(),
+        compression: hoist_images::compress::Compression::Lz4,
+    };
+    hoist_images::build::build(&opts, &hoist_images::build::Quiet).expect("hoist build");
+    out
+}
+
+/// Boots a built host with `publish` forwards; the VM is killed when dropped.
+pub fn boot(out: &Path, publish: &[(u16, u16)]) -> hoist_qemu::Vm {
+    require_vm_tools();
+    let mut b = hoist_qemu::VmBuilder::from_build_dir(out).expect("build dir").work_dir(out.join("run"));
+    for (h, g) in publish {
+        b = b.publish(*h, *g);
+    }
+    b.spawn().expect("spawn QEMU")
+}
+
+/// Under TCG a boot to ready takes ~10 s; allow for a loaded CI machine.
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// HTTP/1.0 GET on 127.0.0.1:port, polled until `timeout`; returns the whole response.
+pub fn http_get(port: u16, path: &str, timeout: Duration) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let deadline = std::time::Instant::now() + timeout;
+    let mut last = String::new();
+    while std::time::Instant::now() < deadline {
+        let attempt = (|| -> std::io::Result<String> {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())?;
+            let mut body = String::new();
+            s.read_to_string(&mut body)?;
+            Ok(body)
+        })();
+        match attempt {
+            Ok(body) if body.starts_with("HTTP/1") => return Ok(body),
+            Ok(body) => last = format!("unexpected reply {body:?}"),
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    Err(format!("GET 127.0.0.1:{port}{path} did not succeed within {timeout:?}: {last}"))
+}
+
+/// The number after `key=` in a console line.
+pub fn field(line: &str, key: &str) -> Option<u64> {
+    line.split_whitespace().find_map(|w| w.strip_prefix(&format!("{key}="))?.parse().ok())
+}

@@ -1,0 +1,37 @@
+//! Build progress on the terminal: a spinner per step, then a line with what it did.
+
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+pub struct Bar {
+    bar: ProgressBar,
+}
+
+impl Bar {
+    pub fn new() -> Self {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(120));
+        Bar { bar }
+    }
+}
+
+impl hoist_images::build::Progress for Bar {
+    fn begin(&self, step: &str) {
+        self.bar.set_message(step.to_string());
+    }
+
+    fn end(&self, step: &str, detail: &str) {
+        self.bar.println(format!("  {step}: {detail}"));
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}

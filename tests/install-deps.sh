@@ -1,0 +1,35 @@
+#!/bin/sh
+# Installs what building and booting a hoist host needs, when it is missing:
+# QEMU, a kernel with modules, containerd + runc (their binaries go into the image),
+# busybox-static (the demo image), protoc (containerd-client's build), cpio (tests).
+# Idempotent; run as root on Debian or Ubuntu.
+set -eu
+missing=""
+need() { command -v "$1" >/dev/null 2>&1 || missing="$missing $2"; }
+need qemu-system-x86_64 qemu-system-x86
+need containerd containerd
+need runc runc
+need protoc protobuf-compiler
+need cpio cpio
+need lz4 lz4
+need curl curl
+[ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q static || missing="$missing busybox-static"
+command -v file >/dev/null 2>&1 || missing="$missing file"
+command -v modprobe >/dev/null 2>&1 || missing="$missing kmod"
+ls /boot/vmlinuz-* >/dev/null 2>&1 || kernel=yes
+if [ -n "$missing" ] || [ "${kernel:-}" = yes ]; then
+    echo "installing:$missing ${kernel:+kernel}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    if [ "${kernel:-}" = yes ]; then
+        if apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1; then
+            missing="$missing linux-image-cloud-amd64"
+        else
+            missing="$missing linux-image-virtual"   # Ubuntu
+        fi
+    fi
+    # shellcheck disable=SC2086
+    apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+# containerd must not run on the build machine for us; the package may have started it.
+systemctl disable --now containerd >/dev/null 2>&1 || true

@@ -1,0 +1,72 @@
+//! The demo host boots under QEMU, runs its services in containerd, serves a page to the
+//! host through a published port, and powers off cleanly on the ACPI power button.
+
+use std::time::Duration;
+
+use hoist_tests::{BOOT_TIMEOUT, boot, build_host, field, http_get};
+
+const DEMO: &str = r#"
+version = 1
+[host]
+hostname = "demo"
+[service.web]
+image = "@IMAGE@"
+command = ["httpd", "-f", "-p", "80", "-h", "/www"]
+stop_timeout = "5s"
+[service.ticker]
+image = "@IMAGE@"
+command = ["sh", "-c", "trap 'echo ticker got SIGTERM; exit 0' TERM; echo ticker started; while true; do sleep 60 & wait $!; done"]
+stop_timeout = "5s"
+"#;
+
+#[test]
+fn demo_boots_serves_the_page_and_powers_off_cleanly() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let out = build_host(work.path(), DEMO);
+    let port = hoist_qemu::free_tcp_port().expect("port");
+    let mut vm = boot(&out, &[(port, 80)]);
+
+    let ready = vm.wait_for_line("hoist: ready uptime_ms=", BOOT_TIMEOUT).expect("ready line");
+    assert_eq!(field(&ready, "services"), Some(2), "{ready}");
+    assert!(field(&ready, "uptime_ms").is_some_and(|ms| ms > 0), "{ready}");
+    let timeline = vm.wait_for_line("hoist: timeline ", Duration::from_secs(5)).expect("timeline");
+    for phase in ["init=", "modules=", "network=", "containerd=", "web=", "ticker=", "ready="] {
+        assert!(timeline.contains(phase), "timeline lacks {phase}: {timeline}");
+    }
+    vm.wait_for_line("[ticker] ticker started", Duration::from_secs(30)).expect("ticker output on the console");
+
+    let page = http_get(port, "/index.html", Duration::from_secs(30)).expect("page from the host");
+    assert!(page.starts_with("HTTP/1.") && page.contains(" 200 "), "{page}");
+    assert!(page.contains("Hello from hoist"), "{page}");
+
+    vm.powerdown().expect("system_powerdown");
+    vm.wait_for_line("[ticker] ticker got SIGTERM", Duration::from_secs(30)).expect("service saw SIGTERM");
+    vm.wait_for_line("hoist: service web stopped", Duration::from_secs(30)).expect("web stopped");
+    let swept = vm.wait_for_line("hoist: all processes stopped", Duration::from_secs(60)).expect("sweep");
+    assert_eq!(field(&swept, "zombies"), Some(0), "{swept}");
+    let exit = vm.wait_exit(Duration::from_secs(60)).expect("QEMU exits");
+    assert!(exit.clean, "guest did not power off cleanly: {exit:?}");
+}
+
+#[test]
+fn a_missing_binary_fails_that_service_only() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let toml = r#"
+version = 1
+[service.good]
+image = "@IMAGE@"
+command = ["sh", "-c", "echo good is up; exec sleep 1000"]
+[service.broken]
+image = "@IMAGE@"
+command = ["/no/such/binary"]
+"#;
+    let out = build_host(work.path(), toml);
+    let mut vm = boot(&out, &[]);
+    let failed = vm.wait_for_line("hoist: service broken failed:", BOOT_TIMEOUT).expect("failure reported");
+    assert!(failed.contains("/no/such/binary"), "message does not name the binary: {failed}");
+    let ready = vm.wait_for_line("hoist: ready uptime_ms=", BOOT_TIMEOUT).expect("ready line");
+    assert_eq!(field(&ready, "services"), Some(1), "{ready}");
+    vm.wait_for_line("[good] good is up", Duration::from_secs(30)).expect("the other service runs");
+    let exit = vm.shutdown(Duration::from_secs(60)).expect("shutdown");
+    assert!(exit.clean, "{exit:?}");
+}
