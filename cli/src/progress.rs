@@ -26,7 +26,13 @@ impl hoist_images::build::Progress for Bar {
     }
 
     fn end(&self, step: &str, detail: &str) {
-        self.bar.println(format!("  {step}: {detail}"));
+        let line = format!("  {step}: {detail}");
+        // Not a terminal (CI logs, pipes): the bar is hidden, print plain lines instead.
+        if self.bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            self.bar.println(line);
+        }
     }
 }
 

@@ -100,6 +100,7 @@ fn boot() -> ! {
     if let Err(e) = mounts::switch_to_bind_root() {
         fatal(&format!("root switch: {e}"));
     }
+    console::phase(&mut timeline, "root");
     if let Err(e) = mounts::mount_api_filesystems() {
         fatal(&e.to_string());
     }

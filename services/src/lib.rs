@@ -19,6 +19,7 @@ pub mod containerd;
 pub mod logger;
 pub mod runner;
 pub mod spec;
+pub mod stats;
 pub mod supervisor;
 
 use std::io::Write;

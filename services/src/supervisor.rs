@@ -257,6 +257,7 @@ impl Supervisor {
         say(&format!("ready uptime_ms={ms} services={running}"));
         let phases: Vec<String> = self.timeline.iter().map(|(n, ms)| format!("{n}={ms}")).collect();
         say(&format!("timeline {}", phases.join(" ")));
+        say(&format!("memory {}", crate::stats::memory_line(std::path::Path::new("/proc"))));
     }
 
     async fn stop_all(&mut self) {
