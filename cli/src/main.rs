@@ -56,12 +56,15 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            // The whole chain, once, at the top.
-            eprint!("hoist: error: {e}");
+            // The whole chain, once, at the top; a cause a message already quotes is not repeated.
+            let mut text = e.to_string();
             for cause in e.chain().skip(1) {
-                eprint!(": {cause}");
+                let cause = cause.to_string();
+                if !text.contains(&cause) {
+                    text = format!("{text}: {cause}");
+                }
             }
-            eprintln!();
+            eprintln!("hoist: error: {text}");
             ExitCode::FAILURE
         }
     }

@@ -16,8 +16,9 @@ use hoist_images::tree::Tree;
 /// target/<profile>: where the test binary's own profile put hoist-init & co.
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    // target/<profile>/deps/<test-binary>
-    let dir = exe.parent().and_then(|p| p.parent()).expect("target dir").to_path_buf();
+    // target/<profile>/deps/<test-binary>, or target/<profile>/<bench-binary>
+    let parent = exe.parent().expect("exe dir");
+    let dir = if parent.ends_with("deps") { parent.parent().expect("target dir") } else { parent }.to_path_buf();
     for name in ["hoist-init", "hoist-supervisor", "hoist-logger"] {
         assert!(
             dir.join(name).is_file(),
@@ -65,16 +66,16 @@ pub fn busybox_image() -> &'static Path {
 
 /// Writes `host.toml` (with `@IMAGE@` replaced by the busybox image) into `work` and builds it into `work/out`.
 pub fn build_host(work: &Path, toml: &str) -> PathBuf {
+    build_host_with(work, toml, hoist_images::compress::Compression::Lz4)
+}
+
+/// [`build_host`] with a chosen initramfs compression.
+pub fn build_host_with(work: &Path, toml: &str, compression: hoist_images::compress::Compression) -> PathBuf {
     let text = toml.replace("@IMAGE@", &format!("oci:{}:latest", busybox_image().display()));
     let config = work.join("host.toml");
     std::fs::write(&config, text).expect("write host.toml");
     let out = work.join("out");
-    let opts = hoist_images::build::BuildOptions {
-        config,
-        out: out.clone(),
-        bin_dir: bin_dir(),
-        compression: hoist_images::compress::Compression::Lz4,
-    };
+    let opts = hoist_images::build::BuildOptions { config, out: out.clone(), bin_dir: bin_dir(), compression };
     hoist_images::build::build(&opts, &hoist_images::build::Quiet).expect("hoist build");
     out
 }
