@@ -62,6 +62,32 @@ impl FromStr for HumanDuration {
     }
 }
 
+/// A duration of at least `MIN_MS` milliseconds, for timeouts and delays where 0 (or a
+/// very short time) would mean a busy loop rather than "none".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AtLeast<const MIN_MS: u64>(pub Duration);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum BoundError {
+    #[error(transparent)]
+    Duration(#[from] DurationError),
+    #[error("duration {0:?} is too short: expected {1}")]
+    TooShort(String, String),
+}
+
+impl<const MIN_MS: u64> FromStr for AtLeast<MIN_MS> {
+    type Err = BoundError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let duration = parse_duration(s)?;
+        if duration >= Duration::from_millis(MIN_MS) {
+            return Ok(AtLeast(duration));
+        }
+        let expected = if MIN_MS <= 1 { "more than 0".to_string() } else { format!("at least {MIN_MS}ms") };
+        Err(BoundError::TooShort(s.to_string(), expected))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,6 +140,16 @@ mod tests {
         // Each part fits, the sum does not.
         let sum = format!("{}s{}ms", u64::MAX / 1000, 1000);
         assert_eq!(parse_duration(&sum), Err(DurationError::TooLarge(sum.clone())));
+    }
+
+    #[test]
+    fn lower_bounds() {
+        assert_eq!("1ms".parse::<AtLeast<1>>(), Ok(AtLeast(Duration::from_millis(1))));
+        let zero = "0s".parse::<AtLeast<1>>().expect_err("zero");
+        assert_eq!(zero.to_string(), "duration \"0s\" is too short: expected more than 0");
+        let short = "99ms".parse::<AtLeast<100>>().expect_err("below the floor");
+        assert_eq!(short.to_string(), "duration \"99ms\" is too short: expected at least 100ms");
+        assert_eq!("5x".parse::<AtLeast<1>>(), Err(BoundError::Duration(DurationError::Invalid("5x".into()))));
     }
 
     #[test]

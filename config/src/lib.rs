@@ -8,12 +8,35 @@
 //! # How it works
 //!
 //! serde deserializes the text into private "raw" structs (`deny_unknown_fields`
-//! everywhere). Values with a syntax of their own (durations, signals, image sources,
-//! addresses, names) are parsed with `FromStr` while they are deserialized, so a bad value
-//! fails with toml's byte span of that value and serde_path_to_error's key path. What
-//! cannot be checked one value at a time (the `version`, list elements, the gateway
-//! against the address) is checked afterwards from `toml::Spanned` positions. Defaults are
-//! filled in last (the `Default` impls), so a key the file leaves out reads as its default.
+//! everywhere). Values with a syntax of their own (durations, sizes, users, signals, image
+//! sources, addresses, names) are parsed with `FromStr` while they are deserialized, so a
+//! bad value fails with toml's byte span of that value and serde_path_to_error's key path.
+//! What cannot be checked one value at a time (the `version`, list elements such as binds
+//! and capabilities, numeric ranges, `ready` having exactly one kind, backoff `max` against
+//! `initial`, the gateway against the address, the `depends_on` graph, names shared by
+//! services and one-shots) is checked afterwards from `toml::Spanned` positions. Defaults
+//! are filled in last (the `Default` impls and [`Service::new`]), so a key the file leaves
+//! out reads as its default.
+//!
+//! # Services, dependencies and one-shots
+//!
+//! A `[service.NAME]` is a long-running container. Besides what it runs (`image`,
+//! `command`, `env`, `working_dir`, `user`, `binds`, `capabilities`, `readonly_rootfs`, `host_pid`)
+//! and its cgroup limits (`memory`, `pids`, `cpu`), it says how it is supervised:
+//! `depends_on` other services, which must be [`Ready`] (a TCP port, a command, a file or
+//! sd_notify; by default just running) within their `start_timeout` before it starts;
+//! `restart` with capped exponential [`Backoff`] (never under 100 ms) until more than
+//! [`StartLimit`]`.burst` starts in `interval` mark it failed; `stop_signal`, then SIGKILL
+//! after `stop_timeout`. The graph is checked here (every name a service, no cycles, the
+//! cycle named in the error), so [`Config::start_order`] can hand the supervisor start
+//! levels to run in parallel and stop in reverse, and [`Config::dependents`] what to hold
+//! back when a service fails.
+//!
+//! `[[onboot]]` and `[[onshutdown]]` are [`OneShot`] containers run in file order, to
+//! completion, before the first service starts and after the last one stops, each within
+//! its `timeout`. A failed `required` onboot stops the boot there (the machine stays up and
+//! says why); any other failure is reported and skipped. One-shots and services share the
+//! containerd namespace, so one name is used once across all three.
 //!
 //! # Errors
 //!
@@ -33,26 +56,43 @@
 //! No I/O besides reading the file in [`load`]: whether an image directory or kernel
 //! exists is for the builder to find out. Defaults that depend on the machine (the newest
 //! installed kernel, the default kernel command line) stay `None` here and are resolved by
-//! the builder. Signal names are a fixed table of the Linux x86_64 numbers, not libc.
+//! the builder. Signal names are a fixed table of the Linux x86_64 numbers, and
+//! [`CAPABILITIES`] the Linux 6.1 capability names, not libc. Users are numeric only: a
+//! name would need the image's /etc/passwd, which only the supervisor sees. Nothing here
+//! probes readiness or enforces limits; this crate only says what they are.
 
+mod backoff;
+mod bind;
+mod caps;
 mod duration;
 mod error;
+mod graph;
 mod image;
 pub mod manifest;
 mod names;
 mod net;
+mod oneshot;
 mod policy;
 mod raw;
+mod ready;
+mod resources;
+mod scalar;
 mod schema;
 mod validate;
 
 use std::path::Path;
 
+pub use backoff::{Backoff, StartLimit};
+pub use bind::Bind;
+pub use caps::{CAPABILITIES, Capabilities};
 pub use duration::{DurationError, parse_duration};
 pub use error::ConfigError;
 pub use image::{ImageError, ImageSource};
 pub use net::{Ipv4Cidr, NetError};
+pub use oneshot::OneShot;
 pub use policy::{PolicyError, RestartPolicy, Signal};
+pub use ready::Ready;
+pub use resources::{SizeError, parse_size};
 pub use schema::{CURRENT_VERSION, Config, Host, Kernel, Network, Service};
 
 use error::Source;
@@ -66,6 +106,9 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let base = path.parent().unwrap_or(Path::new(""));
     for service in config.service.values_mut() {
         service.image.resolve_against(base);
+    }
+    for oneshot in config.onboot.iter_mut().chain(&mut config.onshutdown) {
+        oneshot.image.resolve_against(base);
     }
     if let Some(kernel) = config.kernel.path.as_mut().filter(|p| p.is_relative()) {
         *kernel = base.join(&*kernel);

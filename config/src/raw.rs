@@ -1,7 +1,8 @@
 //! The TOML shape of host.toml, as serde sees it. Single values are checked while they are
-//! deserialized (`Parsed<T>` runs `T::from_str`), so toml attaches the value's span and
-//! serde_path_to_error its key. List elements and rules that span several keys are checked
-//! afterwards in `validate`, which is why those fields keep their `Spanned` positions.
+//! deserialized (`Parsed<T>` and `StrOrInt<T>` run `T::from_str`), so toml attaches the
+//! value's span and serde_path_to_error its key. List elements, numeric ranges and rules
+//! that span several keys are checked afterwards in `validate` and the modules it calls,
+//! which is why those fields keep their `Spanned` positions.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,9 +13,12 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use toml::Spanned;
 
-use crate::duration::HumanDuration;
+use crate::backoff::BACKOFF_FLOOR_MS;
+use crate::duration::{AtLeast, HumanDuration};
 use crate::names::{EnvKey, Hostname, Interface, NonEmptyPath, ServiceName, SysctlKey, WorkingDir};
 use crate::net::{Ipv4, Ipv4Cidr};
+use crate::resources::{Size, User};
+use crate::scalar::{Integer, Number, StrOrInt};
 use crate::{ImageSource, RestartPolicy, Signal};
 
 #[derive(Deserialize)]
@@ -31,6 +35,10 @@ pub(crate) struct RawConfig {
     pub network: Table<RawNetwork>,
     #[serde(default)]
     pub service: BTreeMap<Parsed<ServiceName>, Table<RawService>>,
+    #[serde(default)]
+    pub onboot: Vec<Table<RawOneShot>>,
+    #[serde(default)]
+    pub onshutdown: Vec<Table<RawOneShot>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -71,6 +79,74 @@ pub(crate) struct RawService {
     pub stop_signal: Option<Parsed<Signal>>,
     pub stop_timeout: Option<Parsed<HumanDuration>>,
     pub readonly_rootfs: Option<bool>,
+    pub host_pid: Option<bool>,
+    #[serde(default)]
+    pub depends_on: Vec<Spanned<String>>,
+    pub ready: Option<Spanned<Table<RawReady>>>,
+    pub start_timeout: Option<Parsed<AtLeast<1>>>,
+    pub backoff: Option<Table<RawBackoff>>,
+    pub start_limit: Option<Table<RawStartLimit>>,
+    pub memory: Option<Spanned<StrOrInt<Size>>>,
+    pub pids: Option<Spanned<Integer>>,
+    pub cpu: Option<Spanned<Number>>,
+    pub user: Option<StrOrInt<User>>,
+    pub capabilities: Option<Table<RawCapabilities>>,
+    #[serde(default)]
+    pub binds: Vec<Spanned<String>>,
+}
+
+/// One `[[onboot]]` or `[[onshutdown]]` entry.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOneShot {
+    pub name: Spanned<Parsed<ServiceName>>,
+    pub image: Parsed<ImageSource>,
+    #[serde(default)]
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<Parsed<EnvKey>, String>,
+    pub working_dir: Option<Parsed<WorkingDir>>,
+    pub user: Option<StrOrInt<User>>,
+    #[serde(default)]
+    pub binds: Vec<Spanned<String>>,
+    pub capabilities: Option<Table<RawCapabilities>>,
+    pub timeout: Option<Parsed<AtLeast<1>>>,
+    pub required: Option<Spanned<bool>>,
+}
+
+/// `ready = { tcp = 8080 }`: the kinds are all optional here so that "none" and "two" can
+/// be reported with positions instead of serde's untagged-enum message.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawReady {
+    pub tcp: Option<Spanned<Integer>>,
+    pub exec: Option<Spanned<Vec<String>>>,
+    pub file: Option<Spanned<String>>,
+    pub notify: Option<Spanned<bool>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBackoff {
+    pub initial: Option<Spanned<Parsed<AtLeast<{ BACKOFF_FLOOR_MS }>>>>,
+    pub factor: Option<Spanned<Number>>,
+    pub max: Option<Spanned<Parsed<HumanDuration>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStartLimit {
+    pub burst: Option<Spanned<Integer>>,
+    pub interval: Option<Parsed<AtLeast<1>>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCapabilities {
+    #[serde(default)]
+    pub add: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub drop: Vec<Spanned<String>>,
 }
 
 /// A struct that must be written as a table. Derived struct impls also accept an array

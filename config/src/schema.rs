@@ -5,12 +5,13 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::{ImageSource, Ipv4Cidr, RestartPolicy, Signal};
+use crate::{Backoff, Bind, Capabilities, ImageSource, Ipv4Cidr, OneShot, Ready, RestartPolicy, Signal, StartLimit};
 
 /// The only `version` this crate understands.
 pub const CURRENT_VERSION: u32 = 1;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+// Not Eq: `Service::cpu` and `Backoff::factor` are floats.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub version: u32,
     pub host: Host,
@@ -20,6 +21,10 @@ pub struct Config {
     pub network: Network,
     /// `[service.NAME]` tables by NAME.
     pub service: BTreeMap<String, Service>,
+    /// `[[onboot]]` entries in file order: run before any service starts.
+    pub onboot: Vec<OneShot>,
+    /// `[[onshutdown]]` entries in file order: run after every service has stopped.
+    pub onshutdown: Vec<OneShot>,
 }
 
 impl Default for Config {
@@ -31,6 +36,8 @@ impl Default for Config {
             sysctl: BTreeMap::new(),
             network: Network::default(),
             service: BTreeMap::new(),
+            onboot: Vec::new(),
+            onshutdown: Vec::new(),
         }
     }
 }
@@ -80,7 +87,7 @@ impl Default for Network {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Service {
     pub image: ImageSource,
     /// Empty: the image's own entrypoint and cmd.
@@ -93,10 +100,31 @@ pub struct Service {
     /// How long after `stop_signal` before SIGKILL.
     pub stop_timeout: Duration,
     pub readonly_rootfs: bool,
+    /// Share the host's pid namespace (system agents that must see or signal host
+    /// processes, like LinuxKit's `pid: host`). Default false.
+    pub host_pid: bool,
+    /// Services that must be ready before this one starts (all exist; no cycles).
+    pub depends_on: Vec<String>,
+    pub ready: Ready,
+    /// From start to ready; past it the service is stopped and counted as failed.
+    pub start_timeout: Duration,
+    pub backoff: Backoff,
+    pub start_limit: StartLimit,
+    /// memory.max in bytes, at least 4 MiB; None: no limit.
+    pub memory: Option<u64>,
+    /// pids.max, at least 1; None: no limit.
+    pub pids: Option<u32>,
+    /// CPU time in cores (0.5: half of one), above 0 and at most 1024; None: no limit.
+    pub cpu: Option<f64>,
+    /// (uid, gid); None: the image's user.
+    pub user: Option<(u32, u32)>,
+    pub capabilities: Capabilities,
+    pub binds: Vec<Bind>,
 }
 
 impl Service {
     pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
 
     /// A service running `image` with every other setting at its default.
     pub fn new(image: ImageSource) -> Self {
@@ -109,6 +137,18 @@ impl Service {
             stop_signal: Signal::default(),
             stop_timeout: Self::DEFAULT_STOP_TIMEOUT,
             readonly_rootfs: false,
+            host_pid: false,
+            depends_on: Vec::new(),
+            ready: Ready::default(),
+            start_timeout: Self::DEFAULT_START_TIMEOUT,
+            backoff: Backoff::default(),
+            start_limit: StartLimit::default(),
+            memory: None,
+            pids: None,
+            cpu: None,
+            user: None,
+            capabilities: Capabilities::default(),
+            binds: Vec::new(),
         }
     }
 }

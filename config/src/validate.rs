@@ -1,13 +1,18 @@
 //! From the raw TOML shape to `Config`: fills in defaults and checks what serde could not
-//! check value by value (the version, list elements, the gateway against the address).
+//! check value by value (the version, list elements, ranges, the gateway against the
+//! address, the dependency graph, names shared by services and one-shots).
+
+use std::collections::BTreeMap;
 
 use toml::Spanned;
 
+use crate::bind::BindSpec;
 use crate::error::{ConfigError, Source};
-use crate::names::ModuleName;
+use crate::names::{EnvKey, ModuleName};
 use crate::net::Ipv4;
-use crate::raw::{RawConfig, RawKernel, RawNetwork, RawService};
+use crate::raw::{Parsed, RawCapabilities, RawConfig, RawKernel, RawNetwork, RawService, Table};
 use crate::schema::{CURRENT_VERSION, Config, Host, Kernel, Network, Service};
+use crate::{Bind, Capabilities, backoff, caps, graph, oneshot, ready, resources};
 
 pub(crate) fn build(raw: RawConfig, src: &Source) -> Result<Config, ConfigError> {
     let version = match raw.version {
@@ -28,13 +33,29 @@ pub(crate) fn build(raw: RawConfig, src: &Source) -> Result<Config, ConfigError>
         Some(h) => Host { hostname: h.0.0 },
         None => Host::default(),
     };
+    let kernel = kernel(raw.kernel.0, src)?;
+    let network = network(raw.network.0, src)?;
+    let mut deps = BTreeMap::new();
+    let mut services = BTreeMap::new();
+    for (name, Table(raw_service)) in raw.service {
+        let name = name.0.0;
+        let key = format!("service.{name}");
+        deps.insert(name.clone(), raw_service.depends_on.clone());
+        services.insert(name, service(raw_service, src, &key)?);
+    }
+    graph::check(&deps, src)?;
+    let mut taken = services.keys().map(|name| (name.clone(), format!("service.{name}"))).collect();
+    let onboot = oneshot::build(raw.onboot, "onboot", src, &mut taken)?;
+    let onshutdown = oneshot::build(raw.onshutdown, "onshutdown", src, &mut taken)?;
     Ok(Config {
         version,
         host,
-        kernel: kernel(raw.kernel.0, src)?,
+        kernel,
         sysctl: raw.sysctl.into_iter().map(|(k, v)| (k.0.0, v.0)).collect(),
-        network: network(raw.network.0, src)?,
-        service: raw.service.into_iter().map(|(name, s)| (name.0.0, service(s.0))).collect(),
+        network,
+        service: services,
+        onboot,
+        onshutdown,
     })
 }
 
@@ -86,18 +107,52 @@ fn network(raw: RawNetwork, src: &Source) -> Result<Network, ConfigError> {
     })
 }
 
-fn service(raw: RawService) -> Service {
+fn service(raw: RawService, src: &Source, key: &str) -> Result<Service, ConfigError> {
     let defaults = Service::new(raw.image.0);
-    Service {
+    Ok(Service {
         command: raw.command,
-        env: raw.env.into_iter().map(|(k, v)| (k.0.0, v)).collect(),
+        env: env(raw.env),
         working_dir: raw.working_dir.map(|w| w.0.0),
         restart: raw.restart.map_or(defaults.restart, |r| r.0),
         stop_signal: raw.stop_signal.map_or(defaults.stop_signal, |s| s.0),
         stop_timeout: raw.stop_timeout.map_or(defaults.stop_timeout, |t| t.0.0),
         readonly_rootfs: raw.readonly_rootfs.unwrap_or(defaults.readonly_rootfs),
+        host_pid: raw.host_pid.unwrap_or(defaults.host_pid),
+        depends_on: raw.depends_on.into_iter().map(Spanned::into_inner).collect(),
+        ready: raw.ready.map(|r| ready::build(r, src, &format!("{key}.ready"))).transpose()?.unwrap_or_default(),
+        start_timeout: raw.start_timeout.map_or(defaults.start_timeout, |t| t.0.0),
+        backoff: match raw.backoff {
+            Some(b) => backoff::backoff(b.0, src, &format!("{key}.backoff"))?,
+            None => defaults.backoff,
+        },
+        start_limit: match raw.start_limit {
+            Some(l) => backoff::start_limit(l.0, src, &format!("{key}.start_limit"))?,
+            None => defaults.start_limit,
+        },
+        memory: raw.memory.map(|m| resources::memory(m, src, &format!("{key}.memory"))).transpose()?,
+        pids: raw.pids.map(|p| resources::pids(p, src, &format!("{key}.pids"))).transpose()?,
+        cpu: raw.cpu.map(|c| resources::cpu(c, src, &format!("{key}.cpu"))).transpose()?,
+        user: raw.user.map(|u| (u.0.0, u.0.1)),
+        capabilities: capabilities(raw.capabilities, src, &format!("{key}.capabilities"))?,
+        binds: binds(raw.binds, src, &format!("{key}.binds"))?,
         ..defaults
-    }
+    })
+}
+
+pub(crate) fn env(raw: BTreeMap<Parsed<EnvKey>, String>) -> BTreeMap<String, String> {
+    raw.into_iter().map(|(k, v)| (k.0.0, v)).collect()
+}
+
+pub(crate) fn binds(raw: Vec<Spanned<String>>, src: &Source, key: &str) -> Result<Vec<Bind>, ConfigError> {
+    raw.into_iter().enumerate().map(|(i, b)| element::<BindSpec>(src, key, i, b).map(|b| b.0)).collect()
+}
+
+pub(crate) fn capabilities(
+    raw: Option<Table<RawCapabilities>>,
+    src: &Source,
+    key: &str,
+) -> Result<Capabilities, ConfigError> {
+    raw.map_or(Ok(Capabilities::default()), |c| caps::build(c.0, src, key))
 }
 
 /// Parses element `index` of the list at `list` (a dotted key), pointing errors at it.

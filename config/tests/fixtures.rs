@@ -6,7 +6,10 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hoist_config::{ConfigError, ImageSource, Ipv4Cidr, RestartPolicy, Signal, parse};
+use hoist_config::{
+    Backoff, Bind, Capabilities, ConfigError, ImageSource, Ipv4Cidr, OneShot, Ready, RestartPolicy, Service, Signal,
+    StartLimit, parse,
+};
 
 fn fixtures(kind: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(kind);
@@ -48,7 +51,7 @@ fn parse_expectation(first: &str) -> Option<Expected> {
 #[test]
 fn each_reject_fixture_fails_where_it_says() {
     let files = fixtures("reject");
-    assert!(files.len() >= 15, "only {} reject fixtures", files.len());
+    assert!(files.len() >= 70, "only {} reject fixtures", files.len());
     let mut failures = Vec::new();
     for path in &files {
         let name = path.file_name().expect("file name").to_string_lossy().to_string();
@@ -82,7 +85,7 @@ fn accept(name: &str) -> hoist_config::Config {
 #[test]
 fn every_accept_fixture_parses() {
     let files = fixtures("accept");
-    assert!(files.len() >= 2, "only {} accept fixtures", files.len());
+    assert!(files.len() >= 4, "only {} accept fixtures", files.len());
     for path in files {
         let name = path.file_name().expect("file name").to_string_lossy().to_string();
         assert_eq!(accept(&name).version, 1, "{name}");
@@ -143,4 +146,104 @@ fn service_defaults_and_other_image_kinds() {
     assert_eq!(files.stop_timeout, Duration::ZERO);
     assert_eq!((files.restart, files.stop_signal), (RestartPolicy::Always, Signal::TERM));
     assert!(files.command.is_empty() && files.env.is_empty() && files.working_dir.is_none() && !files.readonly_rootfs);
+}
+
+#[test]
+fn supervision_fixture_values() {
+    let c = accept("supervision.toml");
+    let db = &c.service["db"];
+    assert_eq!(db.ready, Ready::Tcp { port: 5432 });
+    assert_eq!((db.memory, db.pids, db.cpu), (Some(512 << 20), Some(200), Some(2.0)));
+    assert_eq!(db.user, Some((999, 999)));
+    assert_eq!(db.start_timeout, Duration::from_secs(120));
+    let bind = |source: &str, dest: &str, readonly| Bind { source: source.into(), dest: dest.into(), readonly };
+    assert_eq!(
+        db.binds,
+        [
+            bind("/var/lib/db", "/var/lib/postgresql/data", false),
+            bind("/etc/ssl", "/etc/ssl", true),
+            bind("/run/db", "/run/db", false)
+        ]
+    );
+    assert!(db.depends_on.is_empty());
+
+    let api = &c.service["api"];
+    assert_eq!(api.depends_on, ["db"]);
+    assert_eq!(
+        api.ready,
+        Ready::Exec { command: vec!["curl".into(), "-f".into(), "http://127.0.0.1:8081/health".into()] }
+    );
+    assert_eq!((api.memory, api.cpu, api.pids), (Some(1 << 30), Some(0.5), None));
+    assert_eq!(api.backoff, Backoff { initial: Duration::from_millis(250), factor: 1.5, max: Duration::from_secs(60) });
+    assert_eq!(api.start_limit, StartLimit { burst: 3, interval: Duration::from_secs(30) });
+
+    let web = &c.service["web"];
+    assert_eq!(web.depends_on, ["api", "db"]);
+    assert_eq!(web.ready, Ready::File { path: "/run/ready".into() });
+    assert_eq!(web.memory, Some(64 << 20));
+    assert_eq!(web.capabilities, Capabilities { add: vec!["CAP_NET_BIND_SERVICE".into()], drop: vec!["ALL".into()] });
+
+    let cache = &c.service["cache"];
+    assert_eq!(cache.ready, Ready::Running);
+    assert_eq!(cache.capabilities.drop, ["CAP_NET_RAW", "CAP_MKNOD"]);
+    assert!(cache.capabilities.add.is_empty());
+
+    let metrics = &c.service["metrics"];
+    assert_eq!(metrics.ready, Ready::Notify);
+    assert_eq!(metrics.backoff, Backoff { factor: 3.0, ..Backoff::default() });
+    assert_eq!(metrics.user, Some((65534, 65534)));
+
+    assert_eq!(c.start_order(), [vec!["cache", "db", "metrics"], vec!["api"], vec!["web"]]);
+    assert_eq!(c.dependents("db"), ["api", "web"]);
+    assert_eq!(c.dependents("api"), ["web"]);
+    assert!(c.dependents("web").is_empty() && c.dependents("nothing").is_empty());
+}
+
+#[test]
+fn one_shot_stages_keep_file_order() {
+    let c = accept("supervision.toml");
+    let names = |list: &[OneShot]| list.iter().map(|o| o.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&c.onboot), ["fsck", "seed"]);
+    assert_eq!(names(&c.onshutdown), ["flush"]);
+
+    let fsck = &c.onboot[0];
+    assert_eq!(fsck.image, ImageSource::Dir { dir: "/srv/tools".into() });
+    assert_eq!(fsck.command, ["fsck", "-y", "/dev/vdb"]);
+    assert!(fsck.required);
+    assert_eq!(fsck.timeout, Duration::from_secs(300));
+    assert_eq!(fsck.capabilities.add, ["CAP_SYS_ADMIN"]);
+
+    let seed = &c.onboot[1];
+    assert!(!seed.required);
+    assert_eq!(seed.timeout, OneShot::DEFAULT_TIMEOUT);
+    assert_eq!(seed.env["MODE"], "seed");
+    assert_eq!((seed.working_dir.as_deref(), seed.user), (Some("/work"), Some((1000, 1000))));
+    assert_eq!(seed.binds, [Bind { source: "/var/lib/data".into(), dest: "/data".into(), readonly: false }]);
+
+    let flush = &c.onshutdown[0];
+    assert_eq!(
+        (flush.required, flush.timeout, &flush.command[..]),
+        (false, Duration::from_secs(60), &["sync".to_string()][..])
+    );
+    assert_eq!(flush.capabilities, Capabilities::default());
+}
+
+#[test]
+fn new_service_keys_have_their_defaults() {
+    let c = accept("full.toml");
+    let web = &c.service["web"];
+    let defaults = Service::new(web.image.clone());
+    assert_eq!(web.ready, Ready::Running);
+    assert_eq!(web.start_timeout, Duration::from_secs(60));
+    assert_eq!(web.backoff, Backoff { initial: Duration::from_millis(100), factor: 2.0, max: Duration::from_secs(30) });
+    assert_eq!(web.start_limit, StartLimit { burst: 5, interval: Duration::from_secs(60) });
+    assert_eq!((web.memory, web.pids, web.cpu, web.user), (None, None, None, None));
+    assert!(web.depends_on.is_empty() && web.binds.is_empty());
+    assert_eq!(web.capabilities, Capabilities::default());
+    assert_eq!(
+        (&web.ready, web.start_timeout, web.backoff),
+        (&defaults.ready, defaults.start_timeout, defaults.backoff)
+    );
+    assert!(c.onboot.is_empty() && c.onshutdown.is_empty());
+    assert_eq!(c.start_order(), [vec!["web"]]);
 }

@@ -18,6 +18,14 @@ image = "docker-archive:job.tar:example/job:1.0"
 
 [service.abs]
 image = "dir:/srv/rootfs"
+
+[[onboot]]
+name = "seed"
+image = "oci:tools"
+
+[[onshutdown]]
+name = "flush"
+image = "dir:../flush"
 "#;
 
 #[test]
@@ -39,6 +47,8 @@ fn relative_paths_resolve_against_the_config_directory() {
     );
     assert_eq!(config.service["abs"].image, ImageSource::Dir { dir: "/srv/rootfs".into() });
     assert_eq!(config.kernel.path.as_deref(), Some(dir.join("kernels/vmlinuz").as_path()));
+    assert_eq!(config.onboot[0].image, ImageSource::Oci { dir: dir.join("tools"), tag: None });
+    assert_eq!(config.onshutdown[0].image, ImageSource::Dir { dir: dir.join("../flush") });
 }
 
 #[test]
