@@ -113,11 +113,16 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport
     let mut manifest = BuildManifest { kernel_release: release.clone(), ..Default::default() };
     let mut services = BTreeMap::new();
     let mut unpacked: BTreeMap<String, String> = BTreeMap::new();
-    for (name, service) in &config.service {
+    let containers = config
+        .service
+        .iter()
+        .map(|(name, s)| (name, &s.image))
+        .chain(config.onboot.iter().chain(&config.onshutdown).map(|o| (&o.name, &o.image)));
+    for (name, image_source) in containers {
         let step = format!("image {name}");
         progress.begin(&step);
-        let source = service.image.describe();
-        let image = oci::import(&service.image).map_err(|e| BuildError::Image {
+        let source = image_source.describe();
+        let image = oci::import(image_source).map_err(|e| BuildError::Image {
             service: name.clone(),
             image: source.clone(),
             source: Box::new(e),

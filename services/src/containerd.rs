@@ -8,8 +8,8 @@ use containerd_client::services::v1::container::Runtime;
 use containerd_client::services::v1::containers_client::ContainersClient;
 use containerd_client::services::v1::tasks_client::TasksClient;
 use containerd_client::services::v1::{
-    Container, CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest, DeleteTaskRequest, KillRequest,
-    ListTasksRequest, StartRequest, WaitRequest,
+    Container, CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest, DeleteProcessRequest,
+    DeleteTaskRequest, ExecProcessRequest, KillRequest, ListTasksRequest, StartRequest, WaitRequest,
 };
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::{Code, Request, Status};
@@ -19,6 +19,7 @@ use containerd_client::types::v1::Process;
 pub const NAMESPACE: &str = "hoist";
 pub const RUNTIME: &str = "io.containerd.runc.v2";
 const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
+const PROCESS_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -140,6 +141,33 @@ impl Containerd {
         let request = KillRequest { container_id: id.to_string(), exec_id: String::new(), signal: signal as u32, all };
         let resp = self.tasks().kill(req(request)).await;
         resp.map(|_| ()).map_err(|s| rpc("kill", id, s))
+    }
+
+    /// Runs an extra process in the task (no stdio), waits for it and removes it; returns
+    /// its exit status.
+    pub async fn exec(&self, id: &str, exec_id: &str, process_json: Vec<u8>) -> Result<u32, ClientError> {
+        let request = ExecProcessRequest {
+            container_id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            spec: Some(prost_types::Any { type_url: PROCESS_TYPE_URL.to_string(), value: process_json }),
+            ..Default::default()
+        };
+        self.tasks().exec(req(request)).await.map_err(|s| rpc("exec", id, s))?;
+        let ids = || (id.to_string(), exec_id.to_string());
+        let result = async {
+            let (container_id, exec_id) = ids();
+            self.tasks()
+                .start(req(StartRequest { container_id, exec_id }))
+                .await
+                .map_err(|s| rpc("exec start", id, s))?;
+            let (container_id, exec_id) = ids();
+            let waited = self.tasks().wait(req(WaitRequest { container_id, exec_id })).await;
+            waited.map(|r| r.into_inner().exit_status).map_err(|s| rpc("exec wait", id, s))
+        }
+        .await;
+        let (container_id, exec_id) = ids();
+        let _ = self.tasks().delete_process(req(DeleteProcessRequest { container_id, exec_id })).await;
+        result
     }
 
     pub async fn delete_task(&self, id: &str) -> Result<u32, ClientError> {

@@ -16,9 +16,14 @@
 //! Not here (yet): dependencies, readiness probes, the control API.
 
 pub mod containerd;
+pub mod exec;
 pub mod logger;
+pub mod notify;
+pub mod policy;
+pub mod ready;
 pub mod runner;
 pub mod spec;
+pub mod state;
 pub mod stats;
 pub mod supervisor;
 

@@ -1,58 +1,86 @@
-//! The work the supervisor hands to spawned tasks: starting a service's container, waiting
-//! for its exit (across containerd restarts), stopping it, and cleaning up after it. Each
-//! reports back to the state owner over the channel; none of them touches its state.
+//! The work the supervisor hands to spawned tasks: starting a container, waiting for its
+//! exit (across containerd restarts), terminating or stopping it, running one-shot stages,
+//! and cleaning up. Each reports back to the state owner over the channel; none of them
+//! touches its state.
 
 use std::path::Path;
 use std::time::Duration;
 
 use containerd_client::types::Mount;
+use hoist_config::Ready;
 use hoist_config::manifest::ServiceImage;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::containerd::Containerd;
+use crate::spec::Settings;
 use crate::supervisor::Msg;
 
-/// Per-service writable layers (overlay upper + work dirs) live here, on tmpfs.
+/// Per-container writable layers (overlay upper + work dirs) live here, on tmpfs.
 pub const RW_DIR: &str = "/run/hoist/rw";
 /// containerd's shim starts this for each task with its stdout/stderr on fds 3 and 4.
 pub const LOGGER_URI: &str = "binary:///usr/bin/hoist-logger";
 
-/// Everything needed to (re)start one service, computed once from config + build manifest.
+/// Everything needed to (re)start one container, computed once from config + manifest.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
     pub name: String,
     pub spec: Vec<u8>,
-    /// Why this service cannot start at all (no image in the build, bad spec).
+    /// The spec's process alone (for readiness commands exec'd into the container).
+    pub process: Vec<u8>,
+    /// Why this container cannot start at all (no image in the build, bad spec).
     pub problem: Option<String>,
     pub rootfs: String,
     pub readonly: bool,
     pub stop_signal: i32,
     pub stop_timeout: Duration,
+    pub ready: Ready,
+    pub start_timeout: Duration,
+    pub depends_on: Vec<String>,
+    /// Restart settings (services only; one-shot stages are never restarted).
+    pub policy: Option<crate::policy::Policy>,
 }
 
-pub fn plan(name: &str, service: &hoist_config::Service, image: Option<&ServiceImage>) -> Plan {
+/// A plan from container settings; service-only fields are filled in by [`plan_service`].
+pub fn plan(name: &str, settings: &Settings, image: Option<&ServiceImage>, source: &str) -> Plan {
     let mut plan = Plan {
         name: name.to_string(),
-        readonly: service.readonly_rootfs,
-        stop_signal: service.stop_signal.0,
-        stop_timeout: service.stop_timeout,
+        readonly: settings.readonly_rootfs,
+        stop_signal: libc::SIGTERM,
+        stop_timeout: Duration::from_secs(10),
         ..Default::default()
     };
     let Some(image) = image else {
-        plan.problem = Some(format!("image {} is not in this build", service.image.describe()));
+        plan.problem = Some(format!("image {source} is not in this build"));
         return plan;
     };
     plan.rootfs = image.rootfs.clone();
-    match crate::spec::build(name, service, image).map(|s| serde_json::to_vec(&s)) {
-        Ok(Ok(json)) => plan.spec = json,
-        Ok(Err(e)) => plan.problem = Some(format!("spec: {e}")),
+    match crate::spec::build(name, settings, image) {
+        Ok(spec) => {
+            plan.process = spec.process().as_ref().and_then(|p| serde_json::to_vec(p).ok()).unwrap_or_default();
+            match serde_json::to_vec(&spec) {
+                Ok(json) => plan.spec = json,
+                Err(e) => plan.problem = Some(format!("spec: {e}")),
+            }
+        }
         Err(e) => plan.problem = Some(e.to_string()),
     }
     plan
 }
 
+pub fn plan_service(name: &str, s: &hoist_config::Service, image: Option<&ServiceImage>) -> Plan {
+    Plan {
+        stop_signal: s.stop_signal.0,
+        stop_timeout: s.stop_timeout,
+        ready: s.ready.clone(),
+        start_timeout: s.start_timeout,
+        depends_on: s.depends_on.clone(),
+        policy: Some(crate::policy::Policy { restart: s.restart, backoff: s.backoff, limit: s.start_limit }),
+        ..plan(name, &Settings::from(s), image, &s.image.describe())
+    }
+}
+
 /// Rootfs mounts for the task: read-only bind of the unpacked tree, or an overlay with a
-/// fresh tmpfs upper layer (a restarted service starts from its image again).
+/// fresh tmpfs upper layer (a restarted container starts from its image again).
 pub fn rootfs_mounts(plan: &Plan) -> std::io::Result<Vec<Mount>> {
     if plan.readonly {
         return Ok(vec![Mount {
@@ -81,13 +109,14 @@ pub fn rootfs_mounts(plan: &Plan) -> std::io::Result<Vec<Mount>> {
     }])
 }
 
-/// Removes whatever an earlier run of the service left in containerd.
+/// Removes whatever an earlier run of the container left in containerd.
 pub async fn cleanup(client: &Containerd, name: &str) {
     let _ = client.delete_task(name).await;
     let _ = client.delete_container(name).await;
 }
 
-async fn start(client: &Containerd, plan: &Plan) -> Result<u32, String> {
+/// Creates and starts the container; returns the pid of its main process.
+pub async fn start(client: &Containerd, plan: &Plan) -> Result<u32, String> {
     if let Some(problem) = &plan.problem {
         return Err(problem.clone());
     }
@@ -111,22 +140,32 @@ async fn start(client: &Containerd, plan: &Plan) -> Result<u32, String> {
     }
 }
 
-pub fn spawn_start(client: Containerd, name: String, plan: Plan, tx: UnboundedSender<Msg>) {
+pub fn spawn_start(client: Containerd, plan: Plan, tx: UnboundedSender<Msg>) {
     tokio::spawn(async move {
         let result = start(&client, &plan).await;
-        let _ = tx.send(Msg::Started { name, result });
+        let _ = tx.send(Msg::Started { name: plan.name, result });
     });
 }
 
+/// Did the kernel OOM-kill something in this container's cgroup (memory.events)?
+pub fn oom_killed(name: &str) -> bool {
+    let path = format!("/sys/fs/cgroup{}/memory.events", crate::spec::cgroup_path(name));
+    std::fs::read_to_string(path)
+        .map(|t| t.lines().any(|l| l.strip_prefix("oom_kill ").is_some_and(|n| n.trim() != "0")))
+        .unwrap_or(false)
+}
+
 /// Waits for the task to exit. A wait cut short because containerd went away is not an
-/// exit: we retry until containerd answers again.
-pub fn spawn_waiter(client: Containerd, name: String, tx: UnboundedSender<Msg>) {
+/// exit: we retry until containerd answers again (then Wait reports an exit that happened
+/// meanwhile, or the task is gone, which counts as an exit with status 255).
+pub fn spawn_waiter(client: Containerd, name: String, pid: u32, tx: UnboundedSender<Msg>) {
     tokio::spawn(async move {
         let mut warned = false;
         loop {
             match client.wait(&name).await {
                 Ok(status) => {
-                    let _ = tx.send(Msg::Exited { name, status });
+                    let oom = oom_killed(&name);
+                    let _ = tx.send(Msg::Exited { name, pid, status, oom });
                     return;
                 }
                 Err(e) if e.is_disconnect() => {
@@ -138,7 +177,7 @@ pub fn spawn_waiter(client: Containerd, name: String, tx: UnboundedSender<Msg>) 
                 }
                 Err(e) => {
                     log::warn!("{e}");
-                    let _ = tx.send(Msg::Exited { name, status: 255 });
+                    let _ = tx.send(Msg::Exited { name, pid, status: 255, oom: false });
                     return;
                 }
             }
@@ -150,8 +189,21 @@ pub fn spawn_cleanup(client: Containerd, name: String) {
     tokio::spawn(async move { cleanup(&client, &name).await });
 }
 
+/// Stop signal to every process of the task, SIGKILL if it is still there after the stop
+/// timeout; the waiter reports the exit. Used for a start timeout.
+pub fn spawn_terminate(client: Containerd, name: String, signal: i32, timeout: Duration) {
+    tokio::spawn(async move {
+        if client.kill(&name, signal, true).await.is_err() {
+            return;
+        }
+        if tokio::time::timeout(timeout, client.wait(&name)).await.is_err() {
+            let _ = client.kill(&name, libc::SIGKILL, true).await;
+        }
+    });
+}
+
 /// Stop signal to every process of the task, then SIGKILL after the stop timeout.
-/// Returns the service name and what happened, for the console.
+/// Returns the name and what happened, for the console.
 pub async fn stop(client: Containerd, name: String, signal: i32, timeout: Duration) -> (String, String) {
     if let Err(e) = client.kill(&name, signal, true).await {
         cleanup(&client, &name).await;
@@ -170,4 +222,21 @@ pub async fn stop(client: Containerd, name: String, signal: i32, timeout: Durati
     };
     cleanup(&client, &name).await;
     (name, outcome)
+}
+
+/// Runs a one-shot container to completion within `timeout` (killed past it) and removes
+/// it. Ok(status) when it ran; Err when it could not start or timed out.
+pub async fn run_oneshot(client: &Containerd, plan: &Plan, timeout: Duration) -> Result<u32, String> {
+    start(client, plan).await?;
+    let result = match tokio::time::timeout(timeout, client.wait(&plan.name)).await {
+        Ok(Ok(status)) => Ok(status),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => {
+            let _ = client.kill(&plan.name, libc::SIGKILL, true).await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), client.wait(&plan.name)).await;
+            Err(format!("did not finish within {} ms: killed", timeout.as_millis()))
+        }
+    };
+    cleanup(client, &plan.name).await;
+    result
 }

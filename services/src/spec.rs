@@ -58,28 +58,85 @@ pub enum SpecError {
     NoCommand(String),
     #[error("service {service}: user {user:?}: only numeric uid[:gid] is supported")]
     User { service: String, user: String },
+    #[error("service {service}: {reason}")]
+    Caps { service: String, reason: String },
     #[error("service {service}: {source}")]
     Build { service: String, source: oci_spec::OciSpecError },
 }
 
+/// What a container needs from the config, shared by services and one-shot stages.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub command: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub working_dir: Option<String>,
+    pub user: Option<(u32, u32)>,
+    pub readonly_rootfs: bool,
+    pub capabilities: hoist_config::Capabilities,
+    pub binds: Vec<hoist_config::Bind>,
+    pub memory: Option<u64>,
+    pub pids: Option<u32>,
+    pub cpu: Option<f64>,
+    /// Share the host pid namespace.
+    pub host_pid: bool,
+    /// sd_notify readiness: mount the notify socket dir and set NOTIFY_SOCKET.
+    pub notify: bool,
+}
+
+impl From<&Service> for Settings {
+    fn from(s: &Service) -> Self {
+        Settings {
+            command: s.command.clone(),
+            env: s.env.clone(),
+            working_dir: s.working_dir.clone(),
+            user: s.user,
+            readonly_rootfs: s.readonly_rootfs,
+            capabilities: s.capabilities.clone(),
+            binds: s.binds.clone(),
+            memory: s.memory,
+            pids: s.pids,
+            cpu: s.cpu,
+            host_pid: s.host_pid,
+            notify: matches!(s.ready, hoist_config::Ready::Notify),
+        }
+    }
+}
+
+impl From<&hoist_config::OneShot> for Settings {
+    fn from(s: &hoist_config::OneShot) -> Self {
+        Settings {
+            command: s.command.clone(),
+            env: s.env.clone(),
+            working_dir: s.working_dir.clone(),
+            user: s.user,
+            capabilities: s.capabilities.clone(),
+            binds: s.binds.clone(),
+            ..Default::default()
+        }
+    }
+}
+
 /// The argv: the config's command replaces the image's entrypoint + cmd entirely.
-pub fn args(service: &Service, image: &ServiceImage) -> Vec<String> {
-    if !service.command.is_empty() {
-        return service.command.clone();
+pub fn args(settings: &Settings, image: &ServiceImage) -> Vec<String> {
+    if !settings.command.is_empty() {
+        return settings.command.clone();
     }
     image.entrypoint.iter().chain(image.cmd.iter()).cloned().collect()
 }
 
 /// Image env, then the config's env on top (same key wins), PATH defaulted; sorted by key
 /// so the spec is deterministic.
-pub fn env(service: &Service, image: &ServiceImage) -> Vec<String> {
+pub fn env(settings: &Settings, image: &ServiceImage) -> Vec<String> {
     let mut vars: BTreeMap<String, String> = BTreeMap::new();
     for kv in &image.env {
         let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
         vars.insert(k.to_string(), v.to_string());
     }
-    for (k, v) in &service.env {
+    for (k, v) in &settings.env {
         vars.insert(k.clone(), v.clone());
+    }
+    if settings.notify {
+        vars.insert("NOTIFY_SOCKET".into(), format!("{}/{}", crate::notify::GUEST_DIR, crate::notify::SOCKET_NAME));
     }
     let mut out: Vec<String> = vars.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
     if !out.iter().any(|kv| kv.starts_with("PATH=")) {
@@ -88,7 +145,10 @@ pub fn env(service: &Service, image: &ServiceImage) -> Vec<String> {
     out
 }
 
-fn user(name: &str, image: &ServiceImage) -> Result<(u32, u32), SpecError> {
+fn user(name: &str, settings: &Settings, image: &ServiceImage) -> Result<(u32, u32), SpecError> {
+    if let Some(u) = settings.user {
+        return Ok(u);
+    }
     let u = image.user.trim();
     if u.is_empty() {
         return Ok((0, 0));
@@ -96,6 +156,28 @@ fn user(name: &str, image: &ServiceImage) -> Result<(u32, u32), SpecError> {
     let bad = || SpecError::User { service: name.to_string(), user: u.to_string() };
     let (uid, gid) = u.split_once(':').unwrap_or((u, "0"));
     Ok((uid.parse().map_err(|_| bad())?, gid.parse().map_err(|_| bad())?))
+}
+
+/// containerd's defaults, plus `add`, minus `drop` ("ALL" drops every one).
+pub fn capabilities(caps: &hoist_config::Capabilities) -> Result<oci_spec::runtime::Capabilities, String> {
+    let parse = |name: &str| {
+        name.strip_prefix("CAP_")
+            .unwrap_or(name)
+            .parse::<Capability>()
+            .map_err(|_| format!("capability {name} is not known to the OCI spec builder"))
+    };
+    let mut set: oci_spec::runtime::Capabilities = DEFAULT_CAPABILITIES.into_iter().collect();
+    for name in &caps.drop {
+        if name == "ALL" {
+            set.clear();
+        } else {
+            set.remove(&parse(name)?);
+        }
+    }
+    for name in &caps.add {
+        set.insert(parse(name)?);
+    }
+    Ok(set)
 }
 
 fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount, oci_spec::OciSpecError> {
@@ -107,8 +189,8 @@ fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount,
         .build()
 }
 
-fn default_mounts() -> Result<Vec<Mount>, oci_spec::OciSpecError> {
-    Ok(vec![
+fn mounts(name: &str, settings: &Settings) -> Result<Vec<Mount>, oci_spec::OciSpecError> {
+    let mut m = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
         mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"])?,
         mount(
@@ -124,25 +206,51 @@ fn default_mounts() -> Result<Vec<Mount>, oci_spec::OciSpecError> {
         // Host network namespace: the host's resolver settings apply.
         mount("/etc/resolv.conf", "bind", "/etc/resolv.conf", &["rbind", "ro"])?,
         mount("/etc/hosts", "bind", "/etc/hosts", &["rbind", "ro"])?,
-    ])
+    ];
+    for b in &settings.binds {
+        m.push(mount(&b.dest, "bind", &b.source, &["rbind", if b.readonly { "ro" } else { "rw" }])?);
+    }
+    if settings.notify {
+        let dir = crate::notify::host_dir(name);
+        m.push(mount(crate::notify::GUEST_DIR, "bind", &dir.to_string_lossy(), &["rbind", "rw"])?);
+    }
+    Ok(m)
 }
 
-/// The full runtime spec for one service.
-pub fn build(name: &str, service: &Service, image: &ServiceImage) -> Result<Spec, SpecError> {
-    let args = args(service, image);
+fn resources(settings: &Settings) -> Result<oci_spec::runtime::LinuxResources, oci_spec::OciSpecError> {
+    let deny_all = LinuxDeviceCgroupBuilder::default().allow(false).access("rwm").build()?;
+    let mut r = LinuxResourcesBuilder::default().devices(vec![deny_all]);
+    if let Some(bytes) = settings.memory {
+        r = r.memory(oci_spec::runtime::LinuxMemoryBuilder::default().limit(bytes as i64).build()?);
+    }
+    if let Some(pids) = settings.pids {
+        r = r.pids(oci_spec::runtime::LinuxPidsBuilder::default().limit(pids as i64).build()?);
+    }
+    if let Some(cpus) = settings.cpu {
+        const PERIOD: u64 = 100_000;
+        let quota = (cpus * PERIOD as f64).round() as i64;
+        r = r.cpu(oci_spec::runtime::LinuxCpuBuilder::default().quota(quota).period(PERIOD).build()?);
+    }
+    r.build()
+}
+
+/// The full runtime spec for one container.
+pub fn build(name: &str, settings: &Settings, image: &ServiceImage) -> Result<Spec, SpecError> {
+    let args = args(settings, image);
     if args.is_empty() {
         return Err(SpecError::NoCommand(name.to_string()));
     }
-    let (uid, gid) = user(name, image)?;
+    let (uid, gid) = user(name, settings, image)?;
     let err = |source| SpecError::Build { service: name.to_string(), source };
-    let caps: oci_spec::runtime::Capabilities = DEFAULT_CAPABILITIES.into_iter().collect();
+    let caps =
+        capabilities(&settings.capabilities).map_err(|e| SpecError::Caps { service: name.to_string(), reason: e })?;
     let capabilities = oci_spec::runtime::LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
         .effective(caps.clone())
         .permitted(caps)
         .build()
         .map_err(err)?;
-    let cwd = service.working_dir.clone().unwrap_or_else(|| match image.working_dir.as_str() {
+    let cwd = settings.working_dir.clone().unwrap_or_else(|| match image.working_dir.as_str() {
         "" => "/".to_string(),
         w => w.to_string(),
     });
@@ -150,7 +258,7 @@ pub fn build(name: &str, service: &Service, image: &ServiceImage) -> Result<Spec
         .terminal(false)
         .user(UserBuilder::default().uid(uid).gid(gid).build().map_err(err)?)
         .args(args)
-        .env(env(service, image))
+        .env(env(settings, image))
         .cwd(cwd)
         .capabilities(capabilities)
         .rlimits(vec![
@@ -167,43 +275,50 @@ pub fn build(name: &str, service: &Service, image: &ServiceImage) -> Result<Spec
         .oom_score_adj(0)
         .build()
         .map_err(err)?;
-    let namespaces =
-        [LinuxNamespaceType::Pid, LinuxNamespaceType::Ipc, LinuxNamespaceType::Uts, LinuxNamespaceType::Mount]
-            .into_iter()
-            .map(|typ| LinuxNamespaceBuilder::default().typ(typ).build())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(err)?;
-    let deny_all = LinuxDeviceCgroupBuilder::default().allow(false).access("rwm").build().map_err(err)?;
+    let mut kinds = vec![LinuxNamespaceType::Ipc, LinuxNamespaceType::Uts, LinuxNamespaceType::Mount];
+    if !settings.host_pid {
+        kinds.insert(0, LinuxNamespaceType::Pid);
+    }
+    let namespaces = kinds
+        .into_iter()
+        .map(|typ| LinuxNamespaceBuilder::default().typ(typ).build())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(err)?;
     let linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .masked_paths(MASKED_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
         .readonly_paths(READONLY_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-        .resources(LinuxResourcesBuilder::default().devices(vec![deny_all]).build().map_err(err)?)
-        .cgroups_path(format!("/hoist/{name}"))
+        .resources(resources(settings).map_err(err)?)
+        .cgroups_path(cgroup_path(name))
         .build()
         .map_err(err)?;
     SpecBuilder::default()
         .version("1.0.2-dev")
         .hostname(name)
-        .root(RootBuilder::default().path("rootfs").readonly(service.readonly_rootfs).build().map_err(err)?)
+        .root(RootBuilder::default().path("rootfs").readonly(settings.readonly_rootfs).build().map_err(err)?)
         .process(process)
-        .mounts(default_mounts().map_err(err)?)
+        .mounts(mounts(name, settings).map_err(err)?)
         .linux(linux)
         .build()
         .map_err(err)
+}
+
+/// The container's cgroup (cgroup v2, under /sys/fs/cgroup).
+pub fn cgroup_path(name: &str) -> String {
+    format!("/hoist/{name}")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn service(command: &[&str]) -> Service {
+    fn service(command: &[&str]) -> Settings {
         let text = format!(
             "version = 1\n[service.web]\nimage = \"dir:/x\"\ncommand = [{}]\nenv = {{ A = \"1\", PATH = \"/bin\" }}\n",
             command.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", ")
         );
         let mut config = hoist_config::parse(&text, "test.toml").expect("valid config");
-        config.service.remove("web").expect("web")
+        Settings::from(&config.service.remove("web").expect("web"))
     }
 
     fn image() -> ServiceImage {
@@ -251,6 +366,54 @@ mod tests {
         assert_eq!(json["root"]["path"], "rootfs");
         assert_eq!(json["linux"]["resources"]["devices"][0]["allow"], false);
         assert_eq!(json["linux"]["cgroupsPath"], "/hoist/web");
+    }
+
+    #[test]
+    fn resources_capabilities_binds_and_host_pid_reach_the_spec() {
+        let text = r#"version = 1
+[service.web]
+image = "dir:/x"
+command = ["x"]
+memory = "64M"
+pids = 50
+cpu = 0.5
+user = "1000:100"
+host_pid = true
+capabilities = { add = ["CAP_NET_ADMIN"], drop = ["CAP_NET_RAW"] }
+binds = ["/var/data:/data:ro"]
+ready = { notify = true }
+"#;
+        let mut config = hoist_config::parse(text, "t.toml").expect("valid");
+        let settings = Settings::from(&config.service.remove("web").expect("web"));
+        let json = serde_json::to_value(build("web", &settings, &image()).expect("spec")).expect("json");
+        let r = &json["linux"]["resources"];
+        assert_eq!(r["memory"]["limit"], 64 << 20);
+        assert_eq!(r["pids"]["limit"], 50);
+        assert_eq!(r["cpu"]["quota"], 50_000);
+        assert_eq!(r["cpu"]["period"], 100_000);
+        assert_eq!(json["process"]["user"]["uid"], 1000);
+        let caps = json["process"]["capabilities"]["bounding"].as_array().expect("caps");
+        assert!(caps.iter().any(|c| c == "CAP_NET_ADMIN"));
+        assert!(!caps.iter().any(|c| c == "CAP_NET_RAW"));
+        assert_eq!(caps.len(), 14);
+        let ns: Vec<&str> =
+            json["linux"]["namespaces"].as_array().expect("ns").iter().filter_map(|n| n["type"].as_str()).collect();
+        assert!(!ns.contains(&"pid"), "{ns:?}");
+        let mounts = json["mounts"].as_array().expect("mounts");
+        assert!(
+            mounts.iter().any(|m| m["destination"] == "/data" && m["source"] == "/var/data" && m["options"][1] == "ro")
+        );
+        assert!(mounts.iter().any(|m| m["destination"] == crate::notify::GUEST_DIR));
+        let env = json["process"]["env"].as_array().expect("env");
+        assert!(env.iter().any(|e| e == "NOTIFY_SOCKET=/run/hoist-notify/notify.sock"));
+    }
+
+    #[test]
+    fn dropping_all_capabilities_leaves_only_the_added_ones() {
+        let caps = hoist_config::Capabilities { add: vec!["CAP_KILL".into()], drop: vec!["ALL".into()] };
+        let set = capabilities(&caps).expect("caps");
+        assert_eq!(set.len(), 1);
+        assert!(set.contains(&Capability::Kill));
     }
 
     #[test]

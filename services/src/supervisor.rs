@@ -1,35 +1,44 @@
 //! The supervisor's state machine. One task owns every service's state (DESIGN.md
-//! decision 5); starting, waiting and stopping run as spawned tasks that report back over
-//! a channel. Restarts use capped exponential backoff and a start limit; all timers use
-//! tokio's monotonic clock.
+//! decision 5); starting, waiting, probing and stopping run as spawned tasks that report
+//! back over one channel. All timers use tokio's monotonic clock; what must survive a
+//! supervisor restart (restart counts, backoff, start-limit window, failed marks, whether
+//! onboot ran) is kept in [`crate::state`] in boot-time milliseconds.
 //!
-//! On start it adopts tasks that are already running in containerd (a supervisor restart
-//! does not restart services) and starts the rest. SIGTERM means shutdown: every service is
-//! stopped (stop signal, stop timeout, SIGKILL) and the process exits 0.
+//! Order: `[[onboot]]` stages run one by one to completion; then every service whose
+//! dependencies are ready starts, in parallel; a service is ready per its `ready` probe
+//! (or at once), and readiness releases its dependents. A service not ready within its
+//! start timeout is terminated and that counts as a failure. On SIGTERM services stop in
+//! reverse dependency order, then `[[onshutdown]]` stages run, then the process exits 0.
+//!
+//! On start it adopts tasks that already run in containerd, so a supervisor restart
+//! restarts no service.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::time::Duration;
 
+use hoist_config::Config;
 use hoist_config::manifest::BuildManifest;
-use hoist_config::{Config, RestartPolicy};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::containerd::Containerd;
+use crate::policy::{Decision, after_exit};
 use crate::runner::{self, Plan};
+use crate::state::{self, Persisted};
 use crate::{say, uptime_ms};
-
-const BACKOFF_FLOOR: Duration = Duration::from_millis(100);
-const BACKOFF_CAP: Duration = Duration::from_secs(30);
-const STABLE_AFTER: Duration = Duration::from_secs(10);
-const START_LIMIT_BURST: usize = 5;
-const START_LIMIT_WINDOW: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum State {
+    /// Dependencies not ready yet (named).
+    Waiting {
+        on: Vec<String>,
+    },
     Starting,
     Running {
         pid: u32,
+        ready: bool,
+        deadline: Option<Instant>,
     },
     /// Will be started again at this instant.
     Backoff {
@@ -47,57 +56,34 @@ pub enum State {
 #[derive(Debug)]
 pub enum Msg {
     Started { name: String, result: Result<u32, String> },
-    Exited { name: String, status: u32 },
+    Exited { name: String, pid: u32, status: u32, oom: bool },
+    Ready { name: String, pid: u32 },
+    Notify(crate::notify::Notice),
 }
 
 pub struct Service {
     pub plan: Plan,
-    pub restart: RestartPolicy,
     pub state: State,
-    pub restarts: u32,
-    backoff: Duration,
-    exits: Vec<Instant>,
     started_at: Option<Instant>,
-    /// The first start attempt has finished (for the ready line).
-    settled: bool,
-}
-
-/// What to do after an exit, by restart policy, backoff and start limit. Pure, unit-tested.
-pub fn after_exit(svc: &mut Service, status: u32, now: Instant) -> State {
-    let restart = match svc.restart {
-        RestartPolicy::Always => true,
-        RestartPolicy::OnFailure => status != 0,
-        RestartPolicy::Never => false,
-    };
-    if !restart {
-        return State::Exited { status };
-    }
-    if svc.started_at.is_some_and(|t| now.duration_since(t) >= STABLE_AFTER) {
-        svc.backoff = BACKOFF_FLOOR;
-    }
-    svc.exits.retain(|t| now.duration_since(*t) < START_LIMIT_WINDOW);
-    svc.exits.push(now);
-    if svc.exits.len() >= START_LIMIT_BURST {
-        return State::Failed {
-            reason: format!(
-                "start limit: {} exits within {} s (last status {status})",
-                svc.exits.len(),
-                START_LIMIT_WINDOW.as_secs()
-            ),
-        };
-    }
-    let delay = svc.backoff;
-    svc.backoff = (svc.backoff * 2).min(BACKOFF_CAP);
-    State::Backoff { until: now + delay }
+    /// The current run was terminated for not getting ready in time.
+    timed_out: bool,
 }
 
 pub struct Supervisor {
     client: Containerd,
     services: BTreeMap<String, Service>,
+    onboot: Vec<(Plan, Duration, bool)>,
+    onshutdown: Vec<(Plan, Duration)>,
+    persisted: Persisted,
+    state_path: PathBuf,
     tx: mpsc::UnboundedSender<Msg>,
     rx: mpsc::UnboundedReceiver<Msg>,
     timeline: Vec<(String, u128)>,
     ready_printed: bool,
+}
+
+fn oneshot_plan(o: &hoist_config::OneShot, manifest: &BuildManifest) -> Plan {
+    runner::plan(&o.name, &crate::spec::Settings::from(o), manifest.service.get(&o.name), &o.image.describe())
 }
 
 impl Supervisor {
@@ -107,119 +93,247 @@ impl Supervisor {
             .service
             .iter()
             .map(|(name, s)| {
-                let svc = Service {
-                    plan: runner::plan(name, s, manifest.service.get(name)),
-                    restart: s.restart,
-                    state: State::Starting,
-                    restarts: 0,
-                    backoff: BACKOFF_FLOOR,
-                    exits: Vec::new(),
-                    started_at: None,
-                    settled: false,
-                };
-                (name.clone(), svc)
+                let plan = runner::plan_service(name, s, manifest.service.get(name));
+                (name.clone(), Service { plan, state: State::Starting, started_at: None, timed_out: false })
             })
             .collect();
-        Supervisor { client, services, tx, rx, timeline, ready_printed: false }
+        let onboot = config.onboot.iter().map(|o| (oneshot_plan(o, manifest), o.timeout, o.required)).collect();
+        let onshutdown = config.onshutdown.iter().map(|o| (oneshot_plan(o, manifest), o.timeout)).collect();
+        let state_path = PathBuf::from(state::PATH);
+        let persisted = state::load(&state_path);
+        let ready_printed = persisted.ready_done;
+        Supervisor { client, services, onboot, onshutdown, persisted, state_path, tx, rx, timeline, ready_printed }
     }
 
-    /// Adopts running tasks, starts the rest, then supervises until SIGTERM.
+    fn save(&self) {
+        if let Err(e) = state::save(&self.state_path, &self.persisted) {
+            log::warn!("{}: {e}", self.state_path.display());
+        }
+    }
+
+    /// Onboot, adoption and start, supervision until SIGTERM, then the ordered stop.
     pub async fn run(mut self) -> std::io::Result<()> {
         let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let running = match self.client.list_tasks().await {
-            Ok(tasks) => tasks.into_iter().filter(|t| t.status == 2).map(|t| (t.container_id, t.pid)).collect(),
+        if !self.persisted.onboot_done {
+            tokio::select! {
+                _ = self.run_onboot() => {}
+                _ = sigterm.recv() => {
+                    self.shutdown().await;
+                    return Ok(());
+                }
+            }
+        }
+        if let Some(reason) = self.persisted.boot_failed.clone() {
+            say(&format!("boot failed: {reason}; services not started (the host stays up)"));
+            sigterm.recv().await;
+            self.shutdown().await;
+            return Ok(());
+        }
+        self.start_notify_listeners();
+        self.adopt_or_start().await;
+        self.check_ready();
+        loop {
+            let next = self.next_deadline();
+            tokio::select! {
+                Some(msg) = self.rx.recv() => self.handle(msg),
+                _ = sleep_until(next) => self.on_deadlines(),
+                _ = sigterm.recv() => break,
+            }
+        }
+        self.shutdown().await;
+        Ok(())
+    }
+
+    async fn run_onboot(&mut self) {
+        for (plan, timeout, required) in self.onboot.clone() {
+            let t = Instant::now();
+            let outcome = match runner::run_oneshot(&self.client, &plan, timeout).await {
+                Ok(0) => Ok(()),
+                Ok(status) => Err(format!("exited status={status}")),
+                Err(e) => Err(e),
+            };
+            let ms = t.elapsed().as_millis();
+            match outcome {
+                Ok(()) => say(&format!("onboot {} done in {ms} ms", plan.name)),
+                Err(reason) if required => {
+                    say(&format!("onboot {} failed: {reason}", plan.name));
+                    self.persisted.boot_failed = Some(format!("required onboot {} failed: {reason}", plan.name));
+                    break;
+                }
+                Err(reason) => say(&format!("onboot {} failed: {reason}; not required, boot goes on", plan.name)),
+            }
+        }
+        self.persisted.onboot_done = true;
+        self.save();
+    }
+
+    fn start_notify_listeners(&self) {
+        for (name, svc) in &self.services {
+            if matches!(svc.plan.ready, hoist_config::Ready::Notify)
+                && let Err(e) = crate::notify::listen(name, self.tx.clone())
+            {
+                log::warn!("service {name}: notify socket: {e}");
+            }
+        }
+    }
+
+    async fn adopt_or_start(&mut self) {
+        let running: BTreeMap<String, u32> = match self.client.list_tasks().await {
+            // containerd 1.6 names the task in `id` and leaves `container_id` empty.
+            Ok(tasks) => tasks
+                .into_iter()
+                .filter(|t| t.status == containerd_client::types::v1::Status::Running as i32)
+                .map(|t| (if t.container_id.is_empty() { t.id } else { t.container_id }, t.pid))
+                .collect(),
             Err(e) => {
                 log::warn!("{e}: starting every service");
                 BTreeMap::new()
             }
         };
         let names: Vec<String> = self.services.keys().cloned().collect();
-        for name in names {
-            match running.get(&name) {
-                Some(pid) => {
-                    say(&format!("service {name} adopted pid={pid}"));
-                    self.set_running(&name, *pid);
-                    runner::spawn_waiter(self.client.clone(), name, self.tx.clone());
-                }
-                None => self.start(&name),
+        for name in &names {
+            let record = self.persisted.service.get(name).cloned().unwrap_or_default();
+            if let Some(pid) = running.get(name) {
+                // It ran before we (re)started: it was started by an earlier supervisor
+                // of this boot, so it already passed its readiness check or is waiting
+                // for it; treat it as ready rather than restarting it.
+                say(&format!("service {name} adopted pid={pid} restarts={}", record.restarts));
+                self.set_state(name, State::Running { pid: *pid, ready: true, deadline: None });
+                runner::spawn_waiter(self.client.clone(), name.clone(), *pid, self.tx.clone());
+            } else if let Some(reason) = record.failed {
+                self.set_state(name, State::Failed { reason });
             }
         }
-        self.check_ready();
-        loop {
-            let next = self.next_deadline();
-            tokio::select! {
-                Some(msg) = self.rx.recv() => self.handle(msg),
-                _ = sleep_until(next) => self.start_due(),
-                _ = sigterm.recv() => break,
+        for name in &names {
+            if matches!(self.services[name].state, State::Starting) {
+                self.try_start(name);
             }
         }
-        self.stop_all().await;
-        Ok(())
     }
 
-    fn start(&mut self, name: &str) {
+    fn set_state(&mut self, name: &str, state: State) {
+        if let Some(svc) = self.services.get_mut(name) {
+            svc.state = state;
+        }
+    }
+
+    fn is_ready(&self, name: &str) -> bool {
+        matches!(self.services.get(name).map(|s| &s.state), Some(State::Running { ready: true, .. }))
+    }
+
+    /// Starts the service if every dependency is ready; otherwise it waits, naming them.
+    fn try_start(&mut self, name: &str) {
+        let Some(svc) = self.services.get(name) else { return };
+        let waiting: Vec<String> = svc.plan.depends_on.iter().filter(|d| !self.is_ready(d)).cloned().collect();
+        if !waiting.is_empty() {
+            if !matches!(&svc.state, State::Waiting { on } if *on == waiting) {
+                say(&format!("service {name} waiting for {}", waiting.join(", ")));
+            }
+            self.set_state(name, State::Waiting { on: waiting });
+            return;
+        }
         let Some(svc) = self.services.get_mut(name) else { return };
         svc.state = State::Starting;
         svc.started_at = Some(Instant::now());
-        runner::spawn_start(self.client.clone(), name.to_string(), svc.plan.clone(), self.tx.clone());
-    }
-
-    fn set_running(&mut self, name: &str, pid: u32) {
-        if let Some(svc) = self.services.get_mut(name) {
-            svc.state = State::Running { pid };
-            svc.settled = true;
-            svc.started_at.get_or_insert_with(Instant::now);
-        }
+        svc.timed_out = false;
+        runner::spawn_start(self.client.clone(), svc.plan.clone(), self.tx.clone());
     }
 
     fn handle(&mut self, msg: Msg) {
         match msg {
-            Msg::Started { name, result: Ok(pid) } => {
-                let ms = uptime_ms();
-                say(&format!("service {name} running pid={pid} uptime_ms={ms}"));
-                if !self.ready_printed {
-                    self.timeline.push((name.clone(), ms));
-                }
-                self.set_running(&name, pid);
-                runner::spawn_waiter(self.client.clone(), name, self.tx.clone());
-            }
+            Msg::Started { name, result: Ok(pid) } => self.on_started(&name, pid),
             Msg::Started { name, result: Err(reason) } => {
-                // A start that fails (missing binary, broken image) will fail the same way
-                // again: the rootfs is immutable. Report it once and leave the service failed.
+                // A start that fails (missing binary, broken image) fails the same way
+                // again: the rootfs is immutable. Report it once and leave it failed.
                 say(&format!("service {name} failed: {reason}"));
-                if let Some(svc) = self.services.get_mut(&name) {
-                    svc.state = State::Failed { reason };
-                    svc.settled = true;
+                self.set_state(&name, State::Failed { reason });
+            }
+            Msg::Exited { name, pid, status, oom } => self.on_exit(&name, pid, status, oom),
+            Msg::Ready { name, pid } => self.on_ready(&name, pid),
+            Msg::Notify(n) => {
+                let main = match self.services.get(&n.service).map(|s| &s.state) {
+                    Some(State::Running { pid, .. }) => Some(*pid),
+                    _ => None,
+                };
+                if main != Some(n.pid) {
+                    log::warn!("service {}: notify from pid {} ignored (main pid {main:?})", n.service, n.pid);
+                } else if n.ready {
+                    self.on_ready(&n.service, n.pid);
                 }
             }
-            Msg::Exited { name, status } => self.on_exit(&name, status),
         }
         self.check_ready();
     }
 
-    fn on_exit(&mut self, name: &str, status: u32) {
-        let Some(svc) = self.services.get_mut(name) else { return };
-        let now = Instant::now();
-        svc.state = after_exit(svc, status, now);
-        svc.settled = true;
-        match &svc.state {
-            State::Backoff { until } => {
-                svc.restarts += 1;
-                say(&format!(
-                    "service {name} exited status={status}; restart in {} ms",
-                    until.duration_since(now).as_millis()
-                ));
-            }
-            State::Exited { status } => {
-                say(&format!("service {name} exited status={status}; not restarted ({:?})", svc.restart));
-                runner::spawn_cleanup(self.client.clone(), name.to_string());
-            }
-            State::Failed { reason } => {
-                say(&format!("service {name} failed: {reason}"));
-                runner::spawn_cleanup(self.client.clone(), name.to_string());
-            }
-            State::Starting | State::Running { .. } => {}
+    fn on_started(&mut self, name: &str, pid: u32) {
+        let ms = uptime_ms();
+        if !self.ready_printed {
+            self.timeline.push((name.to_string(), ms));
         }
+        let Some(svc) = self.services.get(name) else { return };
+        let (ready, timeout, process) = (svc.plan.ready.clone(), svc.plan.start_timeout, svc.plan.process.clone());
+        runner::spawn_waiter(self.client.clone(), name.to_string(), pid, self.tx.clone());
+        if matches!(ready, hoist_config::Ready::Running) {
+            say(&format!("service {name} running pid={pid} uptime_ms={ms}"));
+            self.set_state(name, State::Running { pid, ready: false, deadline: None });
+            self.on_ready(name, pid);
+            return;
+        }
+        say(&format!("service {name} running pid={pid} uptime_ms={ms}, waiting for readiness ({ready:?})"));
+        self.set_state(name, State::Running { pid, ready: false, deadline: Some(Instant::now() + timeout) });
+        crate::ready::spawn_probe(self.client.clone(), name.to_string(), pid, ready, process, self.tx.clone());
+    }
+
+    fn on_ready(&mut self, name: &str, pid: u32) {
+        let Some(svc) = self.services.get(name) else { return };
+        if !matches!(svc.state, State::Running { pid: p, ready: false, .. } if p == pid) {
+            return; // a probe of an earlier run, or already ready
+        }
+        self.set_state(name, State::Running { pid, ready: true, deadline: None });
+        if !matches!(self.services[name].plan.ready, hoist_config::Ready::Running) {
+            say(&format!("service {name} ready uptime_ms={}", uptime_ms()));
+        }
+        let waiting: Vec<String> = self
+            .services
+            .iter()
+            .filter(|(_, s)| matches!(&s.state, State::Waiting { .. }))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for w in waiting {
+            self.try_start(&w);
+        }
+    }
+
+    fn on_exit(&mut self, name: &str, pid: u32, status: u32, oom: bool) {
+        let Some(svc) = self.services.get_mut(name) else { return };
+        if !matches!(svc.state, State::Running { pid: p, .. } if p == pid) {
+            return; // an exit we already handled (e.g. reported twice across a reconnect)
+        }
+        let ran = svc.started_at.map(|t| t.elapsed()).unwrap_or_default();
+        let failure = svc.timed_out || oom;
+        let record = self.persisted.service.entry(name.to_string()).or_default();
+        let decision = match &svc.plan.policy {
+            Some(p) => after_exit(record, p, status, failure, ran, uptime_ms() as u64),
+            None => Decision::Done,
+        };
+        let how = if oom { format!("status={status} (OOM killed)") } else { format!("status={status}") };
+        svc.state = match decision {
+            Decision::Restart(delay) => {
+                say(&format!("service {name} exited {how}; restart in {} ms", delay.as_millis()));
+                State::Backoff { until: Instant::now() + delay }
+            }
+            Decision::Done => {
+                say(&format!("service {name} exited {how}; not restarted"));
+                runner::spawn_cleanup(self.client.clone(), name.to_string());
+                State::Exited { status }
+            }
+            Decision::Failed(reason) => {
+                say(&format!("service {name} exited {how}; failed: {reason}"));
+                runner::spawn_cleanup(self.client.clone(), name.to_string());
+                State::Failed { reason }
+            }
+        };
+        self.save();
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -227,55 +341,97 @@ impl Supervisor {
             .values()
             .filter_map(|s| match s.state {
                 State::Backoff { until } => Some(until),
+                State::Running { deadline, .. } => deadline,
                 _ => None,
             })
             .min()
     }
 
-    fn start_due(&mut self) {
+    fn on_deadlines(&mut self) {
         let now = Instant::now();
-        let due: Vec<String> = self
-            .services
-            .iter()
-            .filter(|(_, s)| matches!(s.state, State::Backoff { until } if until <= now))
-            .map(|(n, _)| n.clone())
-            .collect();
-        for name in due {
-            self.start(&name);
+        let names: Vec<String> = self.services.keys().cloned().collect();
+        for name in names {
+            let svc = &self.services[&name];
+            match svc.state {
+                State::Backoff { until } if until <= now => self.try_start(&name),
+                State::Running { pid, ready: false, deadline: Some(d) } if d <= now => {
+                    let timeout = svc.plan.start_timeout;
+                    say(&format!("service {name} not ready after {} ms: stopping it", timeout.as_millis()));
+                    let (signal, stop) = (svc.plan.stop_signal, svc.plan.stop_timeout);
+                    if let Some(s) = self.services.get_mut(&name) {
+                        s.timed_out = true;
+                        s.state = State::Running { pid, ready: false, deadline: None };
+                    }
+                    runner::spawn_terminate(self.client.clone(), name.clone(), signal, stop);
+                }
+                _ => {}
+            }
         }
     }
 
-    /// Prints the ready line once every service's first start has settled.
+    /// Settled: ready, or never going to be without outside help (failed, exited, crash
+    /// looping, or waiting on something that is itself settled and not ready).
+    fn settled(&self, name: &str, depth: usize) -> bool {
+        let Some(svc) = self.services.get(name) else { return true };
+        match &svc.state {
+            State::Running { ready, .. } => *ready,
+            State::Failed { .. } | State::Exited { .. } | State::Backoff { .. } => true,
+            State::Starting => false,
+            State::Waiting { on } => depth < 64 && on.iter().all(|d| self.settled(d, depth + 1) && !self.is_ready(d)),
+        }
+    }
+
+    /// Prints the ready line once every service has settled.
     fn check_ready(&mut self) {
-        if self.ready_printed || !self.services.values().all(|s| s.settled) {
+        if self.ready_printed || !self.services.keys().all(|n| self.settled(n, 0)) {
             return;
         }
         self.ready_printed = true;
-        let running = self.services.values().filter(|s| matches!(s.state, State::Running { .. })).count();
+        self.persisted.ready_done = true;
+        self.save();
+        let ready = self.services.keys().filter(|n| self.is_ready(n)).count();
         let ms = uptime_ms();
         self.timeline.push(("ready".to_string(), ms));
-        say(&format!("ready uptime_ms={ms} services={running}"));
+        say(&format!("ready uptime_ms={ms} services={ready}"));
         let phases: Vec<String> = self.timeline.iter().map(|(n, ms)| format!("{n}={ms}")).collect();
         say(&format!("timeline {}", phases.join(" ")));
         say(&format!("memory {}", crate::stats::memory_line(std::path::Path::new("/proc"))));
     }
 
-    async fn stop_all(&mut self) {
+    /// Services in reverse dependency order (a service stops once every service that
+    /// depends on it has stopped), then the onshutdown stages.
+    async fn shutdown(&mut self) {
         say("stopping services");
+        let mut remaining: BTreeSet<String> = self
+            .services
+            .iter()
+            .filter(|(_, s)| matches!(s.state, State::Running { .. } | State::Starting))
+            .map(|(n, _)| n.clone())
+            .collect();
+        let mut stopping: BTreeSet<String> = BTreeSet::new();
         let mut stops = tokio::task::JoinSet::new();
-        for (name, svc) in &self.services {
-            if matches!(svc.state, State::Running { .. } | State::Starting) {
-                stops.spawn(runner::stop(
-                    self.client.clone(),
-                    name.clone(),
-                    svc.plan.stop_signal,
-                    svc.plan.stop_timeout,
-                ));
+        loop {
+            let can_stop: Vec<String> = remaining
+                .iter()
+                .filter(|n| !stopping.contains(*n))
+                .filter(|n| !remaining.iter().any(|o| self.services[o].plan.depends_on.contains(n)))
+                .cloned()
+                .collect();
+            for name in can_stop {
+                let plan = &self.services[&name].plan;
+                stops.spawn(runner::stop(self.client.clone(), name.clone(), plan.stop_signal, plan.stop_timeout));
+                stopping.insert(name);
             }
-        }
-        while let Some(done) = stops.join_next().await {
+            let Some(done) = stops.join_next().await else { break };
             if let Ok((name, outcome)) = done {
                 say(&format!("service {name} stopped ({outcome})"));
+                remaining.remove(&name);
+            }
+        }
+        for (plan, timeout) in self.onshutdown.clone() {
+            match runner::run_oneshot(&self.client, &plan, timeout).await {
+                Ok(status) => say(&format!("onshutdown {} exited status={status}", plan.name)),
+                Err(e) => say(&format!("onshutdown {} failed: {e}", plan.name)),
             }
         }
     }
@@ -285,62 +441,5 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn svc(restart: RestartPolicy) -> Service {
-        Service {
-            plan: Plan::default(),
-            restart,
-            state: State::Running { pid: 1 },
-            restarts: 0,
-            backoff: BACKOFF_FLOOR,
-            exits: Vec::new(),
-            started_at: None,
-            settled: true,
-        }
-    }
-
-    #[test]
-    fn policies_decide_restarts() {
-        let now = Instant::now();
-        assert_eq!(after_exit(&mut svc(RestartPolicy::OnFailure), 0, now), State::Exited { status: 0 });
-        assert!(matches!(after_exit(&mut svc(RestartPolicy::OnFailure), 1, now), State::Backoff { .. }));
-        assert!(matches!(after_exit(&mut svc(RestartPolicy::Always), 0, now), State::Backoff { .. }));
-        assert_eq!(after_exit(&mut svc(RestartPolicy::Never), 137, now), State::Exited { status: 137 });
-    }
-
-    #[test]
-    fn backoff_doubles_then_the_start_limit_fails_the_service() {
-        let mut s = svc(RestartPolicy::Always);
-        let t0 = Instant::now();
-        let mut delays = Vec::new();
-        for i in 0..START_LIMIT_BURST as u64 {
-            let now = t0 + Duration::from_millis(i);
-            s.started_at = Some(now);
-            match after_exit(&mut s, 1, now) {
-                State::Backoff { until } => delays.push(until.duration_since(now).as_millis()),
-                State::Failed { reason } => {
-                    assert!(reason.contains("start limit"), "{reason}");
-                    delays.push(0);
-                }
-                other => panic!("unexpected {other:?}"),
-            }
-        }
-        assert_eq!(delays, [100, 200, 400, 800, 0]);
-    }
-
-    #[test]
-    fn a_long_run_resets_the_backoff() {
-        let mut s = svc(RestartPolicy::Always);
-        let t0 = Instant::now();
-        s.backoff = Duration::from_secs(8);
-        s.started_at = Some(t0);
-        let later = t0 + Duration::from_secs(20);
-        assert_eq!(after_exit(&mut s, 1, later), State::Backoff { until: later + BACKOFF_FLOOR });
     }
 }

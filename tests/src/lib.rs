@@ -121,3 +121,18 @@ pub fn http_get(port: u16, path: &str, timeout: Duration) -> Result<String, Stri
 pub fn field(line: &str, key: &str) -> Option<u64> {
     line.split_whitespace().find_map(|w| w.strip_prefix(&format!("{key}="))?.parse().ok())
 }
+
+/// Polls the console until `needle` occurs at least `n` times, or fails at the deadline.
+pub fn wait_count(vm: &hoist_qemu::Vm, needle: &str, n: usize, timeout: Duration) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let seen = vm.console_lines().iter().filter(|l| l.contains(needle)).count();
+        if seen >= n {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(format!("{needle:?} seen {seen} times, wanted {n}, within {timeout:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

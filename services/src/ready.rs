@@ -1,0 +1,79 @@
+//! Readiness probes: how the supervisor learns a running service is ready, per the
+//! service's `ready` setting. Each probe runs as its own task and polls until it succeeds
+//! or the service's main process is gone; the start timeout is enforced by the state
+//! owner, not here. sd_notify readiness arrives through [`crate::notify`] instead.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hoist_config::Ready;
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::containerd::Containerd;
+use crate::supervisor::Msg;
+
+const POLL: Duration = Duration::from_millis(100);
+const EXEC_POLL: Duration = Duration::from_millis(500);
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// A path inside the container as its main process sees it (its mount namespace), so a
+/// file on the container's own tmpfs counts too.
+pub fn in_container(pid: u32, path: &str) -> PathBuf {
+    Path::new(&format!("/proc/{pid}/root")).join(path.trim_start_matches('/'))
+}
+
+/// Spawns the probe for `ready`; sends `Msg::Ready` once it passes. Nothing is spawned
+/// for `Running` (ready at once) and `Notify` (the notify listener reports).
+pub fn spawn_probe(
+    client: Containerd,
+    name: String,
+    pid: u32,
+    ready: Ready,
+    process: Vec<u8>,
+    tx: UnboundedSender<Msg>,
+) {
+    tokio::spawn(async move {
+        let mut attempt = 0u32;
+        loop {
+            if !alive(pid) {
+                return;
+            }
+            let ok = match &ready {
+                Ready::Running | Ready::Notify => return,
+                Ready::Tcp { port } => tokio::net::TcpStream::connect(("127.0.0.1", *port)).await.is_ok(),
+                Ready::File { path } => in_container(pid, path).exists(),
+                Ready::Exec { command } => {
+                    attempt += 1;
+                    let exec_id = format!("ready-{attempt}");
+                    match crate::exec::process_with_args(&process, command) {
+                        Ok(spec) => matches!(client.exec(&name, &exec_id, spec).await, Ok(0)),
+                        Err(e) => {
+                            log::warn!("service {name}: ready exec: {e}");
+                            false
+                        }
+                    }
+                }
+            };
+            if ok {
+                let _ = tx.send(Msg::Ready { name, pid });
+                return;
+            }
+            let pause = if matches!(ready, Ready::Exec { .. }) { EXEC_POLL } else { POLL };
+            tokio::time::sleep(pause).await;
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_paths_go_through_proc_root() {
+        assert_eq!(in_container(42, "/run/ready"), PathBuf::from("/proc/42/root/run/ready"));
+        assert_eq!(in_container(42, "run/ready"), PathBuf::from("/proc/42/root/run/ready"));
+    }
+}

@@ -1,0 +1,76 @@
+//! What the supervisor must not forget when it is restarted: per service, the restart
+//! count, the current backoff, recent exit times (for the start limit) and a failed mark;
+//! and whether the onboot stage already ran. Times are CLOCK_BOOTTIME milliseconds, which
+//! keep counting across our own restarts and ignore wall-clock jumps. Written to a small
+//! TOML file under /run (tmpfs: it lives exactly as long as the boot) with write-temp-then-
+//! rename, so a crash mid-write leaves the previous version.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+pub const PATH: &str = "/run/hoist/supervisor.toml";
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Persisted {
+    #[serde(default)]
+    pub onboot_done: bool,
+    /// The ready line was printed (once per boot, not again after our own restart).
+    #[serde(default)]
+    pub ready_done: bool,
+    /// Why the boot stopped (a required onboot stage failed), if it did.
+    #[serde(default)]
+    pub boot_failed: Option<String>,
+    #[serde(default)]
+    pub service: BTreeMap<String, Record>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub restarts: u32,
+    pub backoff_ms: u64,
+    #[serde(default)]
+    pub exits_ms: Vec<u64>,
+    #[serde(default)]
+    pub failed: Option<String>,
+}
+
+/// The saved state; a missing or unreadable file is a fresh start.
+pub fn load(path: &Path) -> Persisted {
+    match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text).unwrap_or_else(|e| {
+            log::warn!("{}: {e}; starting with fresh counters", path.display());
+            Persisted::default()
+        }),
+        Err(_) => Persisted::default(),
+    }
+}
+
+pub fn save(path: &Path, state: &Persisted) -> std::io::Result<()> {
+    let text = toml::to_string(state).map_err(std::io::Error::other)?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("toml.tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_round_trips_and_a_missing_file_is_fresh() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sub/state.toml");
+        assert_eq!(load(&path), Persisted::default());
+        let mut s = Persisted { onboot_done: true, ..Default::default() };
+        s.service.insert("web".into(), Record { restarts: 3, backoff_ms: 400, exits_ms: vec![10, 20], failed: None });
+        save(&path, &s).expect("save");
+        assert_eq!(load(&path), s);
+        std::fs::write(&path, "garbage = [").expect("write");
+        assert_eq!(load(&path), Persisted::default());
+    }
+}

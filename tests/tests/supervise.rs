@@ -1,0 +1,228 @@
+//! Supervision under faults (FAULTS.md), each group one real boot: restart policies,
+//! backoff and the start limit, OOM, pids limit, stop timeouts; dependencies and every
+//! readiness kind; onboot stages; crashes of the supervisor, containerd and a shim.
+
+use std::time::Duration;
+
+use hoist_qemu::Vm;
+use hoist_tests::{BOOT_TIMEOUT, boot, build_host, field, wait_count};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Index of the first console line containing `needle` (panics with the console if none).
+fn line_index(vm: &Vm, needle: &str) -> usize {
+    let lines = vm.console_lines();
+    lines
+        .iter()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no line with {needle:?}:\n{}", lines.join("\n")))
+}
+
+fn count(vm: &Vm, needle: &str) -> usize {
+    vm.console_lines().iter().filter(|l| l.contains(needle)).count()
+}
+
+fn clean_shutdown(vm: &mut Vm) {
+    let exit = vm.shutdown(Duration::from_secs(90)).expect("shutdown");
+    assert!(exit.clean, "guest did not power off cleanly: {exit:?}");
+}
+
+/// FAULTS 1, 2, 4, 9, 19: restart with backoff then start limit; exit 0 under on-failure;
+/// OOM reported; fork bomb contained; SIGTERM ignored -> killed after the stop timeout.
+#[test]
+fn restart_policies_limits_and_stop_timeouts() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let toml = r#"
+version = 1
+[service.crasher]
+image = "@IMAGE@"
+command = ["sh", "-c", "echo crashing; exit 3"]
+restart = "always"
+start_limit = { burst = 4, interval = "60s" }
+[service.done]
+image = "@IMAGE@"
+command = ["sh", "-c", "echo done; exit 0"]
+restart = "on-failure"
+[service.hog]
+image = "@IMAGE@"
+command = ["sh", "-c", "x=aaaaaaaa; while true; do x=$x$x; done"]
+memory = "16M"
+restart = "never"
+[service.bomb]
+image = "@IMAGE@"
+command = ["sh", "-c", "f() { f | f & }; f; sleep 1000"]
+pids = 40
+restart = "never"
+[service.stubborn]
+image = "@IMAGE@"
+command = ["sh", "-c", "trap 'echo stubborn ignores TERM' TERM; while true; do sleep 1; done"]
+stop_timeout = "2s"
+[service.steady]
+image = "@IMAGE@"
+command = ["sh", "-c", "echo steady up; exec sleep 100000"]
+"#;
+    let out = build_host(work.path(), toml);
+    let mut vm = boot(&out, &[]);
+    vm.wait_for_line("hoist: service crasher exited status=3; failed: start limit", BOOT_TIMEOUT).expect("start limit");
+    let delays: Vec<u64> = vm
+        .console_lines()
+        .iter()
+        .filter(|l| l.contains("service crasher exited status=3; restart in"))
+        .filter_map(|l| l.split("restart in ").nth(1)?.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert_eq!(delays, [100, 200, 400], "backoff delays");
+    vm.wait_for_line("hoist: service done exited status=0; not restarted", WAIT).expect("on-failure, status 0");
+    let oom = vm.wait_for_line("hoist: service hog exited", WAIT).expect("hog OOM");
+    assert!(oom.contains("status=137 (OOM killed)"), "{oom}");
+    vm.wait_for_line("[steady] steady up", WAIT).expect("steady runs");
+    // The fork bomb is held by its pids limit: the machine still starts and stops services.
+    assert_eq!(count(&vm, "service steady exited"), 0);
+    assert_eq!(count(&vm, "service stubborn exited"), 0);
+    vm.powerdown().expect("powerdown");
+    vm.wait_for_line("[stubborn] stubborn ignores TERM", WAIT).expect("stubborn got TERM");
+    let stopped = vm.wait_for_line("hoist: service stubborn stopped", WAIT).expect("stubborn stopped");
+    assert!(stopped.contains("killed after 2000 ms stop timeout"), "{stopped}");
+    let exit = vm.wait_exit(Duration::from_secs(90)).expect("exit");
+    assert!(exit.clean, "{exit:?}");
+    assert_eq!(count(&vm, "shutdown started"), 1);
+}
+
+/// A three-level chain starts in order and stops in reverse; tcp, file and exec readiness;
+/// FAULTS 3: a service that never gets ready is stopped after its start timeout and its
+/// dependent never starts, saying what it waits for; onboot stages run first, in order.
+#[test]
+fn dependencies_readiness_and_onboot() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let toml = r#"
+version = 1
+[[onboot]]
+name = "first"
+image = "@IMAGE@"
+command = ["sh", "-c", "echo onboot first"]
+[[onboot]]
+name = "optional"
+image = "@IMAGE@"
+command = ["sh", "-c", "exit 7"]
+[service.a]
+image = "@IMAGE@"
+command = ["sh", "-c", "sleep 1; httpd -f -p 8081 -h /www & trap 'kill $!; exit 0' TERM; wait"]
+ready = { tcp = 8081 }
+[service.b]
+image = "@IMAGE@"
+depends_on = ["a"]
+command = ["sh", "-c", "sleep 1; touch /ready-b; trap 'exit 0' TERM; while true; do sleep 1; done"]
+ready = { file = "/ready-b" }
+[service.c]
+image = "@IMAGE@"
+depends_on = ["b"]
+command = ["sh", "-c", "sleep 1; touch /ok; trap 'exit 0' TERM; while true; do sleep 1; done"]
+ready = { exec = ["test", "-f", "/ok"] }
+[service.never]
+image = "@IMAGE@"
+command = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+ready = { tcp = 9999 }
+start_timeout = "3s"
+restart = "never"
+[service.blocked]
+image = "@IMAGE@"
+depends_on = ["never"]
+command = ["sh", "-c", "echo blocked should not run"]
+"#;
+    let out = build_host(work.path(), toml);
+    let mut vm = boot(&out, &[]);
+    let ready = vm.wait_for_line("hoist: ready uptime_ms=", BOOT_TIMEOUT).expect("ready line");
+    assert_eq!(field(&ready, "services"), Some(3), "{ready}");
+    let onboot = line_index(&vm, "hoist: onboot first done");
+    let optional = line_index(&vm, "hoist: onboot optional failed: exited status=7; not required");
+    assert!(onboot < optional && optional < line_index(&vm, "hoist: service a running"));
+    assert!(line_index(&vm, "hoist: service a ready") < line_index(&vm, "hoist: service b running"));
+    assert!(line_index(&vm, "hoist: service b ready") < line_index(&vm, "hoist: service c running"));
+    line_index(&vm, "hoist: service c ready");
+    line_index(&vm, "hoist: service never not ready after 3000 ms");
+    line_index(&vm, "hoist: service blocked waiting for never");
+    assert_eq!(count(&vm, "blocked should not run"), 0);
+    assert_eq!(count(&vm, "hoist: service blocked running"), 0);
+    vm.powerdown().expect("powerdown");
+    vm.wait_for_line("hoist: service a stopped", WAIT).expect("a stopped");
+    assert!(line_index(&vm, "hoist: service c stopped") < line_index(&vm, "hoist: service b stopped"));
+    assert!(line_index(&vm, "hoist: service b stopped") < line_index(&vm, "hoist: service a stopped"));
+    let exit = vm.wait_exit(Duration::from_secs(90)).expect("exit");
+    assert!(exit.clean, "{exit:?}");
+}
+
+/// A failed required onboot stage stops the boot in a reported state; the host stays up
+/// and still shuts down cleanly.
+#[test]
+fn a_required_onboot_failure_stops_the_boot() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let toml = r#"
+version = 1
+[[onboot]]
+name = "format"
+image = "@IMAGE@"
+command = ["sh", "-c", "echo cannot format; exit 2"]
+required = true
+[service.web]
+image = "@IMAGE@"
+command = ["sh", "-c", "echo web should not start"]
+"#;
+    let out = build_host(work.path(), toml);
+    let mut vm = boot(&out, &[]);
+    let failed = vm.wait_for_line("hoist: boot failed:", BOOT_TIMEOUT).expect("boot failed line");
+    assert!(failed.contains("required onboot format failed: exited status=2"), "{failed}");
+    vm.wait_for_line("[format] cannot format", WAIT).expect("its output");
+    assert_eq!(count(&vm, "web should not start"), 0);
+    clean_shutdown(&mut vm);
+}
+
+/// FAULTS 5, 7, 17, 23: the supervisor SIGKILLed (PID 1 restarts it, it re-adopts, no
+/// service restarted); containerd SIGKILLed (restarted, containers keep running, waits
+/// resume, a later exit is seen); one service's shim SIGKILLed (only that service
+/// restarts); a SIGTERM/SIGINT storm to PID 1 gives one shutdown.
+#[test]
+fn crashes_of_supervisor_containerd_and_a_shim() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let toml = r#"
+version = 1
+[service.steady]
+image = "@IMAGE@"
+command = ["sh", "-c", "echo steady up; trap 'exit 0' TERM; while true; do sleep 1; done"]
+[service.victim]
+image = "@IMAGE@"
+command = ["sh", "-c", "echo victim up; trap 'exit 0' TERM; while true; do sleep 1; done"]
+[service.late]
+image = "@IMAGE@"
+command = ["sh", "-c", "sleep 12; echo late exits; exit 4"]
+restart = "never"
+[service.chaos]
+image = "@IMAGE@"
+host_pid = true
+command = ["sh", "-c", """
+sleep 3; echo chaos: supervisor; killall -9 hoist-supervisor
+sleep 4; echo chaos: containerd; killall -9 containerd
+sleep 10; echo chaos: shim
+for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null | grep -q 'i[d] victim' && kill -9 ${p#/proc/}; done
+sleep 6; echo chaos: storm; kill -TERM 1; kill -INT 1; kill -TERM 1; sleep 1000
+"""]
+"#;
+    let out = build_host(work.path(), toml);
+    let mut vm = boot(&out, &[]);
+    vm.wait_for_line("hoist: ready uptime_ms=", BOOT_TIMEOUT).expect("ready");
+    vm.wait_for_line("[chaos] chaos: supervisor", WAIT).expect("chaos 1");
+    let adopted = vm.wait_for_line("hoist: service steady adopted", WAIT).expect("re-adopted after supervisor crash");
+    assert!(adopted.contains("restarts=0"), "{adopted}");
+    assert_eq!(count(&vm, "hoist: ready uptime_ms="), 1, "the ready line is printed once per boot");
+    vm.wait_for_line("[chaos] chaos: containerd", WAIT).expect("chaos 2");
+    vm.wait_for_line("hoist: service late exited status=4; not restarted", WAIT)
+        .expect("exit seen after containerd restart");
+    vm.wait_for_line("[chaos] chaos: shim", WAIT).expect("chaos 3");
+    vm.wait_for_line("hoist: service victim exited", WAIT).expect("victim's exit seen");
+    wait_count(&vm, "[victim] victim up", 2, WAIT).expect("victim restarted");
+    assert_eq!(count(&vm, "[steady] steady up"), 1, "steady never restarted");
+    assert_eq!(count(&vm, "hoist: service steady exited"), 0);
+    vm.wait_for_line("hoist: all processes stopped", Duration::from_secs(90)).expect("storm shut the machine down");
+    assert_eq!(count(&vm, "[victim] victim up"), 2, "victim restarted exactly once");
+    let exit = vm.wait_exit(Duration::from_secs(60)).expect("exit");
+    assert!(exit.clean, "{exit:?}");
+    assert_eq!(count(&vm, "shutdown started"), 1, "one shutdown for three signals");
+}
