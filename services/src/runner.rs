@@ -170,7 +170,8 @@ pub fn spawn_waiter(client: Containerd, name: String, pid: u32, tx: UnboundedSen
                 }
                 Err(e) if e.is_disconnect() => {
                     if !warned {
-                        log::warn!("lost containerd while waiting for {name}: {e}; retrying");
+                        log::debug!("lost containerd while waiting for {name}: {e}; retrying");
+                        let _ = tx.send(Msg::Lost);
                         warned = true;
                     }
                     tokio::time::sleep(Duration::from_millis(250)).await;
@@ -180,6 +181,21 @@ pub fn spawn_waiter(client: Containerd, name: String, pid: u32, tx: UnboundedSen
                     let _ = tx.send(Msg::Exited { name, pid, status: 255, oom: false });
                     return;
                 }
+            }
+        }
+    });
+}
+
+/// Polls containerd until it answers again, then reports how many tasks run.
+pub fn spawn_reconnect(client: Containerd, tx: UnboundedSender<Msg>) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if let Ok(tasks) = client.list_tasks().await {
+                let running =
+                    tasks.iter().filter(|t| t.status == containerd_client::types::v1::Status::Running as i32).count();
+                let _ = tx.send(Msg::Reconnected { running });
+                return;
             }
         }
     });

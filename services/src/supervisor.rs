@@ -55,10 +55,27 @@ pub enum State {
 
 #[derive(Debug)]
 pub enum Msg {
-    Started { name: String, result: Result<u32, String> },
-    Exited { name: String, pid: u32, status: u32, oom: bool },
-    Ready { name: String, pid: u32 },
+    Started {
+        name: String,
+        result: Result<u32, String>,
+    },
+    Exited {
+        name: String,
+        pid: u32,
+        status: u32,
+        oom: bool,
+    },
+    Ready {
+        name: String,
+        pid: u32,
+    },
     Notify(crate::notify::Notice),
+    /// A wait was cut by containerd going away.
+    Lost,
+    /// containerd answers again; this many tasks are running.
+    Reconnected {
+        running: usize,
+    },
 }
 
 pub struct Service {
@@ -80,6 +97,8 @@ pub struct Supervisor {
     rx: mpsc::UnboundedReceiver<Msg>,
     timeline: Vec<(String, u128)>,
     ready_printed: bool,
+    /// Uptime (ms) when containerd was found gone, while we wait for it to come back.
+    lost_at: Option<u128>,
 }
 
 fn oneshot_plan(o: &hoist_config::OneShot, manifest: &BuildManifest) -> Plan {
@@ -102,7 +121,19 @@ impl Supervisor {
         let state_path = PathBuf::from(state::PATH);
         let persisted = state::load(&state_path);
         let ready_printed = persisted.ready_done;
-        Supervisor { client, services, onboot, onshutdown, persisted, state_path, tx, rx, timeline, ready_printed }
+        Supervisor {
+            client,
+            services,
+            onboot,
+            onshutdown,
+            persisted,
+            state_path,
+            tx,
+            rx,
+            timeline,
+            ready_printed,
+            lost_at: None,
+        }
     }
 
     fn save(&self) {
@@ -249,6 +280,17 @@ impl Supervisor {
                 self.set_state(&name, State::Failed { reason });
             }
             Msg::Exited { name, pid, status, oom } => self.on_exit(&name, pid, status, oom),
+            Msg::Lost => {
+                if self.lost_at.is_none() {
+                    self.lost_at = Some(uptime_ms());
+                    say("lost containerd; services keep running, waiting for it to come back");
+                    runner::spawn_reconnect(self.client.clone(), self.tx.clone());
+                }
+            }
+            Msg::Reconnected { running } => {
+                let since = self.lost_at.take().unwrap_or_default();
+                say(&format!("containerd back after {} ms: {running} running tasks re-adopted", uptime_ms() - since));
+            }
             Msg::Ready { name, pid } => self.on_ready(&name, pid),
             Msg::Notify(n) => {
                 let main = match self.services.get(&n.service).map(|s| &s.state) {
@@ -316,19 +358,20 @@ impl Supervisor {
             Some(p) => after_exit(record, p, status, failure, ran, uptime_ms() as u64),
             None => Decision::Done,
         };
+        let ms = uptime_ms();
         let how = if oom { format!("status={status} (OOM killed)") } else { format!("status={status}") };
         svc.state = match decision {
             Decision::Restart(delay) => {
-                say(&format!("service {name} exited {how}; restart in {} ms", delay.as_millis()));
+                say(&format!("service {name} exited {how}; restart in {} ms uptime_ms={ms}", delay.as_millis()));
                 State::Backoff { until: Instant::now() + delay }
             }
             Decision::Done => {
-                say(&format!("service {name} exited {how}; not restarted"));
+                say(&format!("service {name} exited {how}; not restarted uptime_ms={ms}"));
                 runner::spawn_cleanup(self.client.clone(), name.to_string());
                 State::Exited { status }
             }
             Decision::Failed(reason) => {
-                say(&format!("service {name} exited {how}; failed: {reason}"));
+                say(&format!("service {name} exited {how}; failed: {reason} uptime_ms={ms}"));
                 runner::spawn_cleanup(self.client.clone(), name.to_string());
                 State::Failed { reason }
             }

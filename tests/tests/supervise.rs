@@ -27,8 +27,10 @@ fn clean_shutdown(vm: &mut Vm) {
     assert!(exit.clean, "guest did not power off cleanly: {exit:?}");
 }
 
-/// FAULTS 1, 2, 4, 9, 19: restart with backoff then start limit; exit 0 under on-failure;
-/// OOM reported; fork bomb contained; SIGTERM ignored -> killed after the stop timeout.
+/// FAULTS 1, 2, 4, 9, 19, 20, 21: restart with backoff then start limit, unaffected by the
+/// wall clock jumping years ahead and back; exit 0 under on-failure; OOM reported; fork
+/// bomb contained; SIGTERM ignored -> killed after the stop timeout; every shim that
+/// exits on the way is reaped (no zombie left under PID 1).
 #[test]
 fn restart_policies_limits_and_stop_timeouts() {
     let work = tempfile::tempdir().expect("tempdir");
@@ -60,10 +62,16 @@ stop_timeout = "2s"
 [service.steady]
 image = "@IMAGE@"
 command = ["sh", "-c", "echo steady up; exec sleep 100000"]
+[service.clock]
+image = "@IMAGE@"
+capabilities = { add = ["CAP_SYS_TIME"] }
+command = ["sh", "-c", "date -s '2040-01-01 00:00:00' >/dev/null && echo clock jumped ahead; sleep 1; date -s '2001-01-01 00:00:00' >/dev/null && echo clock jumped back; exec sleep 100000"]
 "#;
     let out = build_host(work.path(), toml);
     let mut vm = boot(&out, &[]);
     vm.wait_for_line("hoist: service crasher exited status=3; failed: start limit", BOOT_TIMEOUT).expect("start limit");
+    vm.wait_for_line("[clock] clock jumped back", WAIT).expect("clock jumps");
+    line_index(&vm, "[clock] clock jumped ahead");
     let delays: Vec<u64> = vm
         .console_lines()
         .iter()
@@ -82,6 +90,8 @@ command = ["sh", "-c", "echo steady up; exec sleep 100000"]
     vm.wait_for_line("[stubborn] stubborn ignores TERM", WAIT).expect("stubborn got TERM");
     let stopped = vm.wait_for_line("hoist: service stubborn stopped", WAIT).expect("stubborn stopped");
     assert!(stopped.contains("killed after 2000 ms stop timeout"), "{stopped}");
+    let swept = vm.wait_for_line("hoist: all processes stopped", WAIT).expect("sweep");
+    assert_eq!(field(&swept, "zombies"), Some(0), "{swept}");
     let exit = vm.wait_exit(Duration::from_secs(90)).expect("exit");
     assert!(exit.clean, "{exit:?}");
     assert_eq!(count(&vm, "shutdown started"), 1);
@@ -225,4 +235,36 @@ sleep 6; echo chaos: storm; kill -TERM 1; kill -INT 1; kill -TERM 1; sleep 1000
     let exit = vm.wait_exit(Duration::from_secs(60)).expect("exit");
     assert!(exit.clean, "{exit:?}");
     assert_eq!(count(&vm, "shutdown started"), 1, "one shutdown for three signals");
+}
+
+/// FAULTS 6: containerd frozen for longer than a shim retries its exit event (~15 s) while
+/// a service exits: the exit is not lost; it is found when containerd answers again.
+#[test]
+fn an_exit_while_containerd_is_frozen_is_not_lost() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let toml = r#"
+version = 1
+[service.brief]
+image = "@IMAGE@"
+command = ["sh", "-c", "sleep 6; echo brief exits; exit 5"]
+restart = "never"
+[service.steady]
+image = "@IMAGE@"
+command = ["sh", "-c", "echo steady up; trap 'exit 0' TERM; while true; do sleep 1; done"]
+[service.chaos]
+image = "@IMAGE@"
+host_pid = true
+command = ["sh", "-c", "sleep 2; echo chaos: freeze; killall -STOP containerd; sleep 20; echo chaos: thaw; killall -CONT containerd; exec sleep 100000"]
+"#;
+    let out = build_host(work.path(), toml);
+    let mut vm = boot(&out, &[]);
+    vm.wait_for_line("hoist: ready uptime_ms=", BOOT_TIMEOUT).expect("ready");
+    vm.wait_for_line("[chaos] chaos: freeze", WAIT).expect("freeze");
+    vm.wait_for_line("[brief] brief exits", WAIT).expect("brief's output still reaches the console");
+    vm.wait_for_line("[chaos] chaos: thaw", WAIT).expect("thaw");
+    let exited = vm.wait_for_line("hoist: service brief exited status=5; not restarted", WAIT).expect("exit found");
+    assert!(line_index(&vm, "[chaos] chaos: thaw") < line_index(&vm, "hoist: service brief exited"), "{exited}");
+    assert_eq!(count(&vm, "[steady] steady up"), 1);
+    assert_eq!(count(&vm, "hoist: service steady exited"), 0);
+    clean_shutdown(&mut vm);
 }
