@@ -78,6 +78,11 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!("usage: boot-bench [--runs K] [--compress lz4,gzip,zstd,none] [--baseline INITRD]");
+        println!("       boot-bench --faults   (restart latency, containerd kill recovery, shutdown time)");
+        return;
+    }
+    if args.iter().any(|a| a == "--faults") {
+        faults();
         return;
     }
     let runs: usize = arg_value(&args, "--runs").and_then(|r| r.parse().ok()).unwrap_or(5);
@@ -209,4 +214,55 @@ fn report(variants: &[Variant], samples: &[Samples]) {
             }
         }
     }
+}
+
+const FAULTS: &str = r#"
+version = 1
+[service.flaky]
+image = "@IMAGE@"
+command = ["sh", "-c", "sleep 1; exit 1"]
+backoff = { initial = "100ms", factor = 1.0, max = "100ms" }
+start_limit = { burst = 100, interval = "60s" }
+[service.steady]
+image = "@IMAGE@"
+command = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+[service.chaos]
+image = "@IMAGE@"
+host_pid = true
+command = ["sh", "-c", "sleep 30; echo chaos: kill containerd; killall -9 containerd; exec sleep 100000"]
+"#;
+
+/// Restart latency (exit line to running line of a crashing service, includes its 100 ms
+/// backoff), time for containerd to be back with its tasks after SIGKILL, and shutdown time.
+fn faults() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let out = build_host_with(work.path(), FAULTS, Compression::Lz4);
+    let mut vm = hoist_qemu::VmBuilder::from_build_dir(&out).expect("build dir").spawn().expect("spawn");
+    vm.wait_for_line("hoist: ready uptime_ms=", BOOT_TIMEOUT).expect("ready");
+    let back = vm.wait_for_line("hoist: containerd back after", Duration::from_secs(120)).expect("containerd back");
+    let lines = vm.console_lines();
+    let mut latencies = Vec::new();
+    let mut exited_at = None;
+    for l in &lines {
+        if l.contains("hoist: service flaky exited") {
+            exited_at = field(l, "uptime_ms");
+        } else if l.contains("hoist: service flaky running")
+            && let (Some(e), Some(r)) = (exited_at.take(), field(l, "uptime_ms"))
+        {
+            latencies.push((r - e) as f64);
+        }
+    }
+    let mut s = Samples::default();
+    for l in latencies.iter().take(10) {
+        s.add("restart_ms", *l);
+    }
+    let t = Instant::now();
+    let exit = vm.shutdown(Duration::from_secs(60)).expect("shutdown");
+    println!(
+        "restart latency, exit -> running again (ms, {} samples, incl. 100 ms backoff): {}",
+        latencies.len().min(10),
+        s.range("restart_ms")
+    );
+    println!("containerd SIGKILL -> answering with its tasks: {}", back.trim_start_matches("hoist: "));
+    println!("shutdown (powerdown -> QEMU exit, host): {:.2} s, clean={}", t.elapsed().as_secs_f64(), exit.clean);
 }
