@@ -15,6 +15,8 @@ need lz4 lz4
 need curl curl
 [ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q static || missing="$missing busybox-static"
 command -v file >/dev/null 2>&1 || missing="$missing file"
+[ -f /usr/lib/x86_64-linux-gnu/libc.a ] || missing="$missing libc6-dev"   # static sd-notify client in the tests
+command -v cc >/dev/null 2>&1 || missing="$missing gcc"
 command -v modprobe >/dev/null 2>&1 || missing="$missing kmod"
 ls /boot/vmlinuz-* >/dev/null 2>&1 || kernel=yes
 if [ -n "$missing" ] || [ "${kernel:-}" = yes ]; then

@@ -30,7 +30,6 @@ pub struct Plan {
     /// Why this container cannot start at all (no image in the build, bad spec).
     pub problem: Option<String>,
     pub rootfs: String,
-    pub readonly: bool,
     pub stop_signal: i32,
     pub stop_timeout: Duration,
     pub ready: Ready,
@@ -44,7 +43,6 @@ pub struct Plan {
 pub fn plan(name: &str, settings: &Settings, image: Option<&ServiceImage>, source: &str) -> Plan {
     let mut plan = Plan {
         name: name.to_string(),
-        readonly: settings.readonly_rootfs,
         stop_signal: libc::SIGTERM,
         stop_timeout: Duration::from_secs(10),
         ..Default::default()
@@ -79,17 +77,11 @@ pub fn plan_service(name: &str, s: &hoist_config::Service, image: Option<&Servic
     }
 }
 
-/// Rootfs mounts for the task: read-only bind of the unpacked tree, or an overlay with a
-/// fresh tmpfs upper layer (a restarted container starts from its image again).
+/// Rootfs mounts for the task: an overlay of the unpacked tree with a fresh tmpfs upper
+/// layer (a restarted container starts from its image again). Read-only roots use the
+/// same overlay: runc must create mount points (/proc, bind targets) the image may lack,
+/// and then remounts the root read-only itself (`root.readonly` in the spec).
 pub fn rootfs_mounts(plan: &Plan) -> std::io::Result<Vec<Mount>> {
-    if plan.readonly {
-        return Ok(vec![Mount {
-            r#type: "bind".into(),
-            source: plan.rootfs.clone(),
-            options: vec!["rbind".into(), "ro".into()],
-            ..Default::default()
-        }]);
-    }
     let rw = Path::new(RW_DIR).join(&plan.name);
     if rw.exists() {
         std::fs::remove_dir_all(&rw)?;

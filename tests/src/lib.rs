@@ -59,9 +59,24 @@ pub fn busybox_image() -> &'static Path {
             }
         }
         tree.insert_file("www/index.html", 0o644, b"<h1>Hello from hoist</h1>\n".to_vec());
+        tree.insert_file("bin/sd-notify", 0o755, sd_notify_binary());
         oci::create_oci_layout(&dir, "latest", &tree, &ImageConfig::default()).expect("create busybox image");
         dir
     })
+}
+
+/// A static sd_notify client (tests/src/sd-notify.c) compiled with the host's cc.
+fn sd_notify_binary() -> Vec<u8> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/sd-notify.c");
+    let out = std::env::temp_dir().join(format!("hoist-sd-notify-{}", std::process::id()));
+    let status = std::process::Command::new("cc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("cc (gcc) is needed to build the test image's sd-notify client");
+    assert!(status.success(), "cc -static failed for {}: install libc6-dev", src.display());
+    std::fs::read(&out).expect("read sd-notify")
 }
 
 /// Writes `host.toml` (with `@IMAGE@` replaced by the busybox image) into `work` and builds it into `work/out`.

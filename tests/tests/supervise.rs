@@ -137,11 +137,32 @@ restart = "never"
 image = "@IMAGE@"
 depends_on = ["never"]
 command = ["sh", "-c", "echo blocked should not run"]
+[service.notified]
+image = "@IMAGE@"
+command = ["sh", "-c", "sleep 1; exec sd-notify READY=1 sleep 100000"]
+ready = { notify = true }
+[service.impostor]
+image = "@IMAGE@"
+command = ["sh", "-c", "sd-notify READY=1; trap 'exit 0' TERM; while true; do sleep 1; done"]
+ready = { notify = true }
+start_timeout = "3s"
+restart = "never"
+[service.props]
+image = "@IMAGE@"
+user = "1000:1000"
+readonly_rootfs = true
+binds = ["/etc/hostname:/host-hostname:ro"]
+command = ["sh", "-c", "echo uid=$(id -u); touch /x 2>/dev/null || echo rootfs is read-only; echo host is $(cat /host-hostname); exec sleep 100000"]
+[[onshutdown]]
+name = "farewell"
+image = "@IMAGE@"
+command = ["sh", "-c", "echo farewell ran"]
 "#;
     let out = build_host(work.path(), toml);
     let mut vm = boot(&out, &[]);
     let ready = vm.wait_for_line("hoist: ready uptime_ms=", BOOT_TIMEOUT).expect("ready line");
-    assert_eq!(field(&ready, "services"), Some(3), "{ready}");
+    // a, b, c, notified, props
+    assert_eq!(field(&ready, "services"), Some(5), "{ready}");
     let onboot = line_index(&vm, "hoist: onboot first done");
     let optional = line_index(&vm, "hoist: onboot optional failed: exited status=7; not required");
     assert!(onboot < optional && optional < line_index(&vm, "hoist: service a running"));
@@ -152,10 +173,20 @@ command = ["sh", "-c", "echo blocked should not run"]
     line_index(&vm, "hoist: service blocked waiting for never");
     assert_eq!(count(&vm, "blocked should not run"), 0);
     assert_eq!(count(&vm, "hoist: service blocked running"), 0);
+    // sd_notify: READY=1 counts from the main process only.
+    line_index(&vm, "hoist: service notified ready");
+    line_index(&vm, "hoist: service impostor not ready after 3000 ms");
+    assert_eq!(count(&vm, "hoist: service impostor ready"), 0);
+    // user, read-only rootfs, bind mount
+    line_index(&vm, "[props] uid=1000");
+    line_index(&vm, "[props] rootfs is read-only");
+    line_index(&vm, "[props] host is hoist");
     vm.powerdown().expect("powerdown");
     vm.wait_for_line("hoist: service a stopped", WAIT).expect("a stopped");
     assert!(line_index(&vm, "hoist: service c stopped") < line_index(&vm, "hoist: service b stopped"));
     assert!(line_index(&vm, "hoist: service b stopped") < line_index(&vm, "hoist: service a stopped"));
+    vm.wait_for_line("[farewell] farewell ran", WAIT).expect("onshutdown stage ran");
+    assert!(line_index(&vm, "hoist: service a stopped") < line_index(&vm, "[farewell] farewell ran"));
     let exit = vm.wait_exit(Duration::from_secs(90)).expect("exit");
     assert!(exit.clean, "{exit:?}");
 }
