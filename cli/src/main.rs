@@ -1,6 +1,7 @@
 //! `hoist`: the user's command. Argument parsing and printing only; the work is in the
 //! hoist-config, hoist-images and hoist-qemu libraries.
 
+mod ctl;
 mod image;
 mod progress;
 mod run;
@@ -37,9 +38,14 @@ enum Command {
         /// Directory holding hoist-init, hoist-supervisor and hoist-logger (default: next to this binary)
         #[arg(long, value_name = "DIR")]
         bin_dir: Option<PathBuf>,
+        /// The control API's CA and certificates (made if missing; default: OUT/pki)
+        #[arg(long, value_name = "DIR")]
+        pki: Option<PathBuf>,
     },
     /// Boot a built host under QEMU with its console on this terminal; Ctrl-C powers it off.
     Run(run::RunArgs),
+    /// Talk to a running host: status, logs, events, start/stop/restart, exec, shutdown.
+    Ctl(ctl::CtlArgs),
     /// Make and inspect service images.
     #[command(subcommand)]
     Image(image::ImageCommand),
@@ -49,9 +55,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check { file } => check(&file),
-        Command::Build { file, out, compress, bin_dir } => build(file, out, compress, bin_dir),
+        Command::Build { file, out, compress, bin_dir, pki } => build(file, out, compress, bin_dir, pki),
         Command::Run(args) => run::run(args),
         Command::Image(cmd) => image::run(cmd),
+        Command::Ctl(args) => ctl::run(args),
     };
     match result {
         Ok(code) => code,
@@ -88,12 +95,13 @@ fn build(
     out: PathBuf,
     compression: hoist_images::compress::Compression,
     bin_dir: Option<PathBuf>,
+    pki: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     let bin_dir = match bin_dir {
         Some(d) => d,
         None => std::env::current_exe()?.parent().map(|p| p.to_path_buf()).unwrap_or_default(),
     };
-    let opts = hoist_images::build::BuildOptions { config: file, out: out.clone(), bin_dir, compression };
+    let opts = hoist_images::build::BuildOptions { config: file, out: out.clone(), bin_dir, compression, pki };
     let started = std::time::Instant::now();
     let report = hoist_images::build::build(&opts, &progress::Bar::new())?;
     println!(

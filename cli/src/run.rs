@@ -51,7 +51,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let (host, guest) = parse_publish(p)?;
         builder = builder.publish(host, guest);
     }
-    builder = builder.work_dir(args.dir.join("run"));
+    // The control API, on a free local port, recorded for `hoist ctl --target DIR`.
+    let api_port = hoist_qemu::free_tcp_port()?;
+    builder = builder.publish(api_port, hoist_services::api::PORT).work_dir(args.dir.join("run"));
     if args.dry_run {
         println!("{:?}", builder.command());
         return Ok(ExitCode::SUCCESS);
@@ -61,7 +63,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         signal_hook::flag::register(sig, Arc::clone(&stop))?;
     }
     let mut vm = builder.spawn()?;
-    eprintln!("hoist: QEMU pid {}, console log {}", vm.pid(), vm.console_log_path().display());
+    let record = args.dir.join(crate::ctl::RUN_RECORD);
+    let api = format!("127.0.0.1:{api_port}");
+    std::fs::write(&record, serde_json::json!({ "api": api, "qemu_pid": vm.pid() }).to_string())?;
+    let _remove_record = RemoveOnDrop(record);
+    eprintln!(
+        "hoist: QEMU pid {}, console log {}, control API {api} (hoist ctl --target {})",
+        vm.pid(),
+        vm.console_log_path().display(),
+        args.dir.display()
+    );
     loop {
         match vm.wait_exit(Duration::from_millis(200)) {
             Ok(exit) => return Ok(report(exit)),
@@ -73,6 +84,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             let exit = vm.shutdown(Duration::from_secs(args.shutdown_timeout))?;
             return Ok(report(exit));
         }
+    }
+}
+
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 

@@ -48,6 +48,8 @@ pub enum BuildError {
     Image { service: String, image: String, source: Box<oci::OciError> },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Pki(#[from] crate::pki::PkiError),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
@@ -73,6 +75,8 @@ pub struct BuildOptions {
     /// Where hoist-init, hoist-supervisor and hoist-logger are (normally next to `hoist`).
     pub bin_dir: PathBuf,
     pub compression: Compression,
+    /// The control API's PKI (made there if missing); default `OUT/pki`.
+    pub pki: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -151,6 +155,14 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport
         services.insert(name.clone(), image.digest);
     }
     tree.insert_file(paths::BUILD_MANIFEST, 0o644, manifest.to_toml().into_bytes());
+
+    let pki = opts.pki.clone().unwrap_or_else(|| opts.out.join("pki"));
+    crate::pki::ensure(&pki)?;
+    for (file, mode) in [("ca.pem", 0o644), ("server.pem", 0o644), ("server.key", 0o600)] {
+        let path = pki.join(file);
+        let data = std::fs::read(&path).map_err(io(&path))?;
+        tree.insert_file(&format!("etc/hoist/tls/{file}"), mode, data);
+    }
 
     progress.begin("initramfs");
     let mut archive = Vec::new();

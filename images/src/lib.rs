@@ -19,4 +19,5 @@ pub mod cpio;
 pub mod elf;
 pub mod kernel;
 pub mod oci;
+pub mod pki;
 pub mod tree;

@@ -112,7 +112,8 @@ pub fn run(
         let _ = kill(Pid::from_raw(-1), sig);
         wait_until(rx, &mut children, grace, |_| !others_alive());
     }
-    reap(&mut children, true);
+    // A shim killed by the sweep may turn into a zombie right after the last reap.
+    wait_until(rx, &mut children, Duration::from_secs(1), |_| zombies_of_init() == 0);
     crate::console::say(&format!(
         "all processes stopped, zombies={} after {} ms",
         zombies_of_init(),

@@ -143,13 +143,22 @@ impl Containerd {
         resp.map(|_| ()).map_err(|s| rpc("kill", id, s))
     }
 
-    /// Runs an extra process in the task (no stdio), waits for it and removes it; returns
-    /// its exit status.
-    pub async fn exec(&self, id: &str, exec_id: &str, process_json: Vec<u8>) -> Result<u32, ClientError> {
+    /// Runs an extra process in the task, waits for it and removes it; returns its exit
+    /// status. `stdout`/`stderr` are stdio URIs ("" = none, "file:///path").
+    pub async fn exec(
+        &self,
+        id: &str,
+        exec_id: &str,
+        process_json: Vec<u8>,
+        stdout: &str,
+        stderr: &str,
+    ) -> Result<u32, ClientError> {
         let request = ExecProcessRequest {
             container_id: id.to_string(),
             exec_id: exec_id.to_string(),
             spec: Some(prost_types::Any { type_url: PROCESS_TYPE_URL.to_string(), value: process_json }),
+            stdout: stdout.to_string(),
+            stderr: stderr.to_string(),
             ..Default::default()
         };
         self.tasks().exec(req(request)).await.map_err(|s| rpc("exec", id, s))?;

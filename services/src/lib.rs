@@ -15,6 +15,7 @@
 //!
 //! Not here (yet): dependencies, readiness probes, the control API.
 
+pub mod api;
 pub mod containerd;
 pub mod exec;
 pub mod logger;
@@ -29,9 +30,24 @@ pub mod supervisor;
 
 use std::io::Write;
 
+static LOG_FILE: std::sync::Mutex<Option<logger::RotatingFile>> = std::sync::Mutex::new(None);
+
+/// Also keep every [`say`] line in a size-capped file (the supervisor's log for the API).
+pub fn log_to_file(path: &std::path::Path, cap: u64) {
+    if let Ok(mut f) = LOG_FILE.lock() {
+        *f = Some(logger::RotatingFile::open(path, cap));
+    }
+}
+
 /// A `hoist: ...` console line (one write, so lines of concurrent writers do not mix).
 pub fn say(line: &str) {
     let _ = std::io::stdout().write_all(format!("hoist: {line}\n").as_bytes());
+    if let Ok(mut f) = LOG_FILE.lock()
+        && let Some(f) = f.as_mut()
+    {
+        let ms = uptime_ms();
+        f.write_line(format!("{}.{:03} {line}\n", ms / 1000, ms % 1000).as_bytes());
+    }
 }
 
 /// Guest uptime in ms from CLOCK_BOOTTIME (what /proc/uptime shows).

@@ -49,7 +49,7 @@ pub fn spawn_probe(
                     attempt += 1;
                     let exec_id = format!("ready-{attempt}");
                     match crate::exec::process_with_args(&process, command) {
-                        Ok(spec) => matches!(client.exec(&name, &exec_id, spec).await, Ok(0)),
+                        Ok(spec) => matches!(client.exec(&name, &exec_id, spec, "", "").await, Ok(0)),
                         Err(e) => {
                             log::warn!("service {name}: ready exec: {e}");
                             false

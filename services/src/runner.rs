@@ -101,10 +101,28 @@ pub fn rootfs_mounts(plan: &Plan) -> std::io::Result<Vec<Mount>> {
     }])
 }
 
-/// Removes whatever an earlier run of the container left in containerd.
-pub async fn cleanup(client: &Containerd, name: &str) {
+/// One lock per container name: a cleanup spawned after an exit and a start asked for
+/// right after it (by hand, or by a restart) must not interleave their containerd calls.
+async fn lock(name: &str) -> tokio::sync::OwnedMutexGuard<()> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, LazyLock, Mutex};
+    static LOCKS: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> = LazyLock::new(Default::default);
+    let m = match LOCKS.lock() {
+        Ok(mut map) => map.entry(name.to_string()).or_default().clone(),
+        Err(poisoned) => poisoned.into_inner().entry(name.to_string()).or_default().clone(),
+    };
+    m.lock_owned().await
+}
+
+async fn cleanup_unlocked(client: &Containerd, name: &str) {
     let _ = client.delete_task(name).await;
     let _ = client.delete_container(name).await;
+}
+
+/// Removes whatever an earlier run of the container left in containerd.
+pub async fn cleanup(client: &Containerd, name: &str) {
+    let _guard = lock(name).await;
+    cleanup_unlocked(client, name).await;
 }
 
 /// Creates and starts the container; returns the pid of its main process.
@@ -116,7 +134,8 @@ pub async fn start(client: &Containerd, plan: &Plan) -> Result<u32, String> {
         return Err(format!("image rootfs {} is missing", plan.rootfs));
     }
     let name = plan.name.as_str();
-    cleanup(client, name).await;
+    let _guard = lock(name).await;
+    cleanup_unlocked(client, name).await;
     let mounts = rootfs_mounts(plan).map_err(|e| format!("{RW_DIR}/{name}: {e}"))?;
     client.create_container(name, plan.spec.clone()).await.map_err(|e| e.to_string())?;
     let started = async {
@@ -126,7 +145,7 @@ pub async fn start(client: &Containerd, plan: &Plan) -> Result<u32, String> {
     match started.await {
         Ok(pid) => Ok(pid),
         Err(e) => {
-            cleanup(client, name).await;
+            cleanup_unlocked(client, name).await;
             Err(e.to_string())
         }
     }

@@ -13,15 +13,17 @@
 //! On start it adopts tasks that already run in containerd, so a supervisor restart
 //! restarts no service.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use hoist_config::Config;
 use hoist_config::manifest::BuildManifest;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
+use crate::api::pb;
+use crate::api::server::{ApiError, Cmd};
 use crate::containerd::Containerd;
 use crate::policy::{Decision, after_exit};
 use crate::runner::{self, Plan};
@@ -51,7 +53,26 @@ pub enum State {
     Failed {
         reason: String,
     },
+    /// Stopped by hand (control API); stays stopped until started by hand.
+    Stopped,
 }
+
+impl State {
+    pub fn name(&self) -> &'static str {
+        match self {
+            State::Waiting { .. } => "waiting",
+            State::Starting => "starting",
+            State::Running { .. } => "running",
+            State::Backoff { .. } => "backoff",
+            State::Exited { .. } => "exited",
+            State::Failed { .. } => "failed",
+            State::Stopped => "stopped",
+        }
+    }
+}
+
+/// Recent events kept per service for `describe`.
+const RECENT_EVENTS: usize = 32;
 
 #[derive(Debug)]
 pub enum Msg {
@@ -84,6 +105,16 @@ pub struct Service {
     started_at: Option<Instant>,
     /// The current run was terminated for not getting ready in time.
     timed_out: bool,
+    /// Asked by hand: stop (and stay stopped) or restart at once when the task exits.
+    manual: Option<Manual>,
+    last_exit: Option<u32>,
+    recent: VecDeque<pb::Event>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Manual {
+    Stop,
+    Restart,
 }
 
 pub struct Supervisor {
@@ -99,6 +130,9 @@ pub struct Supervisor {
     ready_printed: bool,
     /// Uptime (ms) when containerd was found gone, while we wait for it to come back.
     lost_at: Option<u128>,
+    cmd_tx: mpsc::UnboundedSender<Cmd>,
+    cmd_rx: mpsc::UnboundedReceiver<Cmd>,
+    events: broadcast::Sender<pb::Event>,
 }
 
 fn oneshot_plan(o: &hoist_config::OneShot, manifest: &BuildManifest) -> Plan {
@@ -108,12 +142,22 @@ fn oneshot_plan(o: &hoist_config::OneShot, manifest: &BuildManifest) -> Plan {
 impl Supervisor {
     pub fn new(client: Containerd, config: &Config, manifest: &BuildManifest, timeline: Vec<(String, u128)>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let services = config
             .service
             .iter()
             .map(|(name, s)| {
                 let plan = runner::plan_service(name, s, manifest.service.get(name));
-                (name.clone(), Service { plan, state: State::Starting, started_at: None, timed_out: false })
+                let svc = Service {
+                    plan,
+                    state: State::Starting,
+                    started_at: None,
+                    timed_out: false,
+                    manual: None,
+                    last_exit: None,
+                    recent: VecDeque::new(),
+                };
+                (name.clone(), svc)
             })
             .collect();
         let onboot = config.onboot.iter().map(|o| (oneshot_plan(o, manifest), o.timeout, o.required)).collect();
@@ -133,7 +177,28 @@ impl Supervisor {
             timeline,
             ready_printed,
             lost_at: None,
+            cmd_tx,
+            cmd_rx,
+            events: broadcast::channel(256).0,
         }
+    }
+
+    /// Where the control API sends its commands and gets its events.
+    pub fn handles(&self) -> (mpsc::UnboundedSender<Cmd>, broadcast::Sender<pb::Event>) {
+        (self.cmd_tx.clone(), self.events.clone())
+    }
+
+    /// Records an event for `describe` and the event stream.
+    fn emit(&mut self, service: &str, kind: &str, detail: String) {
+        let event =
+            pb::Event { uptime_ms: uptime_ms() as u64, service: service.to_string(), kind: kind.to_string(), detail };
+        if let Some(svc) = self.services.get_mut(service) {
+            if svc.recent.len() == RECENT_EVENTS {
+                svc.recent.pop_front();
+            }
+            svc.recent.push_back(event.clone());
+        }
+        let _ = self.events.send(event);
     }
 
     fn save(&self) {
@@ -167,6 +232,7 @@ impl Supervisor {
             let next = self.next_deadline();
             tokio::select! {
                 Some(msg) = self.rx.recv() => self.handle(msg),
+                Some(cmd) = self.cmd_rx.recv() => self.on_cmd(cmd),
                 _ = sleep_until(next) => self.on_deadlines(),
                 _ = sigterm.recv() => break,
             }
@@ -259,6 +325,7 @@ impl Supervisor {
         if !waiting.is_empty() {
             if !matches!(&svc.state, State::Waiting { on } if *on == waiting) {
                 say(&format!("service {name} waiting for {}", waiting.join(", ")));
+                self.emit(name, "waiting", waiting.join(", "));
             }
             self.set_state(name, State::Waiting { on: waiting });
             return;
@@ -277,6 +344,7 @@ impl Supervisor {
                 // A start that fails (missing binary, broken image) fails the same way
                 // again: the rootfs is immutable. Report it once and leave it failed.
                 say(&format!("service {name} failed: {reason}"));
+                self.emit(&name, "failed", reason.clone());
                 self.set_state(&name, State::Failed { reason });
             }
             Msg::Exited { name, pid, status, oom } => self.on_exit(&name, pid, status, oom),
@@ -312,6 +380,7 @@ impl Supervisor {
         if !self.ready_printed {
             self.timeline.push((name.to_string(), ms));
         }
+        self.emit(name, "started", format!("pid {pid}"));
         let Some(svc) = self.services.get(name) else { return };
         let (ready, timeout, process) = (svc.plan.ready.clone(), svc.plan.start_timeout, svc.plan.process.clone());
         runner::spawn_waiter(self.client.clone(), name.to_string(), pid, self.tx.clone());
@@ -335,6 +404,7 @@ impl Supervisor {
         if !matches!(self.services[name].plan.ready, hoist_config::Ready::Running) {
             say(&format!("service {name} ready uptime_ms={}", uptime_ms()));
         }
+        self.emit(name, "ready", format!("pid {pid}"));
         let waiting: Vec<String> = self
             .services
             .iter()
@@ -351,6 +421,28 @@ impl Supervisor {
         if !matches!(svc.state, State::Running { pid: p, .. } if p == pid) {
             return; // an exit we already handled (e.g. reported twice across a reconnect)
         }
+        svc.last_exit = Some(status);
+        let ms = uptime_ms();
+        let how = if oom { format!("status={status} (OOM killed)") } else { format!("status={status}") };
+        if let Some(manual) = svc.manual.take() {
+            let what = if manual == Manual::Stop { "stopped" } else { "restarting" };
+            say(&format!("service {name} exited {how}; {what} by request uptime_ms={ms}"));
+            if manual == Manual::Stop {
+                svc.state = State::Stopped;
+                runner::spawn_cleanup(self.client.clone(), name.to_string());
+                self.emit(name, "stopped", how);
+            } else {
+                self.persisted.service.entry(name.to_string()).or_default().restarts += 1;
+                self.emit(name, "exited", how);
+                self.try_start(name);
+            }
+            self.save();
+            return;
+        }
+        if oom {
+            self.emit(name, "oom", format!("killed by the OOM killer ({status})"));
+        }
+        let Some(svc) = self.services.get_mut(name) else { return };
         let ran = svc.started_at.map(|t| t.elapsed()).unwrap_or_default();
         let failure = svc.timed_out || oom;
         let record = self.persisted.service.entry(name.to_string()).or_default();
@@ -358,8 +450,6 @@ impl Supervisor {
             Some(p) => after_exit(record, p, status, failure, ran, uptime_ms() as u64),
             None => Decision::Done,
         };
-        let ms = uptime_ms();
-        let how = if oom { format!("status={status} (OOM killed)") } else { format!("status={status}") };
         svc.state = match decision {
             Decision::Restart(delay) => {
                 say(&format!("service {name} exited {how}; restart in {} ms uptime_ms={ms}", delay.as_millis()));
@@ -376,7 +466,115 @@ impl Supervisor {
                 State::Failed { reason }
             }
         };
+        let kind = if matches!(svc.state, State::Failed { .. }) { "failed" } else { "exited" };
+        self.emit(name, kind, how);
         self.save();
+    }
+
+    fn status_of(&self, name: &str, svc: &Service) -> pb::ServiceStatus {
+        let (pid, ready) = match svc.state {
+            State::Running { pid, ready, .. } => (pid, ready),
+            _ => (0, false),
+        };
+        let reason = match &svc.state {
+            State::Failed { reason } => reason.clone(),
+            State::Waiting { on } => format!("waits for {}", on.join(", ")),
+            State::Backoff { until } => {
+                format!("restart in {} ms", until.saturating_duration_since(Instant::now()).as_millis())
+            }
+            State::Running { ready: false, .. } => format!("waiting for readiness ({:?})", svc.plan.ready),
+            _ => String::new(),
+        };
+        pb::ServiceStatus {
+            name: name.to_string(),
+            state: svc.state.name().to_string(),
+            pid,
+            restarts: self.persisted.service.get(name).map(|r| r.restarts).unwrap_or(0),
+            last_exit: svc.last_exit.map(i64::from).unwrap_or(-1),
+            uptime_ms: if pid != 0 { svc.started_at.map(|t| t.elapsed().as_millis() as u64).unwrap_or(0) } else { 0 },
+            ready,
+            waiting_for: match &svc.state {
+                State::Waiting { on } => on.clone(),
+                _ => Vec::new(),
+            },
+            reason,
+        }
+    }
+
+    /// Commands from the control API.
+    fn on_cmd(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Status(tx) => {
+                let _ = tx.send(self.services.iter().map(|(n, s)| self.status_of(n, s)).collect());
+            }
+            Cmd::Describe(name, tx) => {
+                let detail = match self.services.get(&name) {
+                    Some(s) => Ok(pb::ServiceDetail {
+                        status: Some(self.status_of(&name, s)),
+                        events: s.recent.iter().cloned().collect(),
+                    }),
+                    None => Err(ApiError::NoService(name)),
+                };
+                let _ = tx.send(detail);
+            }
+            Cmd::Start(name, tx) => {
+                let _ = tx.send(self.start_by_hand(&name));
+            }
+            Cmd::Stop(name, tx) => {
+                let _ = tx.send(self.stop_by_hand(&name, Manual::Stop));
+            }
+            Cmd::Restart(name, tx) => {
+                let running = matches!(self.services.get(&name).map(|s| &s.state), Some(State::Running { .. }));
+                let reply = if running { self.stop_by_hand(&name, Manual::Restart) } else { self.start_by_hand(&name) };
+                let _ = tx.send(reply);
+            }
+            Cmd::ExecPlan(name, tx) => {
+                let reply = match self.services.get(&name) {
+                    Some(Service { state: State::Running { .. }, plan, .. }) => Ok(plan.process.clone()),
+                    Some(s) => Err(ApiError::Conflict(format!("service {name} is {}, not running", s.state.name()))),
+                    None => Err(ApiError::NoService(name)),
+                };
+                let _ = tx.send(reply);
+            }
+            Cmd::Timeline(tx) => {
+                let _ = tx.send(self.timeline.clone());
+            }
+        }
+        self.check_ready();
+    }
+
+    /// Start by hand: also clears a failed mark and the start-limit window.
+    fn start_by_hand(&mut self, name: &str) -> Result<String, ApiError> {
+        let Some(svc) = self.services.get(name) else { return Err(ApiError::NoService(name.to_string())) };
+        if matches!(svc.state, State::Running { .. } | State::Starting) {
+            return Err(ApiError::Conflict(format!("service {name} is already {}", svc.state.name())));
+        }
+        if let Some(r) = self.persisted.service.get_mut(name) {
+            r.failed = None;
+            r.exits_ms.clear();
+            r.backoff_ms = 0;
+        }
+        self.save();
+        say(&format!("service {name} started by request"));
+        self.try_start(name);
+        Ok(format!("starting {name}"))
+    }
+
+    fn stop_by_hand(&mut self, name: &str, manual: Manual) -> Result<String, ApiError> {
+        let client = self.client.clone();
+        let Some(svc) = self.services.get_mut(name) else { return Err(ApiError::NoService(name.to_string())) };
+        match svc.state {
+            State::Running { .. } => {
+                svc.manual = Some(manual);
+                runner::spawn_terminate(client, name.to_string(), svc.plan.stop_signal, svc.plan.stop_timeout);
+                Ok(format!("{} {name}", if manual == Manual::Stop { "stopping" } else { "restarting" }))
+            }
+            State::Waiting { .. } | State::Backoff { .. } => {
+                svc.state = State::Stopped;
+                Ok(format!("stopped {name}"))
+            }
+            _ => Err(ApiError::Conflict(format!("service {name} is {}, not running", svc.state.name()))),
+        }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -418,7 +616,7 @@ impl Supervisor {
         let Some(svc) = self.services.get(name) else { return true };
         match &svc.state {
             State::Running { ready, .. } => *ready,
-            State::Failed { .. } | State::Exited { .. } | State::Backoff { .. } => true,
+            State::Failed { .. } | State::Exited { .. } | State::Backoff { .. } | State::Stopped => true,
             State::Starting => false,
             State::Waiting { on } => depth < 64 && on.iter().all(|d| self.settled(d, depth + 1) && !self.is_ready(d)),
         }

@@ -65,6 +65,18 @@ pub fn busybox_image() -> &'static Path {
     })
 }
 
+/// One control-API PKI per test process, shared by every build (so two builds of the
+/// same config are byte-identical, and a test can talk to any host it built).
+pub fn pki_dir() -> &'static Path {
+    static PKI: OnceLock<PathBuf> = OnceLock::new();
+    PKI.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("hoist-test-pki-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        hoist_images::pki::ensure(&dir).expect("test PKI");
+        dir
+    })
+}
+
 /// A static sd_notify client (tests/src/sd-notify.c) compiled with the host's cc.
 fn sd_notify_binary() -> Vec<u8> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/sd-notify.c");
@@ -90,7 +102,8 @@ pub fn build_host_with(work: &Path, toml: &str, compression: hoist_images::compr
     let config = work.join("host.toml");
     std::fs::write(&config, text).expect("write host.toml");
     let out = work.join("out");
-    let opts = hoist_images::build::BuildOptions { config, out: out.clone(), bin_dir: bin_dir(), compression };
+    let pki = Some(pki_dir().to_path_buf());
+    let opts = hoist_images::build::BuildOptions { config, out: out.clone(), bin_dir: bin_dir(), compression, pki };
     hoist_images::build::build(&opts, &hoist_images::build::Quiet).expect("hoist build");
     out
 }

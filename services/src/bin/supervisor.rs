@@ -36,6 +36,7 @@ fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), String> {
+    hoist_services::log_to_file(Path::new("/var/log/supervisor.log"), 1 << 20);
     let config = hoist_config::load(Path::new(HOST_CONFIG)).map_err(|e| e.to_string())?;
     let manifest_text = std::fs::read_to_string(BUILD_MANIFEST).map_err(|e| format!("{BUILD_MANIFEST}: {e}"))?;
     let manifest = BuildManifest::from_toml(&manifest_text).map_err(|e| format!("{BUILD_MANIFEST}: {e}"))?;
@@ -48,5 +49,8 @@ async fn run() -> Result<(), String> {
     let ms = hoist_services::uptime_ms();
     hoist_services::say(&format!("phase containerd uptime_ms={ms}"));
     timeline.push(("containerd".to_string(), ms));
-    Supervisor::new(client, &config, &manifest, timeline).run().await.map_err(|e| e.to_string())
+    let supervisor = Supervisor::new(client.clone(), &config, &manifest, timeline);
+    let (cmds, events) = supervisor.handles();
+    hoist_services::api::server::spawn(hoist_services::api::server::ControlService::new(cmds, events, client));
+    supervisor.run().await.map_err(|e| e.to_string())
 }

@@ -1,0 +1,248 @@
+//! `hoist ctl`: talk to a running host's control API over mutual TLS. `--target DIR`
+//! (a `hoist build` output that `hoist run` is booting) finds the address in DIR/run.json
+//! and the client certificate in DIR/pki; `--api` and `--pki` name them directly.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use hoist_services::api::pb;
+use tokio_stream::StreamExt;
+
+pub const RUN_RECORD: &str = "run.json";
+
+#[derive(clap::Args)]
+pub struct CtlArgs {
+    /// A build directory being run by `hoist run` (reads DIR/run.json and DIR/pki)
+    #[arg(long, short, value_name = "DIR", default_value = "out/demo", global = true)]
+    target: PathBuf,
+    /// API address HOST:PORT (default: from the target's run.json)
+    #[arg(long, global = true)]
+    api: Option<String>,
+    /// Directory with ca.pem, client.pem, client.key (default: TARGET/pki)
+    #[arg(long, global = true)]
+    pki: Option<PathBuf>,
+    /// Machine-readable JSON instead of tables
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: CtlCommand,
+}
+
+#[derive(clap::Subcommand)]
+enum CtlCommand {
+    /// Every service: state, pid, restarts, last exit, uptime, readiness, what it waits for
+    Status,
+    /// One service with its recent events
+    Describe { service: String },
+    /// Start a stopped or failed service (clears its start limit)
+    Start { service: String },
+    /// Stop a service (stop signal, then SIGKILL after its stop timeout); it stays stopped
+    Stop { service: String },
+    /// Stop and start a service again
+    Restart { service: String },
+    /// Log lines of a service, or of supervisor, containerd, kernel
+    Logs {
+        source: String,
+        /// Show the last N lines
+        #[arg(long, short = 'n', default_value_t = 50)]
+        tail: u32,
+        /// Keep streaming new lines
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Stream events (starts, readiness, exits, OOM kills) as they happen
+    Events,
+    /// Run a command in a running service's container; exits with its exit code
+    Exec {
+        service: String,
+        #[arg(long, default_value_t = 30)]
+        timeout: u32,
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// Power the host off (orderly: services stopped first)
+    Shutdown,
+    /// Reboot the host (orderly)
+    Reboot,
+    /// Supervisor version and the boot timeline
+    Version,
+}
+
+fn address(args: &CtlArgs) -> anyhow::Result<String> {
+    if let Some(a) = &args.api {
+        return Ok(a.clone());
+    }
+    let path = args.target.join(RUN_RECORD);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!("{}: is `hoist run {}` running? (or pass --api)", path.display(), args.target.display())
+    })?;
+    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?;
+    v["api"].as_str().map(String::from).with_context(|| format!("{}: no \"api\" address", path.display()))
+}
+
+pub fn run(args: CtlArgs) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(run_async(args))
+}
+
+fn status_err(e: tonic::Status) -> anyhow::Error {
+    // A refused client certificate only shows up on the first call, as a transport error.
+    let mut text = e.message().to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    anyhow::anyhow!("{:?}: {text}", e.code())
+}
+
+async fn run_async(args: CtlArgs) -> anyhow::Result<ExitCode> {
+    let addr = address(&args)?;
+    let pki = args.pki.clone().unwrap_or_else(|| args.target.join("pki"));
+    let mut c = hoist_services::api::client::tcp(&addr, &pki).await?;
+    let json = args.json;
+    match args.command {
+        CtlCommand::Status => {
+            let reply = c.status(pb::StatusRequest {}).await.map_err(status_err)?.into_inner();
+            print_status(&reply.services, json);
+        }
+        CtlCommand::Describe { service } => {
+            let d = c.describe(pb::ServiceRequest { name: service }).await.map_err(status_err)?.into_inner();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "status": d.status.as_ref().map(status_json), "events": d.events.iter().map(event_json).collect::<Vec<_>>() })
+                );
+            } else {
+                print_status(d.status.as_slice(), false);
+                for e in &d.events {
+                    println!("{}", event_text(e));
+                }
+            }
+        }
+        CtlCommand::Start { service } => action(c.start(pb::ServiceRequest { name: service }).await)?,
+        CtlCommand::Stop { service } => action(c.stop(pb::ServiceRequest { name: service }).await)?,
+        CtlCommand::Restart { service } => action(c.restart(pb::ServiceRequest { name: service }).await)?,
+        CtlCommand::Logs { source, tail, follow } => {
+            let mut stream = c.logs(pb::LogsRequest { source, tail, follow }).await.map_err(status_err)?.into_inner();
+            let mut out = std::io::stdout();
+            while let Some(line) = stream.next().await {
+                let line = line.map_err(status_err)?;
+                if json {
+                    writeln!(out, "{}", serde_json::json!({ "source": line.source, "line": line.line }))?;
+                } else {
+                    writeln!(out, "{}", line.line)?;
+                }
+                out.flush()?;
+            }
+        }
+        CtlCommand::Events => {
+            let mut stream = c.events(pb::EventsRequest {}).await.map_err(status_err)?.into_inner();
+            while let Some(e) = stream.next().await {
+                let e = e.map_err(status_err)?;
+                println!("{}", if json { event_json(&e).to_string() } else { event_text(&e) });
+            }
+        }
+        CtlCommand::Exec { service, timeout, command } => {
+            let r = c
+                .exec(pb::ExecRequest { service, command, timeout_secs: timeout })
+                .await
+                .map_err(status_err)?
+                .into_inner();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "exit_code": r.exit_code, "stdout": String::from_utf8_lossy(&r.stdout), "stderr": String::from_utf8_lossy(&r.stderr) })
+                );
+            } else {
+                std::io::stdout().write_all(&r.stdout)?;
+                std::io::stderr().write_all(&r.stderr)?;
+            }
+            return Ok(ExitCode::from(r.exit_code.clamp(0, 255) as u8));
+        }
+        CtlCommand::Shutdown => action(c.shutdown(pb::ShutdownRequest { reboot: false }).await)?,
+        CtlCommand::Reboot => action(c.shutdown(pb::ShutdownRequest { reboot: true }).await)?,
+        CtlCommand::Version => {
+            let v = c.version(pb::VersionRequest {}).await.map_err(status_err)?.into_inner();
+            println!("hoist-supervisor {}", v.version);
+            for p in v.timeline {
+                println!("  {:<12} {:>7} ms", p.name, p.uptime_ms);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn action(r: Result<tonic::Response<pb::ActionReply>, tonic::Status>) -> anyhow::Result<()> {
+    let reply = r.map_err(status_err)?.into_inner();
+    println!("{}", reply.message);
+    Ok(())
+}
+
+fn status_json(s: &pb::ServiceStatus) -> serde_json::Value {
+    serde_json::json!({
+        "name": s.name, "state": s.state, "pid": s.pid, "restarts": s.restarts,
+        "last_exit": (s.last_exit >= 0).then_some(s.last_exit), "uptime_ms": s.uptime_ms,
+        "ready": s.ready, "waiting_for": s.waiting_for, "reason": s.reason,
+    })
+}
+
+fn event_json(e: &pb::Event) -> serde_json::Value {
+    serde_json::json!({ "uptime_ms": e.uptime_ms, "service": e.service, "kind": e.kind, "detail": e.detail })
+}
+
+fn event_text(e: &pb::Event) -> String {
+    format!("{:>9.3} {:<12} {:<8} {}", e.uptime_ms as f64 / 1000.0, e.service, e.kind, e.detail)
+}
+
+fn print_status(services: &[pb::ServiceStatus], json: bool) {
+    if json {
+        println!("{}", serde_json::Value::Array(services.iter().map(status_json).collect()));
+        return;
+    }
+    println!(
+        "{:<14} {:<9} {:>6} {:>8} {:>9} {:>9} {:<5} REASON",
+        "SERVICE", "STATE", "PID", "RESTARTS", "LAST EXIT", "UPTIME", "READY"
+    );
+    for s in services {
+        let exit = if s.last_exit >= 0 { s.last_exit.to_string() } else { "-".into() };
+        let up = if s.pid != 0 { format!("{:.1}s", s.uptime_ms as f64 / 1000.0) } else { "-".into() };
+        let pid = if s.pid != 0 { s.pid.to_string() } else { "-".into() };
+        println!(
+            "{:<14} {:<9} {:>6} {:>8} {:>9} {:>9} {:<5} {}",
+            s.name,
+            s.state,
+            pid,
+            s.restarts,
+            exit,
+            up,
+            if s.ready { "yes" } else { "no" },
+            s.reason
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_address_comes_from_run_json() {
+        let dir = tempfile_dir();
+        std::fs::write(dir.join(RUN_RECORD), r#"{"api":"127.0.0.1:4321","qemu_pid":1}"#).expect("write");
+        let args = CtlArgs { target: dir.clone(), api: None, pki: None, json: false, command: CtlCommand::Status };
+        assert_eq!(address(&args).expect("addr"), "127.0.0.1:4321");
+        std::fs::remove_file(dir.join(RUN_RECORD)).expect("rm");
+        let err = address(&args).expect_err("no record");
+        assert!(err.to_string().contains("is `hoist run"), "{err}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("hoist-ctl-test-{}", std::process::id()));
+        std::fs::create_dir_all(&d).expect("mkdir");
+        d
+    }
+}

@@ -1,0 +1,55 @@
+//! Connecting to a host's control API: over the Unix socket (inside the guest) or over
+//! TCP with the operator's client certificate (from the build's `pki/` directory).
+
+use std::path::Path;
+use std::time::Duration;
+
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+use super::pb::control_client::ControlClient;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("{path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("connecting to {target}: {source}")]
+    Transport { target: String, source: tonic::transport::Error },
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, ConnectError> {
+    std::fs::read(path).map_err(|source| ConnectError::Read { path: path.display().to_string(), source })
+}
+
+/// mTLS over TCP to `addr` ("127.0.0.1:PORT") with `pki/ca.pem`, `pki/client.pem`, `pki/client.key`.
+pub async fn tcp(addr: &str, pki: &Path) -> Result<ControlClient<Channel>, ConnectError> {
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read(&pki.join("ca.pem"))?))
+        .identity(Identity::from_pem(read(&pki.join("client.pem"))?, read(&pki.join("client.key"))?))
+        .domain_name(super::SERVER_NAME);
+    let err = |source| ConnectError::Transport { target: addr.to_string(), source };
+    let channel = Endpoint::from_shared(format!("https://{addr}"))
+        .map_err(err)?
+        .tls_config(tls)
+        .map_err(err)?
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .map_err(err)?;
+    Ok(ControlClient::new(channel).max_decoding_message_size(super::MAX_MESSAGE))
+}
+
+/// The Unix socket inside the guest.
+pub async fn unix(path: &Path) -> Result<ControlClient<Channel>, ConnectError> {
+    let path = path.to_path_buf();
+    let target = path.display().to_string();
+    let channel = Endpoint::from_static("http://[::]:50051")
+        .connect_with_connector(tower::service_fn(move |_| {
+            let path = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+            }
+        }))
+        .await
+        .map_err(|source| ConnectError::Transport { target, source })?;
+    Ok(ControlClient::new(channel).max_decoding_message_size(super::MAX_MESSAGE))
+}

@@ -1,0 +1,179 @@
+//! The control API over the real mutual-TLS path, against a booted host: status, restart,
+//! stop/start, logs (tail and follow), events, exec, refusals (FAULTS row 25), shutdown.
+
+use std::io::Write;
+use std::time::Duration;
+
+use hoist_services::api::{client, pb};
+use hoist_tests::{BOOT_TIMEOUT, boot, build_host, pki_dir};
+use tokio_stream::StreamExt;
+
+const HOST: &str = r#"
+version = 1
+[service.web]
+image = "@IMAGE@"
+command = ["sh", "-c", "httpd -f -p 80 -h /www & trap 'kill $!; exit 0' TERM; wait"]
+[service.talker]
+image = "@IMAGE@"
+command = ["sh", "-c", "echo talker started; i=0; trap 'exit 0' TERM; while true; do i=$((i+1)); echo talker line $i; sleep 1; done"]
+[service.flaky]
+image = "@IMAGE@"
+command = ["sh", "-c", "trap 'exit 0' TERM; while [ ! -f /crash ]; do sleep 0.2; done; exit 7"]
+restart = "on-failure"
+"#;
+
+async fn status(c: &mut pb::control_client::ControlClient<tonic::transport::Channel>) -> Vec<pb::ServiceStatus> {
+    c.status(pb::StatusRequest {}).await.expect("status").into_inner().services
+}
+
+fn find<'a>(s: &'a [pb::ServiceStatus], name: &str) -> &'a pb::ServiceStatus {
+    s.iter().find(|x| x.name == name).unwrap_or_else(|| panic!("no {name} in {s:?}"))
+}
+
+/// Polls status until `pred` holds for service `name` (deadline), returning that status.
+async fn wait_status(
+    c: &mut pb::control_client::ControlClient<tonic::transport::Channel>,
+    name: &str,
+    what: &str,
+    pred: impl Fn(&pb::ServiceStatus) -> bool,
+) -> pb::ServiceStatus {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let all = status(c).await;
+        let s = find(&all, name).clone();
+        if pred(&s) {
+            return s;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{name}: {what} not reached: {s:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[test]
+fn control_api_end_to_end() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let out = build_host(work.path(), HOST);
+    let port = hoist_qemu::free_tcp_port().expect("port");
+    let mut vm = boot(&out, &[(port, hoist_services::api::PORT)]);
+    vm.wait_for_line("hoist: ready uptime_ms=", BOOT_TIMEOUT).expect("ready");
+    let addr = format!("127.0.0.1:{port}");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let mut c = client::tcp(&addr, pki_dir()).await.expect("connect with mTLS");
+
+        // status: every service running
+        let all = status(&mut c).await;
+        for name in ["web", "talker", "flaky"] {
+            let s = find(&all, name);
+            assert_eq!(s.state, "running", "{s:?}");
+            assert!(s.pid > 0 && s.ready, "{s:?}");
+        }
+
+        // restart changes the pid and the restart count
+        let before = find(&all, "web").clone();
+        c.restart(pb::ServiceRequest { name: "web".into() }).await.expect("restart");
+        let after =
+            wait_status(&mut c, "web", "running with a new pid", |s| s.state == "running" && s.pid != before.pid).await;
+        assert_eq!(after.restarts, before.restarts + 1);
+
+        // stop, then start
+        c.stop(pb::ServiceRequest { name: "talker".into() }).await.expect("stop");
+        wait_status(&mut c, "talker", "stopped", |s| s.state == "stopped").await;
+        c.start(pb::ServiceRequest { name: "talker".into() }).await.expect("start");
+        wait_status(&mut c, "talker", "running", |s| s.state == "running" && s.ready).await;
+        let missing = c.stop(pb::ServiceRequest { name: "nope".into() }).await.expect_err("unknown service");
+        assert_eq!(missing.code(), tonic::Code::NotFound);
+
+        // logs: the tail has a known line; follow streams new ones
+        let mut tail = c
+            .logs(pb::LogsRequest { source: "talker".into(), tail: 1000, follow: false })
+            .await
+            .expect("logs")
+            .into_inner();
+        let mut lines = Vec::new();
+        while let Some(l) = tail.next().await {
+            lines.push(l.expect("line").line);
+        }
+        assert!(lines.iter().any(|l| l.ends_with("stdout talker started")), "{lines:?}");
+        let mut follow = c
+            .logs(pb::LogsRequest { source: "talker".into(), tail: 0, follow: true })
+            .await
+            .expect("follow")
+            .into_inner();
+        let next = tokio::time::timeout(Duration::from_secs(20), follow.next()).await.expect("a followed line in time");
+        assert!(next.expect("stream item").expect("line").line.contains("talker line"));
+        drop(follow);
+        let kernel =
+            c.logs(pb::LogsRequest { source: "kernel".into(), tail: 5, follow: false }).await.expect("kernel log");
+        assert!(kernel.into_inner().next().await.is_some(), "kernel log is empty");
+
+        // events report a crash, and exec returns output and exit code
+        let mut events = c.events(pb::EventsRequest {}).await.expect("events").into_inner();
+        let r = c
+            .exec(pb::ExecRequest {
+                service: "flaky".into(),
+                command: vec!["sh".into(), "-c".into(), "echo out; echo err >&2; touch /crash; exit 3".into()],
+                timeout_secs: 20,
+            })
+            .await
+            .expect("exec")
+            .into_inner();
+        assert_eq!(r.exit_code, 3);
+        // stdout and stderr arrive merged, in order
+        assert_eq!(r.stdout, b"out\nerr\n");
+        let crash = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(e) = events.next().await {
+                let e = e.expect("event");
+                if e.service == "flaky" && e.kind == "exited" {
+                    return e;
+                }
+            }
+            panic!("event stream ended");
+        })
+        .await
+        .expect("crash event in time");
+        assert!(crash.detail.contains("status=7"), "{crash:?}");
+
+        // FAULTS 25: refused clients and junk do not hurt the server
+        let other = tempfile::tempdir().expect("tempdir");
+        hoist_images::pki::ensure(other.path()).expect("other CA");
+        for f in ["client.pem", "client.key"] {
+            std::fs::copy(other.path().join(f), work.path().join(f)).expect("copy");
+        }
+        std::fs::copy(pki_dir().join("ca.pem"), work.path().join("ca.pem")).expect("copy ca");
+        let refused = match client::tcp(&addr, work.path()).await {
+            Ok(mut bad) => bad.status(pb::StatusRequest {}).await.is_err(),
+            Err(_) => true,
+        };
+        assert!(refused, "a client certificate from another CA was accepted");
+        let no_cert = tonic::transport::Endpoint::from_shared(format!("https://{addr}"))
+            .expect("uri")
+            .tls_config(
+                tonic::transport::ClientTlsConfig::new()
+                    .ca_certificate(tonic::transport::Certificate::from_pem(
+                        std::fs::read(pki_dir().join("ca.pem")).expect("ca"),
+                    ))
+                    .domain_name("hoist"),
+            )
+            .expect("tls");
+        let refused = match no_cert.connect().await {
+            Ok(ch) => pb::control_client::ControlClient::new(ch).status(pb::StatusRequest {}).await.is_err(),
+            Err(_) => true,
+        };
+        assert!(refused, "a client without a certificate was accepted");
+        for junk in [&b"GET / HTTP/1.1\r\n\r\n"[..], &[0u8; 4096][..], &[0x16, 3, 1, 0xff, 0xff, 1, 2, 3][..]] {
+            let mut s = std::net::TcpStream::connect(&addr).expect("connect");
+            let _ = s.write_all(junk);
+        }
+        let huge = "x".repeat(hoist_services::api::MAX_MESSAGE + 1024);
+        let too_big = c.exec(pb::ExecRequest { service: "web".into(), command: vec![huge], timeout_secs: 5 }).await;
+        assert!(too_big.is_err(), "an oversized message was accepted");
+        let mut fresh = client::tcp(&addr, pki_dir()).await.expect("a good client after the junk");
+        assert_eq!(status(&mut fresh).await.len(), 3);
+
+        // shutdown through the API
+        fresh.shutdown(pb::ShutdownRequest { reboot: false }).await.expect("shutdown");
+    });
+    let exit = vm.wait_exit(Duration::from_secs(90)).expect("powered off");
+    assert!(exit.clean, "{exit:?}");
+}
