@@ -62,8 +62,40 @@ pub fn pump(input: impl Read, max: usize, mut sink: impl FnMut(&[u8])) -> io::Re
     }
 }
 
+/// Token bucket for console lines: a serial console is slow (and under emulation every
+/// byte costs the whole machine), so a chatty service gets `rate` lines a second with a
+/// `burst`; the rest go to its log file only, and the console says how many it skipped.
+pub struct ConsoleBudget {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    last_ms: u128,
+    pub suppressed: u64,
+}
+
+impl ConsoleBudget {
+    pub fn new(rate: f64, burst: f64) -> Self {
+        ConsoleBudget { tokens: burst, rate, burst, last_ms: 0, suppressed: 0 }
+    }
+
+    /// May a line go to the console at `now_ms`?
+    pub fn allow(&mut self, now_ms: u128) -> bool {
+        let elapsed = now_ms.saturating_sub(self.last_ms) as f64 / 1000.0;
+        self.last_ms = now_ms;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            self.suppressed += 1;
+            false
+        }
+    }
+}
+
 pub struct Outputs {
     pub console: Option<File>,
+    pub budget: ConsoleBudget,
     pub file: RotatingFile,
 }
 
@@ -73,8 +105,16 @@ pub fn forward(name: &str, stream: &str, input: impl Read, out: &Mutex<Outputs>)
         let text = String::from_utf8_lossy(line);
         let stamp = crate::uptime_ms();
         let Ok(mut o) = out.lock() else { return };
-        if let Some(c) = &mut o.console {
-            let _ = c.write_all(format!("[{name}] {text}\n").as_bytes());
+        if o.console.is_some() && o.budget.allow(stamp) {
+            let skipped = std::mem::take(&mut o.budget.suppressed);
+            if let Some(c) = &mut o.console {
+                if skipped > 0 {
+                    let _ = c.write_all(
+                        format!("[{name}] ({skipped} lines not shown here: hoist ctl logs {name})\n").as_bytes(),
+                    );
+                }
+                let _ = c.write_all(format!("[{name}] {text}\n").as_bytes());
+            }
         }
         o.file.write_line(format!("{}.{:03} {stream} {text}\n", stamp / 1000, stamp % 1000).as_bytes());
     })
@@ -85,7 +125,7 @@ pub fn run(name: &str, stdout: File, stderr: File, ready: File, log_dir: &Path, 
     let console = OpenOptions::new().write(true).open("/dev/console").ok();
     let _ = std::fs::create_dir_all(log_dir);
     let file = RotatingFile::open(&log_dir.join(format!("{name}.log")), cap);
-    let out = Arc::new(Mutex::new(Outputs { console, file }));
+    let out = Arc::new(Mutex::new(Outputs { console, budget: ConsoleBudget::new(20.0, 100.0), file }));
     drop(ready);
     let err_out = Arc::clone(&out);
     let err_name = name.to_string();
@@ -107,6 +147,17 @@ mod tests {
     }
 
     #[test]
+    fn the_console_budget_refills_at_its_rate() {
+        let mut b = ConsoleBudget::new(10.0, 3.0);
+        let allowed = (0..10).filter(|_| b.allow(0)).count();
+        assert_eq!(allowed, 3, "burst");
+        assert_eq!(b.suppressed, 7);
+        assert!(!b.allow(50), "half a token after 50 ms");
+        assert!(b.allow(100), "one token after 100 ms");
+        assert!(b.allow(2000) && b.allow(2000) && b.allow(2000) && !b.allow(2000), "refill is capped by the burst");
+    }
+
+    #[test]
     fn files_rotate_at_the_cap() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("svc.log");
@@ -121,7 +172,11 @@ mod tests {
     #[test]
     fn forwarded_lines_carry_stream_and_stamp() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let out = Mutex::new(Outputs { console: None, file: RotatingFile::open(&dir.path().join("w.log"), 1 << 20) });
+        let out = Mutex::new(Outputs {
+            console: None,
+            budget: ConsoleBudget::new(1.0, 1.0),
+            file: RotatingFile::open(&dir.path().join("w.log"), 1 << 20),
+        });
         forward("w", "stderr", &b"boom\n"[..], &out).expect("forward");
         let text = std::fs::read_to_string(dir.path().join("w.log")).expect("log");
         assert!(text.ends_with(" stderr boom\n"), "{text:?}");

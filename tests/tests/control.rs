@@ -177,3 +177,77 @@ fn control_api_end_to_end() {
     let exit = vm.wait_exit(Duration::from_secs(90)).expect("powered off");
     assert!(exit.clean, "{exit:?}");
 }
+
+/// A service writing without pause: its log stays within the rotation cap, the console
+/// is spared (rate-limited, with a note), the API still answers, and `logs -f` keeps up.
+/// Prints the follow throughput and memory figures it measured.
+#[test]
+fn a_flooding_service_leaves_memory_and_console_bounded() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let toml = r#"
+version = 1
+[service.flood]
+image = "@IMAGE@"
+command = ["sh", "-c", "while true; do echo flood flood flood flood flood flood flood flood flood flood; done"]
+[service.inspector]
+image = "@IMAGE@"
+host_pid = true
+binds = ["/var/log:/hostlog:ro"]
+command = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+"#;
+    let out = build_host(work.path(), toml);
+    let port = hoist_qemu::free_tcp_port().expect("port");
+    let mut vm = boot(&out, &[(port, hoist_services::api::PORT)]);
+    vm.wait_for_line("hoist: ready uptime_ms=", BOOT_TIMEOUT).expect("ready");
+    vm.wait_for_line("lines not shown here: hoist ctl logs flood", Duration::from_secs(60))
+        .expect("console rate limit note");
+    let addr = format!("127.0.0.1:{port}");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let mut c = client::tcp(&addr, pki_dir()).await.expect("connect");
+        let mut follow = c
+            .logs(pb::LogsRequest { source: "flood".into(), tail: 0, follow: true })
+            .await
+            .expect("follow")
+            .into_inner();
+        let started = tokio::time::Instant::now();
+        let mut lines = 0u64;
+        while started.elapsed() < Duration::from_secs(5) {
+            match tokio::time::timeout(Duration::from_secs(5), follow.next()).await {
+                Ok(Some(Ok(_))) => lines += 1,
+                other => panic!("follow stream stopped: {other:?}"),
+            }
+        }
+        drop(follow);
+        eprintln!(
+            "logs -f throughput for a flooding service: {:.0} lines/s",
+            lines as f64 / started.elapsed().as_secs_f64()
+        );
+        assert!(lines > 100, "follow delivered only {lines} lines in 5 s");
+        // Let the flood run long enough to rotate several times, then look at the files.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let script = "cat /hostlog/flood.log /hostlog/flood.log.1 2>/dev/null | wc -c; \
+                      for p in $(pidof hoist-supervisor) 1; do grep VmRSS /proc/$p/status; done";
+        let r = c
+            .exec(pb::ExecRequest {
+                service: "inspector".into(),
+                command: vec!["sh".into(), "-c".into(), script.into()],
+                timeout_secs: 20,
+            })
+            .await
+            .expect("exec")
+            .into_inner();
+        let text = String::from_utf8_lossy(&r.stdout).to_string();
+        eprintln!("inspector: {text}");
+        let bytes: u64 = text.lines().next().and_then(|l| l.trim().parse().ok()).expect("byte count");
+        assert!(bytes <= 2 * (1 << 20) + 4096, "flood logs take {bytes} bytes, over two 1 MiB files");
+        assert!(bytes > 512 << 10, "the flood wrote only {bytes} bytes: is it running?");
+        let rss: Vec<u64> =
+            text.lines().filter_map(|l| l.strip_prefix("VmRSS:")?.split_whitespace().next()?.parse().ok()).collect();
+        assert_eq!(rss.len(), 2, "{text}");
+        assert!(rss[0] < 32 << 10, "supervisor RSS {} kB with a flooding service", rss[0]);
+        assert_eq!(status(&mut c).await.len(), 2, "the API still answers");
+    });
+    let exit = vm.shutdown(Duration::from_secs(90)).expect("shutdown");
+    assert!(exit.clean, "{exit:?}");
+}
