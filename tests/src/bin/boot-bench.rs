@@ -79,10 +79,15 @@ fn main() {
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!("usage: boot-bench [--runs K] [--compress lz4,gzip,zstd,none] [--baseline INITRD]");
         println!("       boot-bench --faults   (restart latency, containerd kill recovery, shutdown time)");
+        println!("       boot-bench --api      (latency of status over mTLS from the host, 20 calls)");
         return;
     }
     if args.iter().any(|a| a == "--faults") {
         faults();
+        return;
+    }
+    if args.iter().any(|a| a == "--api") {
+        api();
         return;
     }
     let runs: usize = arg_value(&args, "--runs").and_then(|r| r.parse().ok()).unwrap_or(5);
@@ -265,4 +270,41 @@ fn faults() {
     );
     println!("containerd SIGKILL -> answering with its tasks: {}", back.trim_start_matches("hoist: "));
     println!("shutdown (powerdown -> QEMU exit, host): {:.2} s, clean={}", t.elapsed().as_secs_f64(), exit.clean);
+}
+
+/// `status` latency from the host through QEMU's port forward and mutual TLS: 20 calls on
+/// one connection, and 20 calls each on a fresh connection (TLS handshake included).
+fn api() {
+    use hoist_services::api::{client, pb};
+    let work = tempfile::tempdir().expect("tempdir");
+    let out = build_host_with(work.path(), DEMO, Compression::Lz4);
+    let port = hoist_qemu::free_tcp_port().expect("port");
+    let mut vm = hoist_qemu::VmBuilder::from_build_dir(&out)
+        .expect("build dir")
+        .publish(port, hoist_services::api::PORT)
+        .spawn()
+        .expect("spawn");
+    vm.wait_for_line("hoist: ready uptime_ms=", BOOT_TIMEOUT).expect("ready");
+    let addr = format!("127.0.0.1:{port}");
+    let pki = hoist_tests::pki_dir();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let mut s = Samples::default();
+    rt.block_on(async {
+        let mut c = client::tcp(&addr, pki).await.expect("connect");
+        c.status(pb::StatusRequest {}).await.expect("warm-up");
+        for _ in 0..20 {
+            let t = Instant::now();
+            c.status(pb::StatusRequest {}).await.expect("status");
+            s.add("same", t.elapsed().as_secs_f64() * 1000.0);
+        }
+        for _ in 0..20 {
+            let t = Instant::now();
+            let mut fresh = client::tcp(&addr, pki).await.expect("connect");
+            fresh.status(pb::StatusRequest {}).await.expect("status");
+            s.add("fresh", t.elapsed().as_secs_f64() * 1000.0);
+        }
+    });
+    println!("status latency, one connection (ms, min / median / max of 20): {}", s.range("same"));
+    println!("status latency, new mTLS connection each (ms, min / median / max of 20): {}", s.range("fresh"));
+    let _ = vm.shutdown(Duration::from_secs(60));
 }
