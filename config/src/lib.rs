@@ -93,7 +93,7 @@ pub use oneshot::OneShot;
 pub use policy::{PolicyError, RestartPolicy, Signal};
 pub use ready::Ready;
 pub use resources::{SizeError, parse_size};
-pub use schema::{CURRENT_VERSION, Config, Host, Kernel, Network, Service};
+pub use schema::{CURRENT_VERSION, Config, Host, Kernel, Logs, Network, Service};
 
 use error::Source;
 

@@ -39,6 +39,14 @@ pub(crate) struct RawConfig {
     pub onboot: Vec<Table<RawOneShot>>,
     #[serde(default)]
     pub onshutdown: Vec<Table<RawOneShot>>,
+    #[serde(default)]
+    pub logs: Table<RawLogs>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLogs {
+    pub max_size: Option<Spanned<StrOrInt<Size>>>,
 }
 
 #[derive(Default, Deserialize)]

@@ -25,6 +25,26 @@ pub struct Config {
     pub onboot: Vec<OneShot>,
     /// `[[onshutdown]]` entries in file order: run after every service has stopped.
     pub onshutdown: Vec<OneShot>,
+    pub logs: Logs,
+}
+
+/// `[logs]`: how much output is kept per source (a service, the supervisor).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Logs {
+    /// Size at which NAME.log is rotated to NAME.log.1 (one old copy is kept, so a
+    /// source holds at most twice this). Default 1 MiB, at least 64 KiB.
+    pub max_size: u64,
+}
+
+impl Logs {
+    pub const DEFAULT_MAX_SIZE: u64 = 1 << 20;
+    pub const MIN_MAX_SIZE: u64 = 64 << 10;
+}
+
+impl Default for Logs {
+    fn default() -> Self {
+        Logs { max_size: Self::DEFAULT_MAX_SIZE }
+    }
 }
 
 impl Default for Config {
@@ -38,6 +58,7 @@ impl Default for Config {
             service: BTreeMap::new(),
             onboot: Vec::new(),
             onshutdown: Vec::new(),
+            logs: Logs::default(),
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::error::{ConfigError, Source};
 use crate::names::{EnvKey, ModuleName};
 use crate::net::Ipv4;
 use crate::raw::{Parsed, RawCapabilities, RawConfig, RawKernel, RawNetwork, RawService, Table};
-use crate::schema::{CURRENT_VERSION, Config, Host, Kernel, Network, Service};
+use crate::schema::{CURRENT_VERSION, Config, Host, Kernel, Logs, Network, Service};
 use crate::{Bind, Capabilities, backoff, caps, graph, oneshot, ready, resources};
 
 pub(crate) fn build(raw: RawConfig, src: &Source) -> Result<Config, ConfigError> {
@@ -47,8 +47,20 @@ pub(crate) fn build(raw: RawConfig, src: &Source) -> Result<Config, ConfigError>
     let mut taken = services.keys().map(|name| (name.clone(), format!("service.{name}"))).collect();
     let onboot = oneshot::build(raw.onboot, "onboot", src, &mut taken)?;
     let onshutdown = oneshot::build(raw.onshutdown, "onshutdown", src, &mut taken)?;
+    let logs = match raw.logs.0.max_size {
+        Some(m) => {
+            let bytes = m.get_ref().0.0;
+            if bytes < Logs::MIN_MAX_SIZE {
+                let message = format!("{bytes} bytes is below the minimum of 64K");
+                return Err(src.invalid(Some(m.span()), "logs.max_size".into(), message));
+            }
+            Logs { max_size: bytes }
+        }
+        None => Logs::default(),
+    };
     Ok(Config {
         version,
+        logs,
         host,
         kernel,
         sysctl: raw.sysctl.into_iter().map(|(k, v)| (k.0.0, v.0)).collect(),

@@ -17,8 +17,11 @@ use crate::supervisor::Msg;
 
 /// Per-container writable layers (overlay upper + work dirs) live here, on tmpfs.
 pub const RW_DIR: &str = "/run/hoist/rw";
-/// containerd's shim starts this for each task with its stdout/stderr on fds 3 and 4.
-pub const LOGGER_URI: &str = "binary:///usr/bin/hoist-logger";
+/// containerd's shim starts hoist-logger for each task with its stdout/stderr on fds 3
+/// and 4; the query becomes its arguments (`max_size BYTES`).
+pub fn logger_uri(max_size: u64) -> String {
+    format!("binary:///usr/bin/hoist-logger?max_size={max_size}")
+}
 
 /// Everything needed to (re)start one container, computed once from config + manifest.
 #[derive(Debug, Clone, Default)]
@@ -37,6 +40,8 @@ pub struct Plan {
     pub depends_on: Vec<String>,
     /// Restart settings (services only; one-shot stages are never restarted).
     pub policy: Option<crate::policy::Policy>,
+    /// Log file rotation size (`[logs] max_size`).
+    pub log_max: u64,
 }
 
 /// A plan from container settings; service-only fields are filled in by [`plan_service`].
@@ -45,6 +50,7 @@ pub fn plan(name: &str, settings: &Settings, image: Option<&ServiceImage>, sourc
         name: name.to_string(),
         stop_signal: libc::SIGTERM,
         stop_timeout: Duration::from_secs(10),
+        log_max: hoist_config::Logs::DEFAULT_MAX_SIZE,
         ..Default::default()
     };
     let Some(image) = image else {
@@ -139,7 +145,7 @@ pub async fn start(client: &Containerd, plan: &Plan) -> Result<u32, String> {
     let mounts = rootfs_mounts(plan).map_err(|e| format!("{RW_DIR}/{name}: {e}"))?;
     client.create_container(name, plan.spec.clone()).await.map_err(|e| e.to_string())?;
     let started = async {
-        client.create_task(name, mounts, LOGGER_URI).await?;
+        client.create_task(name, mounts, &logger_uri(plan.log_max)).await?;
         client.start(name).await
     };
     match started.await {

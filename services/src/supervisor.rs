@@ -135,8 +135,10 @@ pub struct Supervisor {
     events: broadcast::Sender<pb::Event>,
 }
 
-fn oneshot_plan(o: &hoist_config::OneShot, manifest: &BuildManifest) -> Plan {
-    runner::plan(&o.name, &crate::spec::Settings::from(o), manifest.service.get(&o.name), &o.image.describe())
+fn oneshot_plan(o: &hoist_config::OneShot, manifest: &BuildManifest, log_max: u64) -> Plan {
+    let plan =
+        runner::plan(&o.name, &crate::spec::Settings::from(o), manifest.service.get(&o.name), &o.image.describe());
+    Plan { log_max, ..plan }
 }
 
 impl Supervisor {
@@ -147,7 +149,8 @@ impl Supervisor {
             .service
             .iter()
             .map(|(name, s)| {
-                let plan = runner::plan_service(name, s, manifest.service.get(name));
+                let plan =
+                    Plan { log_max: config.logs.max_size, ..runner::plan_service(name, s, manifest.service.get(name)) };
                 let svc = Service {
                     plan,
                     state: State::Starting,
@@ -160,8 +163,10 @@ impl Supervisor {
                 (name.clone(), svc)
             })
             .collect();
-        let onboot = config.onboot.iter().map(|o| (oneshot_plan(o, manifest), o.timeout, o.required)).collect();
-        let onshutdown = config.onshutdown.iter().map(|o| (oneshot_plan(o, manifest), o.timeout)).collect();
+        let log_max = config.logs.max_size;
+        let onboot =
+            config.onboot.iter().map(|o| (oneshot_plan(o, manifest, log_max), o.timeout, o.required)).collect();
+        let onshutdown = config.onshutdown.iter().map(|o| (oneshot_plan(o, manifest, log_max), o.timeout)).collect();
         let state_path = PathBuf::from(state::PATH);
         let persisted = state::load(&state_path);
         let ready_printed = persisted.ready_done;

@@ -186,6 +186,8 @@ fn a_flooding_service_leaves_memory_and_console_bounded() {
     let work = tempfile::tempdir().expect("tempdir");
     let toml = r#"
 version = 1
+[logs]
+max_size = "256K"
 [service.flood]
 image = "@IMAGE@"
 command = ["sh", "-c", "while true; do echo flood flood flood flood flood flood flood flood flood flood; done"]
@@ -240,8 +242,8 @@ command = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
         let text = String::from_utf8_lossy(&r.stdout).to_string();
         eprintln!("inspector: {text}");
         let bytes: u64 = text.lines().next().and_then(|l| l.trim().parse().ok()).expect("byte count");
-        assert!(bytes <= 2 * (1 << 20) + 4096, "flood logs take {bytes} bytes, over two 1 MiB files");
-        assert!(bytes > 512 << 10, "the flood wrote only {bytes} bytes: is it running?");
+        assert!(bytes <= 2 * (256 << 10) + 4096, "flood logs take {bytes} bytes, over two 256K files ([logs] max_size)");
+        assert!(bytes > 256 << 10, "the flood wrote only {bytes} bytes: is it running?");
         let rss: Vec<u64> =
             text.lines().filter_map(|l| l.strip_prefix("VmRSS:")?.split_whitespace().next()?.parse().ok()).collect();
         assert_eq!(rss.len(), 2, "{text}");

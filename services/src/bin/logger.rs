@@ -11,12 +11,13 @@ fn main() {
     // owns those descriptors, so each is wrapped exactly once.
     let (stdout, stderr, ready) =
         unsafe { (OwnedFd::from_raw_fd(3), OwnedFd::from_raw_fd(4), OwnedFd::from_raw_fd(5)) };
-    hoist_services::logger::run(
-        &name,
-        File::from(stdout),
-        File::from(stderr),
-        File::from(ready),
-        Path::new("/var/log"),
-        1 << 20,
-    );
+    // containerd passes the URI's query as arguments: `max_size BYTES`.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cap = args
+        .chunks(2)
+        .find(|kv| kv[0] == "max_size")
+        .and_then(|kv| kv.get(1)?.parse().ok())
+        .unwrap_or(hoist_config::Logs::DEFAULT_MAX_SIZE);
+    let log_dir = Path::new("/var/log");
+    hoist_services::logger::run(&name, File::from(stdout), File::from(stderr), File::from(ready), log_dir, cap);
 }

@@ -36,8 +36,8 @@ fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), String> {
-    hoist_services::log_to_file(Path::new("/var/log/supervisor.log"), 1 << 20);
     let config = hoist_config::load(Path::new(HOST_CONFIG)).map_err(|e| e.to_string())?;
+    hoist_services::log_to_file(Path::new("/var/log/supervisor.log"), config.logs.max_size);
     let manifest_text = std::fs::read_to_string(BUILD_MANIFEST).map_err(|e| format!("{BUILD_MANIFEST}: {e}"))?;
     let manifest = BuildManifest::from_toml(&manifest_text).map_err(|e| format!("{BUILD_MANIFEST}: {e}"))?;
     let mut timeline: Vec<(String, u128)> = std::fs::read_to_string(TIMELINE)
