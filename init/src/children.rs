@@ -33,7 +33,7 @@ pub struct Child {
     args: Vec<String>,
     env: Vec<(String, String)>,
     /// Where stdout/stderr go; None = inherit the console.
-    log_file: Option<PathBuf>,
+    log_file: Option<(PathBuf, u64)>,
     oom_score_adj: i32,
     pub state: State,
     started_at: Option<Instant>,
@@ -64,8 +64,9 @@ impl Child {
         self
     }
 
-    pub fn log_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.log_file = Some(path.into());
+    /// Output into `path`, rotated at `cap` bytes (see [`crate::logfile`]).
+    pub fn log_file(mut self, path: impl Into<PathBuf>, cap: u64) -> Self {
+        self.log_file = Some((path.into(), cap));
         self
     }
 
@@ -106,9 +107,9 @@ impl Child {
         let mut cmd = Command::new(&self.program);
         cmd.args(&self.args).env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").stdin(Stdio::null());
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
-        if let Some(path) = &self.log_file {
-            let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-            cmd.stdout(file.try_clone()?).stderr(file);
+        if let Some((path, cap)) = &self.log_file {
+            let write = crate::logfile::pipe_to(path, *cap)?;
+            cmd.stdout(write.try_clone()?).stderr(write);
         }
         // Own process group: a signal meant for one child's group never reaches another.
         cmd.process_group(0);

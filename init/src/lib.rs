@@ -18,6 +18,7 @@
 pub mod children;
 pub mod console;
 pub mod kmod;
+pub mod logfile;
 pub mod modules;
 pub mod mounts;
 pub mod net;
@@ -132,7 +133,7 @@ fn boot() -> ! {
     }
 
     let mut containerd = Child::new("containerd", paths::CONTAINERD, &["--config", paths::CONTAINERD_CONFIG])
-        .log_file(paths::CONTAINERD_LOG)
+        .log_file(paths::CONTAINERD_LOG, config.logs.max_size)
         .oom_score_adj(-999);
     // The supervisor waits for containerd through the API itself, so both start now and
     // the supervisor's own start-up overlaps containerd's.

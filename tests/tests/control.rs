@@ -242,7 +242,10 @@ command = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
         let text = String::from_utf8_lossy(&r.stdout).to_string();
         eprintln!("inspector: {text}");
         let bytes: u64 = text.lines().next().and_then(|l| l.trim().parse().ok()).expect("byte count");
-        assert!(bytes <= 2 * (256 << 10) + 4096, "flood logs take {bytes} bytes, over two 256K files ([logs] max_size)");
+        assert!(
+            bytes <= 2 * (256 << 10) + 4096,
+            "flood logs take {bytes} bytes, over two 256K files ([logs] max_size)"
+        );
         assert!(bytes > 256 << 10, "the flood wrote only {bytes} bytes: is it running?");
         let rss: Vec<u64> =
             text.lines().filter_map(|l| l.strip_prefix("VmRSS:")?.split_whitespace().next()?.parse().ok()).collect();

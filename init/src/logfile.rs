@@ -1,0 +1,87 @@
+//! A child's output into a size-capped file: PID 1 gives containerd a pipe instead of the
+//! file itself and a thread copies it, rotating NAME.log to NAME.log.1 at the cap, so
+//! containerd's log cannot grow without bound in memory (the root filesystem is RAM).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+/// Appends lines to `path`, rotating at `cap` bytes (one old copy kept).
+pub struct Capped {
+    path: PathBuf,
+    cap: u64,
+    size: u64,
+    file: Option<std::fs::File>,
+}
+
+impl Capped {
+    pub fn open(path: &Path, cap: u64) -> Self {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path).ok();
+        let size = file.as_ref().and_then(|f| f.metadata().ok()).map(|m| m.len()).unwrap_or(0);
+        Capped { path: path.to_path_buf(), cap, size, file }
+    }
+
+    pub fn write_line(&mut self, line: &[u8]) {
+        if self.size > 0 && self.size + line.len() as u64 > self.cap {
+            let mut old = self.path.clone().into_os_string();
+            old.push(".1");
+            let _ = std::fs::rename(&self.path, &old);
+            self.file = std::fs::OpenOptions::new().create(true).append(true).open(&self.path).ok();
+            self.size = 0;
+        }
+        if let Some(f) = &mut self.file
+            && f.write_all(line).is_ok()
+        {
+            self.size += line.len() as u64;
+        }
+    }
+}
+
+/// A pipe whose read end a thread copies into `path` until every writer has closed it;
+/// returns the write end for the child's stdout and stderr.
+pub fn pipe_to(path: &Path, cap: u64) -> std::io::Result<OwnedFd> {
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let path = path.to_path_buf();
+    std::thread::Builder::new().name("child-log".into()).spawn(move || {
+        let mut out = Capped::open(&path, cap);
+        let mut reader = BufReader::new(std::fs::File::from(read));
+        let mut line = Vec::new();
+        while reader.by_ref().take(64 * 1024).read_until(b'\n', &mut line).map(|n| n > 0).unwrap_or(false) {
+            out.write_line(&line);
+            line.clear();
+        }
+    })?;
+    Ok(write)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_rotate_at_the_cap() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.log");
+        let mut c = Capped::open(&path, 8);
+        for line in [&b"aaaa\n"[..], b"bbbb\n", b"cccc\n"] {
+            c.write_line(line);
+        }
+        assert_eq!(std::fs::read(&path).expect("log"), b"cccc\n");
+        assert_eq!(std::fs::read(dir.path().join("c.log.1")).expect("old"), b"bbbb\n");
+    }
+
+    #[test]
+    fn a_pipe_is_copied_until_it_closes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("p.log");
+        let write = pipe_to(&path, 1 << 20).expect("pipe");
+        let mut w = std::fs::File::from(write);
+        w.write_all(b"one\ntwo\n").expect("write");
+        drop(w);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::fs::read(&path).unwrap_or_default() != b"one\ntwo\n" {
+            assert!(std::time::Instant::now() < deadline, "copy did not finish");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+}
