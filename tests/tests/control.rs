@@ -106,6 +106,22 @@ fn control_api_end_to_end() {
         let kernel =
             c.logs(pb::LogsRequest { source: "kernel".into(), tail: 5, follow: false }).await.expect("kernel log");
         assert!(kernel.into_inner().next().await.is_some(), "kernel log is empty");
+        let mut sup = c
+            .logs(pb::LogsRequest { source: "supervisor".into(), tail: 1000, follow: false })
+            .await
+            .expect("supervisor log")
+            .into_inner();
+        let mut found = false;
+        while let Some(l) = sup.next().await {
+            found |= l.expect("line").line.contains("ready uptime_ms=");
+        }
+        assert!(found, "the supervisor's log lacks its ready line");
+        c.logs(pb::LogsRequest { source: "containerd".into(), tail: 10, follow: false })
+            .await
+            .expect("containerd log exists");
+        let traversal =
+            c.logs(pb::LogsRequest { source: "../../etc/hoist/tls/server".into(), tail: 10, follow: false }).await;
+        assert_eq!(traversal.err().map(|e| e.code()), Some(tonic::Code::NotFound));
 
         // events report a crash, and exec returns output and exit code
         let mut events = c.events(pb::EventsRequest {}).await.expect("events").into_inner();
