@@ -1,6 +1,7 @@
-//! A child's output into a size-capped file: PID 1 gives containerd a pipe instead of the
-//! file itself and a thread copies it, rotating NAME.log to NAME.log.1 at the cap, so
-//! containerd's log cannot grow without bound in memory (the root filesystem is RAM).
+//! Size-capped log files (NAME.log rotated to NAME.log.1 at the cap), shared by every log
+//! writer of the host: PID 1 gives containerd a pipe instead of the file and copies it
+//! here, and the supervisor and hoist-logger write theirs through [`Capped`], so no log
+//! grows without bound in memory (the root filesystem is RAM).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::OwnedFd;

@@ -10,39 +10,10 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-/// One log file with a size cap: past it, NAME.log becomes NAME.log.1 and a new file starts.
-pub struct RotatingFile {
-    path: PathBuf,
-    cap: u64,
-    file: Option<File>,
-    size: u64,
-}
-
-impl RotatingFile {
-    pub fn open(path: &Path, cap: u64) -> Self {
-        let file = OpenOptions::new().create(true).append(true).open(path).ok();
-        let size = file.as_ref().and_then(|f| f.metadata().ok()).map(|m| m.len()).unwrap_or(0);
-        RotatingFile { path: path.to_path_buf(), cap, file, size }
-    }
-
-    pub fn write_line(&mut self, line: &[u8]) {
-        if self.size + line.len() as u64 > self.cap && self.size > 0 {
-            let mut old = self.path.clone().into_os_string();
-            old.push(".1");
-            let _ = std::fs::rename(&self.path, &old);
-            self.file = OpenOptions::new().create(true).append(true).open(&self.path).ok();
-            self.size = 0;
-        }
-        if let Some(f) = &mut self.file
-            && f.write_all(line).is_ok()
-        {
-            self.size += line.len() as u64;
-        }
-    }
-}
+pub use hoist_init::logfile::Capped as RotatingFile;
 
 /// Splits a stream into lines (a trailing partial line is flushed at EOF; overlong lines
 /// are cut at `max` bytes so one line cannot grow without bound) and hands each to `sink`.
