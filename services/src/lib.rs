@@ -13,7 +13,9 @@
 //! `hoist-logger` per task ([`logger`]), which writes prefixed lines to the console and to
 //! `/var/log/NAME.log`, so logs keep flowing while the supervisor restarts.
 //!
-//! Not here (yet): dependencies, readiness probes, the control API.
+//! Dependencies, readiness probes ([`ready`], [`notify`]), restart policy ([`policy`]) and
+//! persisted counters ([`state`]) live here too, as does the control API ([`api`]): gRPC on a
+//! Unix socket and on TCP with mutual TLS, answered by the state owner through a command channel.
 
 pub mod api;
 pub mod containerd;
