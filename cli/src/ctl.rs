@@ -154,11 +154,14 @@ async fn run_async(args: CtlArgs) -> anyhow::Result<ExitCode> {
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({ "exit_code": r.exit_code, "stdout": String::from_utf8_lossy(&r.stdout), "stderr": String::from_utf8_lossy(&r.stderr) })
+                    serde_json::json!({ "exit_code": r.exit_code, "stdout": String::from_utf8_lossy(&r.stdout), "stderr": String::from_utf8_lossy(&r.stderr), "truncated": r.truncated })
                 );
             } else {
                 std::io::stdout().write_all(&r.stdout)?;
                 std::io::stderr().write_all(&r.stderr)?;
+                if r.truncated {
+                    eprintln!("hoist: exec output cut at {} bytes", r.stdout.len());
+                }
             }
             return Ok(ExitCode::from(r.exit_code.clamp(0, 255) as u8));
         }

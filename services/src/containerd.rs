@@ -27,17 +27,23 @@ pub enum ClientError {
     Connect { socket: String, waited: Duration, last: String },
     #[error("{call} {id}: {}", status.message())]
     Rpc { call: &'static str, id: String, status: Box<Status> },
+    #[error("{call} {id}: did not finish within {after:?}: killed")]
+    Timeout { call: &'static str, id: String, after: Duration },
 }
 
 impl ClientError {
-    /// containerd went away (restart, crash): not the service's fault; retry after reconnecting.
+    /// containerd went away (restart, crash): not the service's fault; retry after
+    /// reconnecting. `Unknown` is a disconnect only when the transport says so (a reset
+    /// HTTP/2 stream); from containerd itself it is a real error.
     pub fn is_disconnect(&self) -> bool {
         match self {
             ClientError::Connect { .. } => true,
-            ClientError::Rpc { status, .. } => {
-                matches!(status.code(), Code::Unavailable | Code::Cancelled | Code::Unknown)
-                    && !status.message().contains("not found")
-            }
+            ClientError::Timeout { .. } => false,
+            ClientError::Rpc { status, .. } => match status.code() {
+                Code::Unavailable | Code::Cancelled => true,
+                Code::Unknown => is_transport_failure(status.message()),
+                _ => false,
+            },
         }
     }
 
@@ -143,8 +149,9 @@ impl Containerd {
         resp.map(|_| ()).map_err(|s| rpc("kill", id, s))
     }
 
-    /// Runs an extra process in the task, waits for it and removes it; returns its exit
-    /// status. `stdout`/`stderr` are stdio URIs ("" = none, "file:///path").
+    /// Runs an extra process in the task, waits for it at most `timeout` and removes it;
+    /// returns its exit status. One that outlives `timeout` is killed, and the error says
+    /// so. `stdout`/`stderr` are stdio URIs ("" = none, "file:///path").
     pub async fn exec(
         &self,
         id: &str,
@@ -152,6 +159,7 @@ impl Containerd {
         process_json: Vec<u8>,
         stdout: &str,
         stderr: &str,
+        timeout: Duration,
     ) -> Result<u32, ClientError> {
         let request = ExecProcessRequest {
             container_id: id.to_string(),
@@ -163,7 +171,7 @@ impl Containerd {
         };
         self.tasks().exec(req(request)).await.map_err(|s| rpc("exec", id, s))?;
         let ids = || (id.to_string(), exec_id.to_string());
-        let result = async {
+        let run = async {
             let (container_id, exec_id) = ids();
             self.tasks()
                 .start(req(StartRequest { container_id, exec_id }))
@@ -172,8 +180,22 @@ impl Containerd {
             let (container_id, exec_id) = ids();
             let waited = self.tasks().wait(req(WaitRequest { container_id, exec_id })).await;
             waited.map(|r| r.into_inner().exit_status).map_err(|s| rpc("exec wait", id, s))
-        }
-        .await;
+        };
+        let result = match tokio::time::timeout(timeout, run).await {
+            Ok(result) => result,
+            Err(_) => {
+                let (container_id, exec_id) = ids();
+                let kill = KillRequest { container_id, exec_id, signal: libc::SIGKILL as u32, all: false };
+                let _ = self.tasks().kill(req(kill)).await;
+                let (container_id, exec_id) = ids();
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    self.tasks().wait(req(WaitRequest { container_id, exec_id })),
+                )
+                .await;
+                Err(ClientError::Timeout { call: "exec", id: id.to_string(), after: timeout })
+            }
+        };
         let (container_id, exec_id) = ids();
         let _ = self.tasks().delete_process(req(DeleteProcessRequest { container_id, exec_id })).await;
         result
@@ -185,6 +207,33 @@ impl Containerd {
     }
 }
 
+/// Messages tonic and hyper give when the connection itself broke mid-call.
+fn is_transport_failure(message: &str) -> bool {
+    const SIGNS: [&str; 6] =
+        ["transport error", "connection", "broken pipe", "h2 protocol error", "error reading a body", "stream closed"];
+    let message = message.to_ascii_lowercase();
+    SIGNS.iter().any(|s| message.contains(s))
+}
+
 fn rpc(call: &'static str, id: &str, status: Status) -> ClientError {
     ClientError::Rpc { call, id: id.to_string(), status: Box::new(status) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(code: Code, message: &str) -> ClientError {
+        rpc("wait", "web", Status::new(code, message))
+    }
+
+    #[test]
+    fn only_a_broken_connection_counts_as_losing_containerd() {
+        assert!(err(Code::Unavailable, "connection refused").is_disconnect());
+        assert!(err(Code::Cancelled, "").is_disconnect());
+        assert!(err(Code::Unknown, "h2 protocol error: error reading a body from connection").is_disconnect());
+        assert!(!err(Code::Unknown, "failed to create shim task: OCI runtime create failed").is_disconnect());
+        assert!(!err(Code::NotFound, "task web not found").is_disconnect());
+        assert!(!err(Code::Internal, "connection").is_disconnect());
+    }
 }

@@ -1,34 +1,42 @@
 //! hoist-services: the supervisor that runs every service of a hoist host as a containerd
 //! container and keeps it running, plus the per-task log forwarder.
 //!
-//! `hoist-supervisor` is started (and restarted, if it dies) by PID 1. It reads the host
-//! config and the build manifest, waits for containerd through its gRPC API, adopts tasks
-//! that already run, and starts the others in parallel: each service is a container in
-//! namespace `hoist` with an OCI spec built from containerd's defaults ([`spec`]) and a
-//! rootfs that is the image tree unpacked at build time (overlay with a tmpfs upper layer,
-//! or a read-only bind). Its state machine ([`supervisor`]) has one owner; container work
-//! runs in spawned tasks ([`runner`]).
+//! `hoist-supervisor` is started (and restarted, if it dies) by PID 1. It is a reconciler:
+//! a pure [`core`] holds the desired state (every service's [`plan`], from the host config
+//! and the build manifest) and the observed state, and decides; the [`driver`] is one async
+//! loop that feeds the core its inputs and carries out its effects against containerd
+//! through the [`driver::Runtime`] trait ([`runner`] implements it with [`containerd`]).
+//! Each service is a container in namespace `hoist` with an OCI spec built from
+//! containerd's defaults ([`spec`]) and a rootfs that is the image tree unpacked at build
+//! time (overlay with a tmpfs upper layer). On start the core adopts tasks that already
+//! run, so a supervisor restart restarts no service; what must outlive the supervisor is
+//! in [`state`].
 //!
 //! Service output never passes through the supervisor: containerd's shim starts
 //! `hoist-logger` per task ([`logger`]), which writes prefixed lines to the console and to
 //! `/var/log/NAME.log`, so logs keep flowing while the supervisor restarts.
 //!
-//! Dependencies, readiness probes ([`ready`], [`notify`]), restart policy ([`policy`]) and
-//! persisted counters ([`state`]) live here too, as does the control API ([`api`]): gRPC on a
-//! Unix socket and on TCP with mutual TLS, answered by the state owner through a command channel.
+//! Readiness probes ([`ready`], [`notify`]) and the restart policy ([`policy`]) live here
+//! too, as does the control API ([`api`]): gRPC on a Unix socket and on TCP with mutual
+//! TLS, served from the first moment and answered by the driver through a command channel.
+//!
+//! Modules depend one way: `core` on `plan`, `policy` and `state` only (no I/O); `driver`
+//! on `core` and `api`; `runner`, `ready` and `notify` on `containerd` and `core`'s types.
 
 pub mod api;
 pub mod containerd;
+pub mod core;
+pub mod driver;
 pub mod exec;
 pub mod logger;
 pub mod notify;
+pub mod plan;
 pub mod policy;
 pub mod ready;
 pub mod runner;
 pub mod spec;
 pub mod state;
 pub mod stats;
-pub mod supervisor;
 
 use std::io::Write;
 

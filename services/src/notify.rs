@@ -13,20 +13,11 @@ use nix::sys::socket::{
 };
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::supervisor::Msg;
+use crate::core::Input;
 
 pub const HOST_DIR: &str = "/run/hoist/notify";
 pub const GUEST_DIR: &str = "/run/hoist-notify";
 pub const SOCKET_NAME: &str = "notify.sock";
-
-/// One notification: who sent it (pid in our namespace) and what it said.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Notice {
-    pub service: String,
-    pub pid: u32,
-    pub ready: bool,
-    pub status: Option<String>,
-}
 
 /// Parses `KEY=VALUE` lines of an sd_notify datagram.
 pub fn parse(payload: &[u8]) -> (bool, Option<String>) {
@@ -47,9 +38,10 @@ pub fn host_dir(service: &str) -> PathBuf {
     Path::new(HOST_DIR).join(service)
 }
 
-/// Binds the service's socket and forwards every datagram, with its sender pid, to `tx`
-/// (as [`Msg::Notify`]) from a thread (recvmsg with credentials is a blocking call with no tokio wrapper).
-pub fn listen(service: &str, tx: UnboundedSender<Msg>) -> std::io::Result<()> {
+/// Binds the service's socket and forwards every `READY=1`, with its sender pid, to `tx`
+/// (as [`Input::Notify`]) from a thread (recvmsg with credentials is a blocking call with
+/// no tokio wrapper). The core decides whether the sender is the main process.
+pub fn listen(service: &str, tx: UnboundedSender<Input>) -> std::io::Result<()> {
     let dir = host_dir(service);
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(SOCKET_NAME);
@@ -79,8 +71,8 @@ pub fn listen(service: &str, tx: UnboundedSender<Msg>) -> std::io::Result<()> {
                 })
                 .unwrap_or(0);
             let len = msg.bytes;
-            let (ready, status) = parse(&buf[..len]);
-            if tx.send(Msg::Notify(Notice { service: service.clone(), pid, ready, status })).is_err() {
+            let (ready, _status) = parse(&buf[..len]);
+            if ready && tx.send(Input::Notify { name: service.clone(), pid }).is_err() {
                 return;
             }
         }

@@ -22,7 +22,7 @@ pub enum Decision {
 pub const STABLE_AFTER: Duration = Duration::from_secs(10);
 
 /// A service's restart settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Policy {
     pub restart: RestartPolicy,
     pub backoff: Backoff,

@@ -1,19 +1,19 @@
 //! Readiness probes: how the supervisor learns a running service is ready, per the
 //! service's `ready` setting. Each probe runs as its own task and polls until it succeeds
-//! or the service's main process is gone; the start timeout is enforced by the state
-//! owner, not here. sd_notify readiness arrives through [`crate::notify`] instead.
+//! or the service's main process is gone; the start timeout is the core's, not here.
+//! sd_notify readiness arrives through [`crate::notify`] instead.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hoist_config::Ready;
-use tokio::sync::mpsc::UnboundedSender;
 
 use crate::containerd::Containerd;
-use crate::supervisor::Msg;
 
 const POLL: Duration = Duration::from_millis(100);
 const EXEC_POLL: Duration = Duration::from_millis(500);
+/// One readiness command may run this long; then it is killed and counts as not ready.
+const EXEC_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
@@ -25,46 +25,40 @@ pub fn in_container(pid: u32, path: &str) -> PathBuf {
     Path::new(&format!("/proc/{pid}/root")).join(path.trim_start_matches('/'))
 }
 
-/// Spawns the probe for `ready`; sends `Msg::Ready` once it passes. Nothing is spawned
-/// for `Running` (ready at once) and `Notify` (the notify listener reports).
-pub fn spawn_probe(
-    client: Containerd,
-    name: String,
-    pid: u32,
-    ready: Ready,
-    process: Vec<u8>,
-    tx: UnboundedSender<Msg>,
-) {
-    tokio::spawn(async move {
-        let mut attempt = 0u32;
-        loop {
-            if !alive(pid) {
-                return;
-            }
-            let ok = match &ready {
-                Ready::Running | Ready::Notify => return,
-                Ready::Tcp { port } => tokio::net::TcpStream::connect(("127.0.0.1", *port)).await.is_ok(),
-                Ready::File { path } => in_container(pid, path).exists(),
-                Ready::Exec { command } => {
-                    attempt += 1;
-                    let exec_id = format!("ready-{attempt}");
-                    match crate::exec::process_with_args(&process, command) {
-                        Ok(spec) => matches!(client.exec(&name, &exec_id, spec, "", "").await, Ok(0)),
-                        Err(e) => {
-                            log::warn!("service {name}: ready exec: {e}");
-                            false
-                        }
+/// Polls until the service is ready per `ready` (true), or its main process is gone
+/// (false). `Running` and `Notify` have nothing to poll: true and false at once.
+pub async fn probe(client: &Containerd, name: &str, pid: u32, ready: &Ready, process: &[u8]) -> bool {
+    let mut attempt = 0u32;
+    loop {
+        if !alive(pid) {
+            return false;
+        }
+        let ok = match ready {
+            Ready::Running => return true,
+            Ready::Notify => return false,
+            Ready::Tcp { port } => tokio::net::TcpStream::connect(("127.0.0.1", *port)).await.is_ok(),
+            Ready::File { path } => in_container(pid, path).exists(),
+            Ready::Exec { command } => {
+                attempt += 1;
+                let exec_id = format!("ready-{attempt}");
+                match crate::exec::process_with_args(process, command) {
+                    Ok(spec) => {
+                        let run = client.exec(name, &exec_id, spec, "", "", EXEC_TIMEOUT);
+                        matches!(run.await, Ok(0))
+                    }
+                    Err(e) => {
+                        log::warn!("service {name}: ready exec: {e}");
+                        false
                     }
                 }
-            };
-            if ok {
-                let _ = tx.send(Msg::Ready { name, pid });
-                return;
             }
-            let pause = if matches!(ready, Ready::Exec { .. }) { EXEC_POLL } else { POLL };
-            tokio::time::sleep(pause).await;
+        };
+        if ok {
+            return true;
         }
-    });
+        let pause = if matches!(ready, Ready::Exec { .. }) { EXEC_POLL } else { POLL };
+        tokio::time::sleep(pause).await;
+    }
 }
 
 #[cfg(test)]

@@ -1,19 +1,16 @@
-//! The work the supervisor hands to spawned tasks: starting a container, waiting for its
-//! exit (across containerd restarts), terminating or stopping it, running one-shot stages,
-//! and cleaning up. Each reports back to the state owner over the channel; none of them
-//! touches its state.
+//! The driver's [`Runtime`] over containerd: starting a container from its plan (rootfs
+//! overlay, logger stdio), waiting for its exit, signalling it, probing readiness, running
+//! one-shot stages, and cleaning up. Each call is one task's work and touches no state.
 
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
 use containerd_client::types::Mount;
-use hoist_config::Ready;
-use hoist_config::manifest::ServiceImage;
-use tokio::sync::mpsc::UnboundedSender;
 
 use crate::containerd::Containerd;
-use crate::spec::Settings;
-use crate::supervisor::Msg;
+use crate::core::StartError;
+use crate::driver::{Runtime, WaitError};
+use crate::plan::Plan;
 
 /// Per-container writable layers (overlay upper + work dirs) live here, on tmpfs.
 pub const RW_DIR: &str = "/run/hoist/rw";
@@ -21,66 +18,6 @@ pub const RW_DIR: &str = "/run/hoist/rw";
 /// and 4; the query becomes its arguments (`max_size BYTES`).
 pub fn logger_uri(max_size: u64) -> String {
     format!("binary:///usr/bin/hoist-logger?max_size={max_size}")
-}
-
-/// Everything needed to (re)start one container, computed once from config + manifest.
-#[derive(Debug, Clone, Default)]
-pub struct Plan {
-    pub name: String,
-    pub spec: Vec<u8>,
-    /// The spec's process alone (for readiness commands exec'd into the container).
-    pub process: Vec<u8>,
-    /// Why this container cannot start at all (no image in the build, bad spec).
-    pub problem: Option<String>,
-    pub rootfs: String,
-    pub stop_signal: i32,
-    pub stop_timeout: Duration,
-    pub ready: Ready,
-    pub start_timeout: Duration,
-    pub depends_on: Vec<String>,
-    /// Restart settings (services only; one-shot stages are never restarted).
-    pub policy: Option<crate::policy::Policy>,
-    /// Log file rotation size (`[logs] max_size`).
-    pub log_max: u64,
-}
-
-/// A plan from container settings; service-only fields are filled in by [`plan_service`].
-pub fn plan(name: &str, settings: &Settings, image: Option<&ServiceImage>, source: &str) -> Plan {
-    let mut plan = Plan {
-        name: name.to_string(),
-        stop_signal: libc::SIGTERM,
-        stop_timeout: Duration::from_secs(10),
-        log_max: hoist_config::Logs::DEFAULT_MAX_SIZE,
-        ..Default::default()
-    };
-    let Some(image) = image else {
-        plan.problem = Some(format!("image {source} is not in this build"));
-        return plan;
-    };
-    plan.rootfs = image.rootfs.clone();
-    match crate::spec::build(name, settings, image) {
-        Ok(spec) => {
-            plan.process = spec.process().as_ref().and_then(|p| serde_json::to_vec(p).ok()).unwrap_or_default();
-            match serde_json::to_vec(&spec) {
-                Ok(json) => plan.spec = json,
-                Err(e) => plan.problem = Some(format!("spec: {e}")),
-            }
-        }
-        Err(e) => plan.problem = Some(e.to_string()),
-    }
-    plan
-}
-
-pub fn plan_service(name: &str, s: &hoist_config::Service, image: Option<&ServiceImage>) -> Plan {
-    Plan {
-        stop_signal: s.stop_signal.0,
-        stop_timeout: s.stop_timeout,
-        ready: s.ready.clone(),
-        start_timeout: s.start_timeout,
-        depends_on: s.depends_on.clone(),
-        policy: Some(crate::policy::Policy { restart: s.restart, backoff: s.backoff, limit: s.start_limit }),
-        ..plan(name, &Settings::from(s), image, &s.image.describe())
-    }
 }
 
 /// Rootfs mounts for the task: an overlay of the unpacked tree with a fresh tmpfs upper
@@ -131,19 +68,23 @@ pub async fn cleanup(client: &Containerd, name: &str) {
     cleanup_unlocked(client, name).await;
 }
 
-/// Creates and starts the container; returns the pid of its main process.
-pub async fn start(client: &Containerd, plan: &Plan) -> Result<u32, String> {
+/// Creates and starts the container; returns the pid of its main process. A plan that
+/// cannot work (no image, bad spec, missing tree) is a permanent error; the rest (containerd
+/// gone, disk full) may pass.
+pub async fn start(client: &Containerd, plan: &Plan) -> Result<u32, StartError> {
+    let permanent = |reason: String| StartError { reason, permanent: true };
+    let transient = |reason: String| StartError { reason, permanent: false };
     if let Some(problem) = &plan.problem {
-        return Err(problem.clone());
+        return Err(permanent(problem.clone()));
     }
     if !Path::new(&plan.rootfs).is_dir() {
-        return Err(format!("image rootfs {} is missing", plan.rootfs));
+        return Err(permanent(format!("image rootfs {} is missing", plan.rootfs)));
     }
     let name = plan.name.as_str();
     let _guard = lock(name).await;
     cleanup_unlocked(client, name).await;
-    let mounts = rootfs_mounts(plan).map_err(|e| format!("{RW_DIR}/{name}: {e}"))?;
-    client.create_container(name, plan.spec.clone()).await.map_err(|e| e.to_string())?;
+    let mounts = rootfs_mounts(plan).map_err(|e| transient(format!("{RW_DIR}/{name}: {e}")))?;
+    client.create_container(name, plan.spec.clone()).await.map_err(|e| transient(e.to_string()))?;
     let started = async {
         client.create_task(name, mounts, &logger_uri(plan.log_max)).await?;
         client.start(name).await
@@ -152,16 +93,27 @@ pub async fn start(client: &Containerd, plan: &Plan) -> Result<u32, String> {
         Ok(pid) => Ok(pid),
         Err(e) => {
             cleanup_unlocked(client, name).await;
-            Err(e.to_string())
+            Err(StartError {
+                permanent: !e.is_disconnect() && !is_resource_shortage(&e.to_string()),
+                reason: e.to_string(),
+            })
         }
     }
 }
 
-pub fn spawn_start(client: Containerd, plan: Plan, tx: UnboundedSender<Msg>) {
-    tokio::spawn(async move {
-        let result = start(&client, &plan).await;
-        let _ = tx.send(Msg::Started { name: plan.name, result });
-    });
+/// Start errors that may pass: the machine is short of something (disk, memory, pids).
+/// Anything else runc says about a container is about its immutable image and spec, and
+/// says the same the next time.
+fn is_resource_shortage(message: &str) -> bool {
+    const SIGNS: [&str; 5] = [
+        "no space left on device",
+        "cannot allocate memory",
+        "resource temporarily unavailable",
+        "too many open files",
+        "disk quota exceeded",
+    ];
+    let message = message.to_ascii_lowercase();
+    SIGNS.iter().any(|s| message.contains(s))
 }
 
 /// Did the kernel OOM-kill something in this container's cgroup (memory.events)?
@@ -172,104 +124,65 @@ pub fn oom_killed(name: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Waits for the task to exit. A wait cut short because containerd went away is not an
-/// exit: we retry until containerd answers again (then Wait reports an exit that happened
-/// meanwhile, or the task is gone, which counts as an exit with status 255).
-pub fn spawn_waiter(client: Containerd, name: String, pid: u32, tx: UnboundedSender<Msg>) {
-    tokio::spawn(async move {
-        let mut warned = false;
-        loop {
-            match client.wait(&name).await {
-                Ok(status) => {
-                    let oom = oom_killed(&name);
-                    let _ = tx.send(Msg::Exited { name, pid, status, oom });
-                    return;
-                }
-                Err(e) if e.is_disconnect() => {
-                    if !warned {
-                        log::debug!("lost containerd while waiting for {name}: {e}; retrying");
-                        let _ = tx.send(Msg::Lost);
-                        warned = true;
-                    }
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-                Err(e) => {
-                    log::warn!("{e}");
-                    let _ = tx.send(Msg::Exited { name, pid, status: 255, oom: false });
-                    return;
-                }
-            }
-        }
-    });
-}
-
-/// Polls containerd until it answers again, then reports how many tasks run.
-pub fn spawn_reconnect(client: Containerd, tx: UnboundedSender<Msg>) {
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            if let Ok(tasks) = client.list_tasks().await {
-                let running =
-                    tasks.iter().filter(|t| t.status == containerd_client::types::v1::Status::Running as i32).count();
-                let _ = tx.send(Msg::Reconnected { running });
-                return;
-            }
-        }
-    });
-}
-
-pub fn spawn_cleanup(client: Containerd, name: String) {
-    tokio::spawn(async move { cleanup(&client, &name).await });
-}
-
-/// Stop signal to every process of the task, SIGKILL if it is still there after the stop
-/// timeout; the waiter reports the exit. Used for a start timeout.
-pub fn spawn_terminate(client: Containerd, name: String, signal: i32, timeout: Duration) {
-    tokio::spawn(async move {
-        if client.kill(&name, signal, true).await.is_err() {
-            return;
-        }
-        if tokio::time::timeout(timeout, client.wait(&name)).await.is_err() {
-            let _ = client.kill(&name, libc::SIGKILL, true).await;
-        }
-    });
-}
-
-/// Stop signal to every process of the task, then SIGKILL after the stop timeout.
-/// Returns the name and what happened, for the console.
-pub async fn stop(client: Containerd, name: String, signal: i32, timeout: Duration) -> (String, String) {
-    if let Err(e) = client.kill(&name, signal, true).await {
-        cleanup(&client, &name).await;
-        return (name, format!("not running: {e}"));
+impl Runtime for Containerd {
+    async fn running(&self) -> Result<BTreeMap<String, u32>, String> {
+        let tasks = self.list_tasks().await.map_err(|e| e.to_string())?;
+        let running = containerd_client::types::v1::Status::Running as i32;
+        // containerd 1.6 names the task in `id` and leaves `container_id` empty.
+        Ok(tasks
+            .into_iter()
+            .filter(|t| t.status == running)
+            .map(|t| (if t.container_id.is_empty() { t.id } else { t.container_id }, t.pid))
+            .collect())
     }
-    let outcome = match tokio::time::timeout(timeout, client.wait(&name)).await {
-        Ok(Ok(status)) => format!("status={status}"),
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => {
-            let _ = client.kill(&name, libc::SIGKILL, true).await;
-            match tokio::time::timeout(Duration::from_secs(5), client.wait(&name)).await {
-                Ok(Ok(status)) => format!("killed after {} ms stop timeout, status={status}", timeout.as_millis()),
-                _ => "did not stop after SIGKILL".to_string(),
-            }
+
+    async fn start(&self, plan: Plan) -> Result<u32, StartError> {
+        start(self, &plan).await
+    }
+
+    async fn wait(&self, name: String) -> Result<(u32, bool), WaitError> {
+        match Containerd::wait(self, &name).await {
+            Ok(status) => Ok((status, oom_killed(&name))),
+            Err(e) if e.is_disconnect() => Err(WaitError::Lost(e.to_string())),
+            Err(e) => Err(WaitError::Other(e.to_string())),
         }
-    };
-    cleanup(&client, &name).await;
-    (name, outcome)
+    }
+
+    async fn signal(&self, name: String, signal: i32) -> Result<(), String> {
+        self.kill(&name, signal, true).await.map_err(|e| e.to_string())
+    }
+
+    async fn cleanup(&self, name: String) {
+        cleanup(self, &name).await
+    }
+
+    async fn probe(&self, plan: Plan, pid: u32) -> bool {
+        crate::ready::probe(self, &plan.name, pid, &plan.ready, &plan.process).await
+    }
+
+    async fn run_stage(&self, plan: Plan) -> Result<u32, String> {
+        start(self, &plan).await.map_err(|e| e.reason)?;
+        let result = loop {
+            match Containerd::wait(self, &plan.name).await {
+                Err(e) if e.is_disconnect() => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
+                other => break other.map_err(|e| e.to_string()),
+            }
+        };
+        cleanup(self, &plan.name).await;
+        result
+    }
 }
 
-/// Runs a one-shot container to completion within `timeout` (killed past it) and removes
-/// it. Ok(status) when it ran; Err when it could not start or timed out.
-pub async fn run_oneshot(client: &Containerd, plan: &Plan, timeout: Duration) -> Result<u32, String> {
-    start(client, plan).await?;
-    let result = match tokio::time::timeout(timeout, client.wait(&plan.name)).await {
-        Ok(Ok(status)) => Ok(status),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => {
-            let _ = client.kill(&plan.name, libc::SIGKILL, true).await;
-            let _ = tokio::time::timeout(Duration::from_secs(5), client.wait(&plan.name)).await;
-            Err(format!("did not finish within {} ms: killed", timeout.as_millis()))
-        }
-    };
-    cleanup(client, &plan.name).await;
-    result
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_shortages_are_worth_retrying() {
+        assert!(is_resource_shortage("create task a: mkdir /run/x: No space left on device"));
+        assert!(is_resource_shortage("runc create failed: fork/exec: resource temporarily unavailable"));
+        assert!(!is_resource_shortage(
+            "runc create failed: exec: \"/no/such/binary\": stat: no such file or directory"
+        ));
+    }
 }

@@ -1,6 +1,8 @@
 //! What the supervisor must not forget when it is restarted: per service, the restart
-//! count, the current backoff, recent exit times (for the start limit) and a failed mark;
-//! and whether the onboot stage already ran. Times are CLOCK_BOOTTIME milliseconds, which
+//! count, the current backoff, recent exit times (for the start limit), a failed mark,
+//! when its current run started, and why it is not running (stopped by hand, exited under
+//! its policy, or waiting out a backoff until a given time); and whether the onboot stage
+//! already ran. Times are CLOCK_BOOTTIME milliseconds, which
 //! keep counting across our own restarts and ignore wall-clock jumps. Written to a small
 //! TOML file under /run (tmpfs: it lives exactly as long as the boot) with write-temp-then-
 //! rename, so a crash mid-write leaves the previous version.
@@ -34,6 +36,26 @@ pub struct Record {
     pub exits_ms: Vec<u64>,
     #[serde(default)]
     pub failed: Option<String>,
+    /// Why the service is down and must stay down (or wait) after a supervisor restart.
+    #[serde(default)]
+    pub held: Option<Held>,
+    /// Boot-time ms when the current run started (adopted runs keep their start time).
+    #[serde(default)]
+    pub started_ms: Option<u64>,
+    #[serde(default)]
+    pub last_exit: Option<u32>,
+}
+
+/// A service that is not running on purpose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Held {
+    /// Stopped by hand: stays stopped until started by hand.
+    Stopped,
+    /// Ended and not restarted, by policy.
+    Exited { status: u32 },
+    /// Restarts at this boot-time ms.
+    Backoff { until_ms: u64 },
 }
 
 /// The saved state; a missing or unreadable file is a fresh start.
@@ -67,7 +89,12 @@ mod tests {
         let path = dir.path().join("sub/state.toml");
         assert_eq!(load(&path), Persisted::default());
         let mut s = Persisted { onboot_done: true, ..Default::default() };
-        s.service.insert("web".into(), Record { restarts: 3, backoff_ms: 400, exits_ms: vec![10, 20], failed: None });
+        let web = Record { restarts: 3, backoff_ms: 400, exits_ms: vec![10, 20], ..Default::default() };
+        s.service.insert("web".into(), web);
+        let api = Record { held: Some(Held::Backoff { until_ms: 1234 }), started_ms: Some(7), ..Default::default() };
+        s.service.insert("api".into(), api);
+        s.service.insert("db".into(), Record { held: Some(Held::Exited { status: 3 }), ..Default::default() });
+        s.service.insert("ui".into(), Record { held: Some(Held::Stopped), ..Default::default() });
         save(&path, &s).expect("save");
         assert_eq!(load(&path), s);
         std::fs::write(&path, "garbage = [").expect("write");

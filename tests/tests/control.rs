@@ -272,3 +272,51 @@ command = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
     let exit = vm.shutdown(Duration::from_secs(90)).expect("shutdown");
     assert!(exit.clean, "{exit:?}");
 }
+
+/// The API answers while an onboot stage runs (it used to hang until the stage ended):
+/// status says what services wait for, commands are refused as unavailable with the
+/// reason; a power-off during onboot kills the stage and the machine stops at once.
+#[test]
+fn control_api_answers_during_onboot_and_shutdown_cuts_the_stage() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let toml = r#"
+version = 1
+[[onboot]]
+name = "slow"
+image = "@IMAGE@"
+command = ["sh", "-c", "echo slow stage starts; sleep 300"]
+timeout = "600s"
+[service.web]
+image = "@IMAGE@"
+command = ["sh", "-c", "echo web should not start"]
+"#;
+    let out = build_host(work.path(), toml);
+    let port = hoist_qemu::free_tcp_port().expect("port");
+    let mut vm = boot(&out, &[(port, hoist_services::api::PORT)]);
+    vm.wait_for_line("[slow] slow stage starts", BOOT_TIMEOUT).expect("stage runs");
+    let addr = format!("127.0.0.1:{port}");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let mut c = client::tcp(&addr, pki_dir()).await.expect("connect with mTLS");
+        let mut latencies = Vec::new();
+        for _ in 0..5 {
+            let t = std::time::Instant::now();
+            let all = tokio::time::timeout(Duration::from_secs(10), status(&mut c)).await.expect("status in time");
+            latencies.push(t.elapsed());
+            let web = find(&all, "web");
+            assert_eq!((web.state.as_str(), web.reason.as_str()), ("waiting", "waits for onboot stage slow"));
+        }
+        latencies.sort();
+        eprintln!("status during onboot: median {:?} (of 5)", latencies[2]);
+        let refused = c.start(pb::ServiceRequest { name: "web".into() }).await.expect_err("refused during onboot");
+        assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+        assert!(refused.message().contains("onboot stage slow running"), "{refused:?}");
+    });
+    let asked = std::time::Instant::now();
+    vm.powerdown().expect("powerdown");
+    vm.wait_for_line("hoist: onboot slow stopped by the shutdown", Duration::from_secs(60)).expect("stage cut");
+    let exit = vm.wait_exit(Duration::from_secs(60)).expect("exit");
+    assert!(exit.clean, "{exit:?}");
+    eprintln!("power-off during onboot took {:?}", asked.elapsed());
+    assert!(!vm.console_lines().iter().any(|l| l.contains("web should not start")));
+}

@@ -235,6 +235,10 @@ command = ["sh", "-c", "echo victim up; trap 'exit 0' TERM; while true; do sleep
 image = "@IMAGE@"
 command = ["sh", "-c", "sleep 12; echo late exits; exit 4"]
 restart = "never"
+[service.once]
+image = "@IMAGE@"
+command = ["sh", "-c", "echo once ran"]
+restart = "never"
 [service.chaos]
 image = "@IMAGE@"
 host_pid = true
@@ -253,6 +257,7 @@ sleep 6; echo chaos: storm; kill -TERM 1; kill -INT 1; kill -TERM 1; sleep 1000
     let adopted = vm.wait_for_line("hoist: service steady adopted", WAIT).expect("re-adopted after supervisor crash");
     assert!(adopted.contains("restarts=0"), "{adopted}");
     assert_eq!(count(&vm, "hoist: ready uptime_ms="), 1, "the ready line is printed once per boot");
+    assert!(line_index(&vm, "hoist: service once exited status=0") < line_index(&vm, "[chaos] chaos: supervisor"));
     vm.wait_for_line("[chaos] chaos: containerd", WAIT).expect("chaos 2");
     vm.wait_for_line("hoist: service late exited status=4; not restarted", WAIT)
         .expect("exit seen after containerd restart");
@@ -263,6 +268,7 @@ sleep 6; echo chaos: storm; kill -TERM 1; kill -INT 1; kill -TERM 1; sleep 1000
     assert_eq!(count(&vm, "hoist: service steady exited"), 0);
     vm.wait_for_line("hoist: all processes stopped", Duration::from_secs(90)).expect("storm shut the machine down");
     assert_eq!(count(&vm, "[victim] victim up"), 2, "victim restarted exactly once");
+    assert_eq!(count(&vm, "[once] once ran"), 1, "an exit under restart=never survives a supervisor restart");
     let exit = vm.wait_exit(Duration::from_secs(60)).expect("exit");
     assert!(exit.clean, "{exit:?}");
     assert_eq!(count(&vm, "shutdown started"), 1, "one shutdown for three signals");

@@ -3,8 +3,8 @@
 
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -15,69 +15,86 @@ use tonic::{Request, Response, Status};
 
 use super::pb::{self, control_server::Control, control_server::ControlServer};
 use crate::containerd::Containerd;
+use crate::core::{Command, Event, Refused, ServiceView};
 
-/// What the API asks the supervisor's state owner.
+/// What the API asks the supervisor's state owner (the driver, which asks the core).
 #[derive(Debug)]
 pub enum Cmd {
     Status(oneshot::Sender<Vec<pb::ServiceStatus>>),
-    Describe(String, oneshot::Sender<Result<pb::ServiceDetail, ApiError>>),
-    Start(String, oneshot::Sender<Result<String, ApiError>>),
-    Stop(String, oneshot::Sender<Result<String, ApiError>>),
-    Restart(String, oneshot::Sender<Result<String, ApiError>>),
+    Describe(String, oneshot::Sender<Result<pb::ServiceDetail, Refused>>),
+    /// Start, stop or restart.
+    Act(Command, oneshot::Sender<Result<String, Refused>>),
     /// The process JSON to exec with, if the service runs.
-    ExecPlan(String, oneshot::Sender<Result<Vec<u8>, ApiError>>),
-    Timeline(oneshot::Sender<Vec<(String, u128)>>),
+    ExecPlan(String, oneshot::Sender<Result<Vec<u8>, Refused>>),
+    Timeline(oneshot::Sender<Vec<(String, u64)>>),
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("no service {0:?}")]
-    NoService(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("{0}")]
-    Invalid(String),
-}
+/// How long a handler waits for the state owner's answer.
+const ASK_DEADLINE: Duration = Duration::from_secs(5);
+/// Largest exec output returned; the rest is cut and the reply says so.
+pub const EXEC_OUTPUT_MAX: u64 = 1 << 20;
 
-/// The one place API errors become gRPC codes.
-pub fn to_status(e: ApiError) -> Status {
+/// The one place refusals become gRPC codes.
+pub fn to_status(e: Refused) -> Status {
     match e {
-        ApiError::NoService(_) => Status::not_found(e.to_string()),
-        ApiError::Conflict(_) => Status::failed_precondition(e.to_string()),
-        ApiError::Unavailable(_) => Status::unavailable(e.to_string()),
-        ApiError::Invalid(_) => Status::invalid_argument(e.to_string()),
+        Refused::NoService(_) => Status::not_found(e.to_string()),
+        Refused::Conflict(_) => Status::failed_precondition(e.to_string()),
+        Refused::Unavailable(_) => Status::unavailable(e.to_string()),
+        Refused::Invalid(_) => Status::invalid_argument(e.to_string()),
     }
+}
+
+pub fn to_pb(v: ServiceView) -> pb::ServiceStatus {
+    pb::ServiceStatus {
+        name: v.name,
+        state: v.state.to_string(),
+        pid: v.pid,
+        restarts: v.restarts,
+        last_exit: v.last_exit.map(i64::from).unwrap_or(-1),
+        uptime_ms: v.uptime_ms,
+        ready: v.ready,
+        waiting_for: v.waiting_for,
+        reason: v.reason,
+    }
+}
+
+pub fn event_to_pb(e: Event) -> pb::Event {
+    pb::Event { uptime_ms: e.uptime_ms, service: e.service, kind: e.kind.to_string(), detail: e.detail }
 }
 
 #[derive(Clone)]
 pub struct ControlService {
     cmds: mpsc::UnboundedSender<Cmd>,
     events: broadcast::Sender<pb::Event>,
-    client: Containerd,
+    /// Set once containerd answers (exec needs it); the API serves before that.
+    client: Arc<OnceLock<Containerd>>,
     exec_seq: Arc<AtomicU64>,
 }
 
 type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 impl ControlService {
-    pub fn new(cmds: mpsc::UnboundedSender<Cmd>, events: broadcast::Sender<pb::Event>, client: Containerd) -> Self {
+    pub fn new(
+        cmds: mpsc::UnboundedSender<Cmd>,
+        events: broadcast::Sender<pb::Event>,
+        client: Arc<OnceLock<Containerd>>,
+    ) -> Self {
         ControlService { cmds, events, client, exec_seq: Arc::new(AtomicU64::new(0)) }
     }
 
+    /// Asks the state owner, within [`ASK_DEADLINE`].
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Cmd) -> Result<T, Status> {
         let (tx, rx) = oneshot::channel();
         self.cmds.send(make(tx)).map_err(|_| Status::unavailable("supervisor is shutting down"))?;
-        rx.await.map_err(|_| Status::unavailable("supervisor is shutting down"))
+        match tokio::time::timeout(ASK_DEADLINE, rx).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(_)) => Err(Status::unavailable("supervisor is shutting down")),
+            Err(_) => Err(Status::unavailable(format!("supervisor did not answer within {ASK_DEADLINE:?}"))),
+        }
     }
 
-    async fn action(
-        &self,
-        name: String,
-        make: fn(String, oneshot::Sender<Result<String, ApiError>>) -> Cmd,
-    ) -> Result<Response<pb::ActionReply>, Status> {
-        let message = self.ask(|tx| make(name, tx)).await?.map_err(to_status)?;
+    async fn action(&self, command: Command) -> Result<Response<pb::ActionReply>, Status> {
+        let message = self.ask(|tx| Cmd::Act(command, tx)).await?.map_err(to_status)?;
         Ok(Response::new(pb::ActionReply { message }))
     }
 }
@@ -94,15 +111,15 @@ impl Control for ControlService {
     }
 
     async fn start(&self, r: Request<pb::ServiceRequest>) -> Result<Response<pb::ActionReply>, Status> {
-        self.action(r.into_inner().name, Cmd::Start).await
+        self.action(Command::Start(r.into_inner().name)).await
     }
 
     async fn stop(&self, r: Request<pb::ServiceRequest>) -> Result<Response<pb::ActionReply>, Status> {
-        self.action(r.into_inner().name, Cmd::Stop).await
+        self.action(Command::Stop(r.into_inner().name)).await
     }
 
     async fn restart(&self, r: Request<pb::ServiceRequest>) -> Result<Response<pb::ActionReply>, Status> {
-        self.action(r.into_inner().name, Cmd::Restart).await
+        self.action(Command::Restart(r.into_inner().name)).await
     }
 
     type LogsStream = Stream_<pb::LogLine>;
@@ -146,33 +163,29 @@ impl Control for ControlService {
     async fn exec(&self, r: Request<pb::ExecRequest>) -> Result<Response<pb::ExecReply>, Status> {
         let req = r.into_inner();
         if req.command.is_empty() {
-            return Err(to_status(ApiError::Invalid("exec needs a command".into())));
+            return Err(to_status(Refused::Invalid("exec needs a command".into())));
         }
         let name = req.service.clone();
         let base = self.ask(|tx| Cmd::ExecPlan(name, tx)).await?.map_err(to_status)?;
         let process =
             crate::exec::process_with_args(&base, &req.command).map_err(|e| Status::internal(e.to_string()))?;
+        let client = self.client.get().ok_or_else(|| Status::unavailable("containerd is not answering yet"))?;
         let id = format!("ctl-{}", self.exec_seq.fetch_add(1, Ordering::Relaxed));
         let dir = Path::new("/run/hoist/exec");
         let _ = std::fs::create_dir_all(dir);
         // containerd's shim sends both streams of a file:// stdio to one file, in order.
-        let (out, err) = (dir.join(format!("{id}.out")), dir.join(format!("{id}.err")));
-        let (out_uri, err_uri) = (format!("file://{}", out.display()), format!("file://{}", out.display()));
+        let out = dir.join(format!("{id}.out"));
+        let uri = format!("file://{}", out.display());
         let timeout = Duration::from_secs(if req.timeout_secs == 0 { 30 } else { req.timeout_secs.into() });
-        let run = self.client.exec(&req.service, &id, process, &out_uri, &err_uri);
-        let status = match tokio::time::timeout(timeout, run).await {
-            Ok(Ok(status)) => status,
-            Ok(Err(e)) => return Err(Status::failed_precondition(e.to_string())),
-            Err(_) => return Err(Status::deadline_exceeded(format!("exec did not finish within {timeout:?}"))),
-        };
-        let reply = pb::ExecReply {
-            exit_code: status as i32,
-            stdout: std::fs::read(&out).unwrap_or_default(),
-            stderr: std::fs::read(&err).unwrap_or_default(),
-        };
-        let _ = std::fs::remove_file(out);
-        let _ = std::fs::remove_file(err);
-        Ok(Response::new(reply))
+        let status = client.exec(&req.service, &id, process, &uri, &uri, timeout).await;
+        let output = read_capped(&out, EXEC_OUTPUT_MAX);
+        let _ = std::fs::remove_file(&out);
+        let status = status.map_err(|e| match e {
+            crate::containerd::ClientError::Timeout { .. } => Status::deadline_exceeded(e.to_string()),
+            e => Status::failed_precondition(e.to_string()),
+        })?;
+        let (stdout, truncated) = output.map_err(|e| Status::internal(format!("{}: {e}", out.display())))?;
+        Ok(Response::new(pb::ExecReply { exit_code: status as i32, stdout, stderr: Vec::new(), truncated }))
     }
 
     async fn shutdown(&self, r: Request<pb::ShutdownRequest>) -> Result<Response<pb::ActionReply>, Status> {
@@ -188,9 +201,24 @@ impl Control for ControlService {
         let timeline = self.ask(Cmd::Timeline).await?;
         Ok(Response::new(pb::VersionReply {
             version: env!("CARGO_PKG_VERSION").to_string(),
-            timeline: timeline.into_iter().map(|(name, ms)| pb::Phase { name, uptime_ms: ms as u64 }).collect(),
+            timeline: timeline.into_iter().map(|(name, ms)| pb::Phase { name, uptime_ms: ms }).collect(),
         }))
     }
+}
+
+/// At most `max` bytes of the file, and whether there was more.
+fn read_capped(path: &Path, max: u64) -> std::io::Result<(Vec<u8>, bool)> {
+    use std::io::Read;
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), false)),
+        Err(e) => return Err(e),
+    };
+    let mut data = Vec::new();
+    file.take(max + 1).read_to_end(&mut data)?;
+    let truncated = data.len() as u64 > max;
+    data.truncate(max as usize);
+    Ok((data, truncated))
 }
 
 fn server(svc: ControlService) -> ControlServer<ControlService> {
@@ -245,4 +273,20 @@ pub fn spawn(svc: ControlService) {
             log::warn!("control API: {e}");
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_output_is_capped_and_says_so() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("out");
+        std::fs::write(&path, vec![b'x'; 100]).expect("write");
+        assert_eq!(read_capped(&path, 100).expect("read"), (vec![b'x'; 100], false));
+        let (data, truncated) = read_capped(&path, 64).expect("read");
+        assert_eq!((data.len(), truncated), (64, true));
+        assert_eq!(read_capped(&dir.path().join("none"), 64).expect("missing"), (Vec::new(), false));
+    }
 }

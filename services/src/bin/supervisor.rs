@@ -1,12 +1,17 @@
 //! `hoist-supervisor`: started and kept alive by PID 1; see the `hoist_services` crate doc.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use hoist_config::manifest::BuildManifest;
 use hoist_services::containerd::Containerd;
-use hoist_services::supervisor::Supervisor;
+use hoist_services::core::{Core, Desired};
+use hoist_services::driver::Driver;
+use hoist_services::{api, state};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{broadcast, mpsc};
 
 static LOGGER: hoist_services::PrefixLogger = hoist_services::PrefixLogger("hoist-supervisor");
 
@@ -36,21 +41,42 @@ fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), String> {
+    // First, so a SIGTERM at any point of our life is an orderly shutdown.
+    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
+    let (stop_tx, stop_rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while sigterm.recv().await.is_some() {
+            if stop_tx.send(()).is_err() {
+                return;
+            }
+        }
+    });
     let config = hoist_config::load(Path::new(HOST_CONFIG)).map_err(|e| e.to_string())?;
     hoist_services::log_to_file(Path::new("/var/log/supervisor.log"), config.logs.max_size);
     let manifest_text = std::fs::read_to_string(BUILD_MANIFEST).map_err(|e| format!("{BUILD_MANIFEST}: {e}"))?;
     let manifest = BuildManifest::from_toml(&manifest_text).map_err(|e| format!("{BUILD_MANIFEST}: {e}"))?;
-    let mut timeline: Vec<(String, u128)> = std::fs::read_to_string(TIMELINE)
+    let timeline: Vec<(String, u64)> = std::fs::read_to_string(TIMELINE)
         .unwrap_or_default()
         .lines()
         .filter_map(|l| l.split_once(' ').and_then(|(n, ms)| Some((n.to_string(), ms.parse().ok()?))))
         .collect();
-    let client = Containerd::connect(SOCKET, Duration::from_secs(60)).await.map_err(|e| e.to_string())?;
-    let ms = hoist_services::uptime_ms();
-    hoist_services::say(&format!("phase containerd uptime_ms={ms}"));
-    timeline.push(("containerd".to_string(), ms));
-    let supervisor = Supervisor::new(client.clone(), &config, &manifest, timeline);
-    let (cmds, events) = supervisor.handles();
-    hoist_services::api::server::spawn(hoist_services::api::server::ControlService::new(cmds, events, client));
-    supervisor.run().await.map_err(|e| e.to_string())
+    let persisted = state::load(Path::new(state::PATH));
+    let core = Core::new(Desired::from_config(&config, &manifest), persisted, timeline);
+    let (cmds, cmd_rx) = mpsc::unbounded_channel();
+    let events = broadcast::channel(256).0;
+    let client = Arc::new(OnceLock::new());
+    api::server::spawn(api::server::ControlService::new(cmds, events.clone(), client.clone()));
+    let connect = async move {
+        loop {
+            match Containerd::connect(SOCKET, Duration::from_secs(30)).await {
+                Ok(c) => {
+                    let _ = client.set(c.clone());
+                    return c;
+                }
+                Err(e) => log::warn!("{e}; still trying"),
+            }
+        }
+    };
+    Driver::new(core, events, PathBuf::from(state::PATH)).run(connect, cmd_rx, stop_rx).await;
+    Ok(())
 }

@@ -1,0 +1,214 @@
+//! Taking services down: the stop signal then SIGKILL after the stop timeout, what follows
+//! a stop (stay down, restart, replace, forget), commands by hand, and the ordered shutdown.
+
+use super::run::how;
+use super::{After, Command, Core, Effect, KILL_GRACE_MS, Ms, Phase, Refused, State};
+use crate::state::Held;
+
+impl Core {
+    /// Sends the stop signal and arms the SIGKILL deadline; `then` says what follows.
+    pub(super) fn begin_stop(&mut self, now: Ms, name: &str, then: After) {
+        let Some(svc) = self.services.get_mut(name) else { return };
+        match &mut svc.state {
+            State::Running { pid, .. } => {
+                let pid = *pid;
+                let kill_at = now.saturating_add(svc.plan.stop_timeout.as_millis() as Ms);
+                let signal = svc.plan.stop_signal;
+                svc.state = State::Stopping { pid, then, kill_at: Some(kill_at), give_up_at: None, killed: false };
+                self.out.push(Effect::Signal { name: name.to_string(), signal });
+            }
+            State::Starting { then: pending, .. } => *pending = Some(then),
+            // A shutdown or a removal wins over a stop already under way.
+            State::Stopping { then: current, .. } if matches!(then, After::Shutdown | After::Remove) => *current = then,
+            _ => {}
+        }
+    }
+
+    /// SIGKILL past the stop timeout; give up waiting a while after that.
+    pub(super) fn stop_deadlines(&mut self, now: Ms, name: &str) {
+        let Some(svc) = self.services.get_mut(name) else { return };
+        let State::Stopping { then, kill_at, give_up_at, killed, .. } = &mut svc.state else { return };
+        if kill_at.is_some_and(|t| t <= now) {
+            *kill_at = None;
+            *give_up_at = Some(now.saturating_add(KILL_GRACE_MS));
+            *killed = true;
+            self.out.push(Effect::Signal { name: name.to_string(), signal: libc::SIGKILL });
+        } else if give_up_at.is_some_and(|t| t <= now) {
+            let then = *then;
+            self.out.push(Effect::Warn(format!("service {name} did not go away after SIGKILL")));
+            self.gone(now, name, then, None);
+        }
+    }
+
+    /// The task of a stopping (or never started) service is gone: do what was asked.
+    /// `exit` is its status and OOM flag, when it was seen to exit.
+    pub(super) fn gone(&mut self, now: Ms, name: &str, then: After, exit: Option<(u32, bool)>) {
+        let Some(svc) = self.services.get(name) else { return };
+        let killed = matches!(svc.state, State::Stopping { killed: true, .. });
+        let stop_ms = svc.plan.stop_timeout.as_millis();
+        let status = exit.map(|(s, _)| s).unwrap_or(255);
+        let how = match exit {
+            Some((status, oom)) => how(status, oom),
+            None => "(not seen to exit)".into(),
+        };
+        match then {
+            After::Stop => {
+                self.say(format!("service {name} exited {how}; stopped by request uptime_ms={now}"));
+                self.record(name).held = Some(Held::Stopped);
+                self.set_state(name, State::Stopped);
+                self.out.push(Effect::Cleanup { name: name.to_string() });
+                self.emit(now, name, "stopped", how);
+            }
+            After::Restart => {
+                self.say(format!("service {name} exited {how}; restarting by request uptime_ms={now}"));
+                self.record(name).restarts += 1;
+                self.emit(now, name, "exited", how);
+                self.set_state(name, State::Waiting { on: Vec::new() });
+                self.try_start(now, name);
+            }
+            After::TimedOut => self.apply_policy(now, name, status, true, &format!("exited {how}"), true),
+            After::Shutdown => {
+                let outcome = match exit {
+                    None => "did not stop after SIGKILL".to_string(),
+                    Some(_) if killed => format!("killed after {stop_ms} ms stop timeout, {how}"),
+                    Some(_) => how.clone(),
+                };
+                self.say(format!("service {name} stopped ({outcome})"));
+                self.set_state(name, State::Stopped);
+                self.out.push(Effect::Cleanup { name: name.to_string() });
+                self.emit(now, name, "stopped", how);
+            }
+            After::Replace => {
+                self.say(format!("service {name} exited {how}; replaced by its new version uptime_ms={now}"));
+                let plan = self.desired.services.get(name).cloned();
+                if let (Some(svc), Some(plan)) = (self.services.get_mut(name), plan) {
+                    svc.plan = plan;
+                }
+                self.emit(now, name, "replaced", how);
+                self.set_state(name, State::Waiting { on: Vec::new() });
+                self.try_start(now, name);
+            }
+            After::Remove => {
+                self.say(format!("service {name} exited {how}; removed from the config uptime_ms={now}"));
+                self.emit(now, name, "removed", how);
+                self.forget(name);
+            }
+        }
+        self.out.push(Effect::Persist);
+    }
+
+    /// Drops a service that left the config, and what containerd still holds of it.
+    pub(super) fn forget(&mut self, name: &str) {
+        self.services.remove(name);
+        self.persisted.service.remove(name);
+        self.out.push(Effect::Cleanup { name: name.to_string() });
+    }
+
+    pub(super) fn on_command(&mut self, now: Ms, cmd: Command) -> Result<String, Refused> {
+        if let Some(reason) = self.unavailable() {
+            return Err(Refused::Unavailable(reason));
+        }
+        let name = match &cmd {
+            Command::Start(n) | Command::Stop(n) | Command::Restart(n) => n.clone(),
+        };
+        let Some(svc) = self.services.get_mut(&name) else { return Err(Refused::NoService(name)) };
+        let state = svc.state.clone();
+        match (cmd, &state) {
+            (Command::Start(_), s) | (Command::Restart(_), s) if s.active() && !matches!(s, State::Running { .. }) => {
+                Err(Refused::Conflict(format!("service {name} is already {}", s.name())))
+            }
+            (Command::Start(_), State::Running { .. }) => {
+                Err(Refused::Conflict(format!("service {name} is already running")))
+            }
+            (Command::Restart(_), State::Running { .. }) => {
+                self.begin_stop(now, &name, After::Restart);
+                Ok(format!("restarting {name}"))
+            }
+            (Command::Start(_) | Command::Restart(_), _) => {
+                let record = self.record(&name);
+                record.failed = None;
+                record.exits_ms.clear();
+                record.backoff_ms = 0;
+                record.held = None;
+                self.say(format!("service {name} started by request"));
+                self.set_state(&name, State::Waiting { on: Vec::new() });
+                self.try_start(now, &name);
+                self.out.push(Effect::Persist);
+                Ok(format!("starting {name}"))
+            }
+            (Command::Stop(_), State::Running { .. } | State::Starting { .. }) => {
+                self.begin_stop(now, &name, After::Stop);
+                Ok(format!("stopping {name}"))
+            }
+            (Command::Stop(_), State::Waiting { .. } | State::Backoff { .. }) => {
+                self.record(&name).held = Some(Held::Stopped);
+                self.set_state(&name, State::Stopped);
+                self.emit(now, &name, "stopped", "by request".into());
+                self.out.push(Effect::Persist);
+                Ok(format!("stopped {name}"))
+            }
+            (Command::Stop(_), State::Stopping { .. }) => {
+                Err(Refused::Conflict(format!("service {name} is already stopping")))
+            }
+            (Command::Stop(_), s) => Err(Refused::Conflict(format!("service {name} is {}, not running", s.name()))),
+        }
+    }
+
+    pub(super) fn on_shutdown(&mut self, now: Ms) {
+        match self.phase {
+            Phase::Stopping | Phase::Onshutdown { .. } | Phase::Done => return, // one shutdown
+            Phase::Connecting => {
+                if self.stop_when_connected.is_none() {
+                    self.say("stopping services once containerd answers".into());
+                    self.stop_when_connected = Some(now.saturating_add(super::CONNECT_GRACE_MS));
+                }
+                return;
+            }
+            Phase::Onboot { .. } => {
+                self.say("stopping services".into());
+                self.stop_after_stage = true;
+                if let Some(stage) = &mut self.stage {
+                    stage.give_up_at = Some(now.saturating_add(KILL_GRACE_MS));
+                    let name = stage.name.clone();
+                    self.out.push(Effect::Signal { name, signal: libc::SIGKILL });
+                } else {
+                    self.phase = Phase::Stopping;
+                }
+                return;
+            }
+            Phase::BootFailed { .. } | Phase::Up => {}
+        }
+        self.say("stopping services".into());
+        self.phase = Phase::Stopping;
+        let names: Vec<String> = self.services.keys().cloned().collect();
+        for name in names {
+            match self.services[&name].state {
+                State::Waiting { .. } | State::Backoff { .. } => self.set_state(&name, State::Stopped),
+                State::Starting { .. } | State::Stopping { .. } => self.begin_stop(now, &name, After::Shutdown),
+                _ => {}
+            }
+        }
+    }
+
+    /// During shutdown: stop each running service once nothing that depends on it runs;
+    /// once none is left, the onshutdown stages.
+    pub(super) fn advance_shutdown(&mut self, now: Ms) {
+        if self.phase != Phase::Stopping || self.stage.is_some() {
+            return;
+        }
+        let active: Vec<&String> = self.services.iter().filter(|(_, s)| s.state.active()).map(|(n, _)| n).collect();
+        if active.is_empty() {
+            self.phase = Phase::Onshutdown { index: 0 };
+            return self.run_stage(now);
+        }
+        let can_stop: Vec<String> = active
+            .iter()
+            .filter(|n| matches!(self.services[n.as_str()].state, State::Running { .. }))
+            .filter(|n| !active.iter().any(|o| self.services[o.as_str()].plan.depends_on.contains(n)))
+            .map(|n| n.to_string())
+            .collect();
+        for name in can_stop {
+            self.begin_stop(now, &name, After::Shutdown);
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! What the core shows: every service's status, one service's recent events, and what the
+//! control API needs to exec into a service. Answered in every phase.
+
+use hoist_config::Ready;
+
+use super::{Core, Ms, Phase, Refused, State};
+
+/// Something that happened to a service, for `describe` and the event stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub uptime_ms: Ms,
+    pub service: String,
+    pub kind: &'static str,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceView {
+    pub name: String,
+    pub state: &'static str,
+    /// 0 when it does not run.
+    pub pid: u32,
+    pub restarts: u32,
+    pub last_exit: Option<u32>,
+    pub uptime_ms: Ms,
+    pub ready: bool,
+    pub waiting_for: Vec<String>,
+    /// Why it is in its state, in words.
+    pub reason: String,
+}
+
+impl Core {
+    pub fn status(&self, now: Ms) -> Vec<ServiceView> {
+        self.services.keys().filter_map(|n| self.view(now, n)).collect()
+    }
+
+    pub fn describe(&self, now: Ms, name: &str) -> Result<(ServiceView, Vec<Event>), Refused> {
+        let view = self.view(now, name).ok_or_else(|| Refused::NoService(name.to_string()))?;
+        Ok((view, self.services[name].recent.iter().cloned().collect()))
+    }
+
+    pub fn state(&self, name: &str) -> Option<&State> {
+        self.services.get(name).map(|s| &s.state)
+    }
+
+    /// The process JSON to exec into `name` with, if it runs.
+    pub fn exec_process(&self, name: &str) -> Result<Vec<u8>, Refused> {
+        match self.services.get(name) {
+            Some(s) if matches!(s.state, State::Running { .. }) => Ok(s.plan.process.clone()),
+            Some(s) => Err(Refused::Conflict(format!("service {name} is {}, not running", s.state.name()))),
+            None => Err(Refused::NoService(name.to_string())),
+        }
+    }
+
+    fn view(&self, now: Ms, name: &str) -> Option<ServiceView> {
+        let svc = self.services.get(name)?;
+        let record = self.persisted.service.get(name);
+        let (pid, ready) = match svc.state {
+            State::Running { pid, ready, .. } => (pid, ready),
+            State::Stopping { pid, .. } => (pid, false),
+            _ => (0, false),
+        };
+        let reason = match &svc.state {
+            State::Failed { reason } => reason.clone(),
+            State::Waiting { on } if on.is_empty() => self.not_yet(),
+            State::Waiting { on } => format!("waits for {}", on.join(", ")),
+            State::Backoff { until } => format!("restart in {} ms", until.saturating_sub(now)),
+            State::Running { ready: false, .. } => format!("waiting for readiness ({})", ready_words(&svc.plan.ready)),
+            State::Stopping { .. } => "stop signal sent".into(),
+            _ => String::new(),
+        };
+        let started = record.and_then(|r| r.started_ms).unwrap_or(now);
+        Some(ServiceView {
+            name: name.to_string(),
+            state: svc.state.name(),
+            pid,
+            restarts: record.map(|r| r.restarts).unwrap_or(0),
+            last_exit: record.and_then(|r| r.last_exit),
+            uptime_ms: if pid != 0 { now.saturating_sub(started) } else { 0 },
+            ready,
+            waiting_for: match &svc.state {
+                State::Waiting { on } => on.clone(),
+                _ => Vec::new(),
+            },
+            reason,
+        })
+    }
+
+    /// Why a service that waits on nothing has not started.
+    fn not_yet(&self) -> String {
+        match &self.phase {
+            Phase::Connecting => "waits for containerd".into(),
+            Phase::Onboot { .. } => match &self.stage {
+                Some(s) => format!("waits for onboot stage {}", s.name),
+                None => "waits for the onboot stages".into(),
+            },
+            Phase::BootFailed { reason } => format!("not started: boot failed: {reason}"),
+            _ => String::new(),
+        }
+    }
+}
+
+/// A `ready` setting in the config's own words.
+pub fn ready_words(ready: &Ready) -> String {
+    match ready {
+        Ready::Running => "running".into(),
+        Ready::Tcp { port } => format!("tcp {port}"),
+        Ready::Exec { command } => format!("exec {}", command.join(" ")),
+        Ready::File { path } => format!("file {path}"),
+        Ready::Notify => "notify".into(),
+    }
+}

@@ -1,0 +1,258 @@
+//! The async loop around the core ([`crate::core`]): one loop for every phase. It feeds
+//! the core its inputs (results of containerd calls, readiness, sd_notify, timers, control
+//! commands, SIGTERM) with the boot time, and carries out the effects it returns, each
+//! containerd call in a task of its own that reports back over one channel. Containers are
+//! reached through the [`Runtime`] trait; [`crate::runner`] implements it over containerd.
+//!
+//! The control API is answered from the first moment, before containerd answers: queries
+//! from the core's view, commands by the core, which refuses with the reason when it
+//! cannot act (connecting, onboot, failed boot, shutdown).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc};
+
+use crate::api::pb;
+use crate::api::server::Cmd;
+use crate::core::{Core, Effect, Input, Ms, Plan, StartError};
+use crate::{say, state};
+
+/// What the driver needs of the container runtime. Every call is one task's work; a call
+/// cut by the runtime going away reports [`WaitError::Lost`] where it matters.
+pub trait Runtime: Clone + Send + Sync + 'static {
+    /// The running tasks: name -> pid.
+    fn running(&self) -> impl Future<Output = Result<BTreeMap<String, u32>, String>> + Send;
+    /// Creates and starts the container; the pid of its main process.
+    fn start(&self, plan: Plan) -> impl Future<Output = Result<u32, StartError>> + Send;
+    /// Until the task exits: its status and whether the OOM killer ended it.
+    fn wait(&self, name: String) -> impl Future<Output = Result<(u32, bool), WaitError>> + Send;
+    fn signal(&self, name: String, signal: i32) -> impl Future<Output = Result<(), String>> + Send;
+    fn cleanup(&self, name: String) -> impl Future<Output = ()> + Send;
+    /// True once the service is ready per its plan; false when the run is gone first.
+    fn probe(&self, plan: Plan, pid: u32) -> impl Future<Output = bool> + Send;
+    /// Runs a one-shot container to its end and removes it: its exit status.
+    fn run_stage(&self, plan: Plan) -> impl Future<Output = Result<u32, String>> + Send;
+}
+
+#[derive(Debug)]
+pub enum WaitError {
+    /// containerd went away; the task may well still run.
+    Lost(String),
+    Other(String),
+}
+
+/// Everything the loop owns.
+pub struct Driver<R: Runtime> {
+    core: Core,
+    runtime: Option<R>,
+    tx: mpsc::UnboundedSender<Input>,
+    rx: mpsc::UnboundedReceiver<Input>,
+    events: broadcast::Sender<pb::Event>,
+    state_path: PathBuf,
+    /// Services whose sd_notify socket is bound.
+    notify: BTreeSet<String>,
+}
+
+/// Boot time in ms (CLOCK_BOOTTIME).
+pub fn now() -> Ms {
+    crate::uptime_ms() as Ms
+}
+
+impl<R: Runtime> Driver<R> {
+    pub fn new(core: Core, events: broadcast::Sender<pb::Event>, state_path: PathBuf) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Driver { core, runtime: None, tx, rx, events, state_path, notify: BTreeSet::new() }
+    }
+
+    /// Runs until the core says everything stopped. `connect` yields the runtime once
+    /// containerd answers; `shutdown` yields on every SIGTERM.
+    pub async fn run(
+        mut self,
+        connect: impl Future<Output = R>,
+        mut cmds: mpsc::UnboundedReceiver<Cmd>,
+        mut shutdown: mpsc::UnboundedReceiver<()>,
+    ) {
+        let mut connect = std::pin::pin!(connect);
+        loop {
+            let deadline = self.core.next_deadline();
+            let fx = tokio::select! {
+                rt = &mut connect, if self.runtime.is_none() => {
+                    self.spawn_list(rt.clone());
+                    self.runtime = Some(rt);
+                    Vec::new()
+                }
+                Some(input) = self.rx.recv() => self.core.handle(now(), input),
+                Some(cmd) = cmds.recv() => self.on_cmd(cmd),
+                _ = sleep_until(deadline) => self.core.handle(now(), Input::Timer),
+                Some(()) = shutdown.recv() => self.core.handle(now(), Input::Shutdown),
+            };
+            if self.execute(fx) {
+                return;
+            }
+        }
+    }
+
+    /// Carries out effects; true when the core is done.
+    fn execute(&mut self, effects: Vec<Effect>) -> bool {
+        let mut exit = false;
+        for effect in effects {
+            match effect {
+                Effect::Say(line) => say(&line),
+                Effect::Warn(w) => log::warn!("{w}"),
+                Effect::Event(e) => {
+                    let _ = self.events.send(crate::api::server::event_to_pb(e));
+                }
+                Effect::Persist => {
+                    if let Err(e) = state::save(&self.state_path, self.core.persisted()) {
+                        log::warn!("{}: {e}", self.state_path.display());
+                    }
+                }
+                Effect::Settled => say(&format!("memory {}", crate::stats::memory_line(std::path::Path::new("/proc")))),
+                Effect::Exit => exit = true,
+                effect => self.call(effect),
+            }
+        }
+        exit
+    }
+
+    /// An effect that calls the runtime, in a task that reports back.
+    fn call(&mut self, effect: Effect) {
+        let Some(rt) = self.runtime.clone() else {
+            log::warn!("{effect:?} before containerd answered: dropped");
+            return;
+        };
+        let tx = self.tx.clone();
+        match effect {
+            Effect::Start { name } => {
+                let Some(plan) = self.core.plan(&name).cloned() else { return };
+                self.listen_notify(&plan);
+                tokio::spawn(async move {
+                    let result = rt.start(plan).await;
+                    let _ = tx.send(Input::Started { name, result });
+                });
+            }
+            Effect::Wait { name, pid } => {
+                tokio::spawn(async move {
+                    let mut warned = false;
+                    loop {
+                        match rt.wait(name.clone()).await {
+                            Ok((status, oom)) => {
+                                let _ = tx.send(Input::Exited { name, pid, status, oom });
+                                return;
+                            }
+                            Err(WaitError::Lost(e)) => {
+                                if !warned {
+                                    log::debug!("lost containerd while waiting for {name}: {e}; retrying");
+                                    let _ = tx.send(Input::Lost);
+                                    warned = true;
+                                }
+                                tokio::time::sleep(Duration::from_millis(250)).await;
+                            }
+                            Err(WaitError::Other(e)) => {
+                                log::warn!("{e}");
+                                let _ = tx.send(Input::Exited { name, pid, status: 255, oom: false });
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+            Effect::Probe { name, pid } => {
+                let Some(plan) = self.core.plan(&name).cloned() else { return };
+                tokio::spawn(async move {
+                    if rt.probe(plan, pid).await {
+                        let _ = tx.send(Input::Ready { name, pid });
+                    }
+                });
+            }
+            Effect::Signal { name, signal } => {
+                tokio::spawn(async move {
+                    if let Err(error) = rt.signal(name.clone(), signal).await {
+                        let _ = tx.send(Input::SignalFailed { name, error });
+                    }
+                });
+            }
+            Effect::Cleanup { name } => {
+                tokio::spawn(async move { rt.cleanup(name).await });
+            }
+            Effect::RunStage { name } => {
+                let Some(stage) = self.core.stage_plan(&name).cloned() else { return };
+                tokio::spawn(async move {
+                    let result = rt.run_stage(stage.plan).await;
+                    let _ = tx.send(Input::StageDone { name, result });
+                });
+            }
+            // The core asks once per loss.
+            Effect::Reconnect => self.spawn_list(rt),
+            _ => {}
+        }
+    }
+
+    /// Polls the runtime's task list until it answers; reports `Connected`.
+    fn spawn_list(&mut self, rt: R) {
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            loop {
+                match rt.running().await {
+                    Ok(running) => {
+                        let _ = tx.send(Input::Connected { running });
+                        return;
+                    }
+                    Err(e) => log::debug!("containerd task list: {e}; retrying"),
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+    }
+
+    /// Binds the sd_notify socket of a `ready = { notify = true }` service, once.
+    fn listen_notify(&mut self, plan: &Plan) {
+        if plan.ready != hoist_config::Ready::Notify || self.notify.contains(&plan.name) {
+            return;
+        }
+        match crate::notify::listen(&plan.name, self.tx.clone()) {
+            Ok(()) => {
+                self.notify.insert(plan.name.clone());
+            }
+            Err(e) => log::warn!("service {}: notify socket: {e}", plan.name),
+        }
+    }
+
+    fn on_cmd(&mut self, cmd: Cmd) -> Vec<Effect> {
+        let now = now();
+        match cmd {
+            Cmd::Status(tx) => {
+                let _ = tx.send(self.core.status(now).into_iter().map(crate::api::server::to_pb).collect());
+            }
+            Cmd::Describe(name, tx) => {
+                let detail = self.core.describe(now, &name).map(|(view, events)| pb::ServiceDetail {
+                    status: Some(crate::api::server::to_pb(view)),
+                    events: events.into_iter().map(crate::api::server::event_to_pb).collect(),
+                });
+                let _ = tx.send(detail);
+            }
+            Cmd::Act(command, tx) => {
+                let (reply, fx) = self.core.command(now, command);
+                let _ = tx.send(reply);
+                return fx;
+            }
+            Cmd::ExecPlan(name, tx) => {
+                let _ = tx.send(self.core.exec_process(&name));
+            }
+            Cmd::Timeline(tx) => {
+                let _ = tx.send(self.core.timeline().to_vec());
+            }
+        }
+        Vec::new()
+    }
+}
+
+async fn sleep_until(at: Option<Ms>) {
+    match at {
+        Some(at) => tokio::time::sleep(Duration::from_millis(at.saturating_sub(now()))).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,106 @@
+//! What it takes to (re)start one container, computed once from the config and the build
+//! manifest: the OCI spec, the rootfs tree, and the supervision settings. Pure data, so the
+//! reconciler core compares plans to decide what a new config changes.
+
+use std::time::Duration;
+
+use hoist_config::Ready;
+use hoist_config::manifest::ServiceImage;
+
+use crate::spec::Settings;
+
+/// Everything needed to (re)start one container.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    pub name: String,
+    pub spec: Vec<u8>,
+    /// The spec's process alone (for readiness commands exec'd into the container).
+    pub process: Vec<u8>,
+    /// Why this container cannot start at all (no image in the build, bad spec).
+    pub problem: Option<String>,
+    pub rootfs: String,
+    pub stop_signal: i32,
+    pub stop_timeout: Duration,
+    pub ready: Ready,
+    pub start_timeout: Duration,
+    pub depends_on: Vec<String>,
+    /// Restart settings (services only; one-shot stages are never restarted).
+    pub policy: Option<crate::policy::Policy>,
+    /// Log file rotation size (`[logs] max_size`).
+    pub log_max: u64,
+}
+
+/// A plan from container settings; service-only fields are filled in by [`service`].
+pub fn container(name: &str, settings: &Settings, image: Option<&ServiceImage>, source: &str) -> Plan {
+    let mut plan = Plan {
+        name: name.to_string(),
+        stop_signal: libc::SIGTERM,
+        stop_timeout: Duration::from_secs(10),
+        log_max: hoist_config::Logs::DEFAULT_MAX_SIZE,
+        ..Default::default()
+    };
+    let Some(image) = image else {
+        plan.problem = Some(format!("image {source} is not in this build"));
+        return plan;
+    };
+    plan.rootfs = image.rootfs.clone();
+    match crate::spec::build(name, settings, image) {
+        Ok(spec) => {
+            plan.process = spec.process().as_ref().and_then(|p| serde_json::to_vec(p).ok()).unwrap_or_default();
+            match serde_json::to_vec(&spec) {
+                Ok(json) => plan.spec = json,
+                Err(e) => plan.problem = Some(format!("spec: {e}")),
+            }
+        }
+        Err(e) => plan.problem = Some(e.to_string()),
+    }
+    plan
+}
+
+pub fn service(name: &str, s: &hoist_config::Service, image: Option<&ServiceImage>) -> Plan {
+    Plan {
+        stop_signal: s.stop_signal.0,
+        stop_timeout: s.stop_timeout,
+        ready: s.ready.clone(),
+        start_timeout: s.start_timeout,
+        depends_on: s.depends_on.clone(),
+        policy: Some(crate::policy::Policy { restart: s.restart, backoff: s.backoff, limit: s.start_limit }),
+        ..container(name, &Settings::from(s), image, &s.image.describe())
+    }
+}
+
+/// A one-shot stage (`[[onboot]]`, `[[onshutdown]]`) and how long it may run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stage {
+    pub plan: Plan,
+    pub timeout: Duration,
+    pub required: bool,
+}
+
+/// The desired state of the host: every service's plan and the one-shot stages. A new
+/// config is a new `Desired`; the core works out what differs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Desired {
+    pub services: std::collections::BTreeMap<String, Plan>,
+    pub onboot: Vec<Stage>,
+    pub onshutdown: Vec<Stage>,
+}
+
+impl Desired {
+    pub fn from_config(config: &hoist_config::Config, manifest: &hoist_config::manifest::BuildManifest) -> Self {
+        let log_max = config.logs.max_size;
+        let stage = |o: &hoist_config::OneShot| {
+            let plan = container(&o.name, &Settings::from(o), manifest.service.get(&o.name), &o.image.describe());
+            Stage { plan: Plan { log_max, ..plan }, timeout: o.timeout, required: o.required }
+        };
+        Desired {
+            services: config
+                .service
+                .iter()
+                .map(|(name, s)| (name.clone(), Plan { log_max, ..service(name, s, manifest.service.get(name)) }))
+                .collect(),
+            onboot: config.onboot.iter().map(stage).collect(),
+            onshutdown: config.onshutdown.iter().map(stage).collect(),
+        }
+    }
+}
