@@ -195,10 +195,14 @@ fn load_modules(config: &hoist_config::Config) {
 }
 
 fn setup_network(config: &hoist_config::Config) {
+    let n = &config.network;
+    // First and whatever the network: every service bind-mounts this file.
+    if let Err(e) = system::write_resolv_conf(Path::new("/etc"), n) {
+        log::warn!("resolv.conf: {e}");
+    }
     if let Err(e) = net::loopback_up() {
         log::warn!("loopback: {e}");
     }
-    let n = &config.network;
     if !n.enabled {
         return;
     }
@@ -206,9 +210,6 @@ fn setup_network(config: &hoist_config::Config) {
         && let Err(e) = net::configure(&n.interface, cidr.addr, cidr.prefix, n.gateway, Duration::from_secs(2))
     {
         log::warn!("network: {e}");
-    }
-    if let Err(e) = system::write_resolv_conf(Path::new("/etc"), &n.dns) {
-        log::warn!("resolv.conf: {e}");
     }
 }
 
