@@ -159,13 +159,9 @@ fn boot() -> ! {
     main_loop(&rx, &mut supervisor, &mut containerd, budget)
 }
 
-/// How long the supervisor gets to stop every service and run the onshutdown stages:
-/// services stop in dependency order, so in the worst case one after another; plus margin
-/// for containerd's round trips, capped so shutdown always ends.
 fn services_budget(config: &hoist_config::Config) -> Duration {
-    let services: Duration = config.service.values().map(|s| s.stop_timeout).sum();
-    let stages: Duration = config.onshutdown.iter().map(|o| o.timeout).sum();
-    (services + stages + Duration::from_secs(10)).min(Duration::from_secs(180))
+    let stop_timeouts = config.service.values().map(|s| s.stop_timeout);
+    shutdown::services_budget(stop_timeouts.chain(config.onshutdown.iter().map(|o| o.timeout)))
 }
 
 fn setup_system(config: &hoist_config::Config) {
