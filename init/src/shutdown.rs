@@ -214,7 +214,8 @@ pub fn finish(action: Action) -> ! {
         log::warn!("{busy} filesystems stayed mounted (remounted read-only where possible)");
     }
     nix::unistd::sync();
-    crate::console::say(if action == Action::Reboot { "rebooting" } else { "power off" });
+    use crate::console::{POWER_OFF, REBOOTING, say};
+    say(if action == Action::Reboot { REBOOTING } else { POWER_OFF });
     let mode = if action == Action::Reboot { RebootMode::RB_AUTOBOOT } else { RebootMode::RB_POWER_OFF };
     loop {
         let _ = reboot(mode);
