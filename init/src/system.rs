@@ -32,8 +32,16 @@ pub fn apply_sysctls(proc_sys: &Path, sysctls: &BTreeMap<String, String>) -> Vec
     failed
 }
 
+/// The kernel's hostname, /etc/hostname and /etc/hosts. The files are written even when the
+/// kernel refuses the name: every service bind-mounts /etc/hosts, and a bind mount of a
+/// missing file fails the container.
 pub fn set_hostname(etc: &Path, hostname: &str) -> io::Result<()> {
-    nix::unistd::sethostname(hostname)?;
+    let files = write_host_files(etc, hostname);
+    let kernel = nix::unistd::sethostname(hostname).map_err(io::Error::from);
+    files.and(kernel)
+}
+
+pub fn write_host_files(etc: &Path, hostname: &str) -> io::Result<()> {
     std::fs::write(etc.join("hostname"), format!("{hostname}\n"))?;
     let hosts = format!("127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n::1\tlocalhost ip6-localhost\n");
     std::fs::write(etc.join("hosts"), hosts)
@@ -120,6 +128,16 @@ mod tests {
             let text = std::fs::read_to_string(dir.path().join("resolv.conf")).expect("a file to bind-mount");
             assert!(text.starts_with('#') && !text.contains("nameserver"), "{network:?}: {text:?}");
         }
+    }
+
+    #[test]
+    fn host_files_name_the_host() {
+        // Not set_hostname: the tests may run as root, and this machine keeps its name.
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_host_files(dir.path(), "demo").expect("write");
+        assert_eq!(std::fs::read_to_string(dir.path().join("hostname")).expect("hostname"), "demo\n");
+        let hosts = std::fs::read_to_string(dir.path().join("hosts")).expect("hosts");
+        assert!(hosts.contains("127.0.1.1\tdemo\n") && hosts.starts_with("127.0.0.1\tlocalhost\n"), "{hosts}");
     }
 
     #[test]
