@@ -1,7 +1,8 @@
 //! `hoist run`: boot a built host under QEMU, console on the terminal. Ctrl-C (or SIGTERM)
 //! asks the guest to power off through QMP (the ACPI power button) and waits; QEMU is
-//! killed if the guest has not powered off by the deadline. Exit status 0 only when the
-//! guest powered itself off.
+//! killed if the guest has not powered off by the deadline. Exit status 0 when the guest
+//! powered itself off, or rebooted on request (`hoist ctl reboot`: QEMU runs with
+//! `-no-reboot`, so the run ends there); 1 for any other end (a panic, a kill).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -75,14 +76,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     );
     loop {
         match vm.wait_exit(Duration::from_millis(200)) {
-            Ok(exit) => return Ok(report(exit)),
+            Ok(exit) => return Ok(report(&exit, &vm.console_lines())),
             Err(hoist_qemu::QemuError::Timeout { .. }) => {}
             Err(e) => return Err(e.into()),
         }
         if stop.load(Ordering::Relaxed) {
             eprintln!("\nhoist: asking the guest to power off (waiting up to {} s)", args.shutdown_timeout);
             let exit = vm.shutdown(Duration::from_secs(args.shutdown_timeout))?;
-            return Ok(report(exit));
+            return Ok(report(&exit, &vm.console_lines()));
         }
     }
 }
@@ -95,19 +96,79 @@ impl Drop for RemoveOnDrop {
     }
 }
 
-fn report(exit: hoist_qemu::VmExit) -> ExitCode {
+/// How a run ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Ending {
+    PoweredOff,
+    Rebooted,
+    Unclean(String),
+}
+
+/// To QEMU a requested reboot and a kernel panic (`panic=-1`) are the same reset. The reboot
+/// is the one PID 1 announced last, with no kernel panic after its line; a panic in PID 1
+/// itself ends in a power-off, never a reboot.
+fn ending(exit: &hoist_qemu::VmExit, console: &[String]) -> Ending {
+    use hoist_init::console::{REBOOTING, is_said};
     if exit.clean {
-        eprintln!("hoist: guest powered off");
-        ExitCode::SUCCESS
-    } else {
-        eprintln!("hoist: guest did not power off cleanly: {}", exit.reason);
-        ExitCode::FAILURE
+        return Ending::PoweredOff;
+    }
+    let announced = console.iter().rposition(|l| is_said(l, REBOOTING));
+    if exit.guest_reset() && announced.is_some_and(|i| !console[i..].iter().any(|l| l.contains("Kernel panic"))) {
+        return Ending::Rebooted;
+    }
+    Ending::Unclean(exit.reason.clone())
+}
+
+fn report(exit: &hoist_qemu::VmExit, console: &[String]) -> ExitCode {
+    match ending(exit, console) {
+        Ending::PoweredOff => {
+            eprintln!("hoist: guest powered off");
+            ExitCode::SUCCESS
+        }
+        Ending::Rebooted => {
+            eprintln!("hoist: guest rebooted; the run ends here (QEMU runs with -no-reboot)");
+            ExitCode::SUCCESS
+        }
+        Ending::Unclean(reason) => {
+            eprintln!("hoist: guest did not power off cleanly: {reason}");
+            ExitCode::FAILURE
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn exit(clean: bool, reason: &str) -> hoist_qemu::VmExit {
+        use std::os::unix::process::ExitStatusExt;
+        hoist_qemu::VmExit {
+            clean,
+            reason: reason.into(),
+            status: std::process::ExitStatus::from_raw(0),
+            killed: false,
+        }
+    }
+
+    fn lines(text: &str) -> Vec<String> {
+        text.lines().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn a_requested_reboot_is_clean_and_a_panic_is_not() {
+        let reboot = lines("hoist: shutdown started (reboot)\nhoist: rebooting\n[ 9.1] reboot: Restarting system");
+        let panic =
+            lines("[ 3.2] Kernel panic - not syncing: Attempted to kill init!\n[ 3.2] Rebooting in 1 seconds..");
+        let power_off = lines("hoist: power off\n[ 9.1] reboot: Power down");
+        assert_eq!(ending(&exit(true, "guest-shutdown"), &power_off), Ending::PoweredOff);
+        assert_eq!(ending(&exit(false, "guest-reset"), &reboot), Ending::Rebooted);
+        assert_eq!(ending(&exit(false, "guest-reset"), &panic), Ending::Unclean("guest-reset".into()));
+        // the kernel panicked on the way down after PID 1's line
+        let late_panic = [reboot.clone(), panic].concat();
+        assert_eq!(ending(&exit(false, "guest-reset"), &late_panic), Ending::Unclean("guest-reset".into()));
+        // PID 1's line, but QEMU did not end with a reset
+        assert_eq!(ending(&exit(false, "guest-panic"), &reboot), Ending::Unclean("guest-panic".into()));
+    }
 
     #[test]
     fn publish_specs_are_checked() {

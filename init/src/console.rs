@@ -61,7 +61,33 @@ pub fn phase(timeline: &mut Vec<(String, u128)>, name: &str) {
     timeline.push((name.to_string(), ms));
 }
 
+/// What [`say`] puts before its line.
+pub const PREFIX: &str = "hoist: ";
+/// PID 1's last line before a requested reboot. QEMU under `-no-reboot` ends on a reboot and
+/// on a kernel panic (`panic=-1`) alike, with a reset: `hoist run` tells them apart by it.
+pub const REBOOTING: &str = "rebooting";
+/// PID 1's last line before powering off.
+pub const POWER_OFF: &str = "power off";
+
 /// A `hoist: ...` line on the console, for lines tests and users look for. Never panics.
 pub fn say(line: &str) {
-    let _ = std::io::stderr().write_all(format!("hoist: {line}\n").as_bytes());
+    let _ = std::io::stderr().write_all(format!("{PREFIX}{line}\n").as_bytes());
+}
+
+/// Is `console_line` (as read from the serial console) the line `say(line)` printed?
+pub fn is_said(console_line: &str, line: &str) -> bool {
+    console_line.trim().strip_prefix(PREFIX) == Some(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn said_lines_are_recognised() {
+        assert!(is_said("hoist: rebooting\r", REBOOTING));
+        assert!(!is_said("hoist: rebooting soon", REBOOTING));
+        assert!(!is_said("rebooting", REBOOTING));
+        assert!(!is_said("hoist: power off", REBOOTING));
+    }
 }

@@ -6,7 +6,9 @@
 //! and the network interface over netlink, then start and keep alive two children:
 //! containerd and the supervisor (`hoist-supervisor`, which runs the services). It is the
 //! machine's one reaper, and it turns SIGTERM, SIGINT, SIGPWR and the ACPI power button
-//! into one orderly shutdown ([`shutdown`]).
+//! into one orderly shutdown ([`shutdown`]). Its signal handlers are installed before
+//! anything else, so a shutdown asked during boot is kept and honoured before the children
+//! start.
 //!
 //! It never runs gRPC and never parses images; errors are mapped to actions: a failed
 //! optional step is logged and boot goes on; a failed essential step (mounting /proc, a
@@ -38,7 +40,7 @@ use children::Child;
 use shutdown::Action;
 
 /// What wakes the main loop.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Event {
     Signal(i32),
     PowerButton,
@@ -94,10 +96,15 @@ pub fn fatal(why: &str) -> ! {
 }
 
 fn boot() -> ! {
+    // First of all: the kernel drops a signal PID 1 has no handler for, so until the handlers
+    // exist a SIGTERM (or SIGPWR, Ctrl-Alt-Del's SIGINT) would be lost. From here on it waits
+    // in the channel and is honoured before the children start, or by the main loop.
+    let (tx, rx) = channel();
+    start_signal_thread(tx.clone());
     let mut timeline = Vec::new();
     console::phase(&mut timeline, "init");
-    // Before anything else: / must be a mount runc can pivot from, and the API
-    // filesystems mounted after the switch are then inside the new root.
+    // Before any mount: / must be a mount runc can pivot from, and the API filesystems
+    // mounted after the switch are then inside the new root.
     if let Err(e) = mounts::switch_to_bind_root() {
         fatal(&format!("root switch: {e}"));
     }
@@ -117,8 +124,7 @@ fn boot() -> ! {
     load_modules(&config);
     console::phase(&mut timeline, "modules");
 
-    let (tx, rx) = channel();
-    start_signal_thread(tx.clone());
+    // The button's input device exists once its driver module is loaded.
     let buttons = power::watch(tx);
     log::debug!("watching {buttons} power button(s)");
 
@@ -141,20 +147,21 @@ fn boot() -> ! {
     if system::cmdline_flag(&cmdline, "hoist.debug") {
         supervisor = supervisor.env("RUST_LOG", "debug");
     }
+    let budget = services_budget(&config);
+    // Asked during boot: shut down before starting anything (the sequence skips children
+    // that never ran).
+    if let Some(action) = pending_shutdown(&rx) {
+        shutdown::run(action, &rx, &mut supervisor, &mut containerd, budget)
+    }
     let now = Instant::now();
     containerd.start(now);
     supervisor.start(now);
-    let budget = services_budget(&config);
     main_loop(&rx, &mut supervisor, &mut containerd, budget)
 }
 
-/// How long the supervisor gets to stop every service and run the onshutdown stages:
-/// services stop in dependency order, so in the worst case one after another; plus margin
-/// for containerd's round trips, capped so shutdown always ends.
 fn services_budget(config: &hoist_config::Config) -> Duration {
-    let services: Duration = config.service.values().map(|s| s.stop_timeout).sum();
-    let stages: Duration = config.onshutdown.iter().map(|o| o.timeout).sum();
-    (services + stages + Duration::from_secs(10)).min(Duration::from_secs(180))
+    let stop_timeouts = config.service.values().map(|s| s.stop_timeout);
+    shutdown::services_budget(stop_timeouts.chain(config.onshutdown.iter().map(|o| o.timeout)))
 }
 
 fn setup_system(config: &hoist_config::Config) {
@@ -195,10 +202,14 @@ fn load_modules(config: &hoist_config::Config) {
 }
 
 fn setup_network(config: &hoist_config::Config) {
+    let n = &config.network;
+    // First and whatever the network: every service bind-mounts this file.
+    if let Err(e) = system::write_resolv_conf(Path::new("/etc"), n) {
+        log::warn!("resolv.conf: {e}");
+    }
     if let Err(e) = net::loopback_up() {
         log::warn!("loopback: {e}");
     }
-    let n = &config.network;
     if !n.enabled {
         return;
     }
@@ -206,9 +217,6 @@ fn setup_network(config: &hoist_config::Config) {
         && let Err(e) = net::configure(&n.interface, cidr.addr, cidr.prefix, n.gateway, Duration::from_secs(2))
     {
         log::warn!("network: {e}");
-    }
-    if let Err(e) = system::write_resolv_conf(Path::new("/etc"), &n.dns) {
-        log::warn!("resolv.conf: {e}");
     }
 }
 
@@ -231,9 +239,37 @@ fn start_signal_thread(tx: std::sync::mpsc::Sender<Event>) {
     }
 }
 
-fn main_loop(rx: &Receiver<Event>, supervisor: &mut Child, containerd: &mut Child, budget: Duration) -> ! {
+/// The shutdown an event asks for, if any: SIGTERM, SIGINT (Ctrl-Alt-Del), SIGPWR and the
+/// power button power off; SIGUSR1 (the control API's reboot) reboots.
+pub fn shutdown_action(event: &Event) -> Option<Action> {
     use libc::SIGPWR;
-    use signal_hook::consts::{SIGCHLD, SIGINT, SIGTERM, SIGUSR1};
+    use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+    match event {
+        Event::Signal(SIGTERM | SIGINT | SIGPWR) | Event::PowerButton => Some(Action::PowerOff),
+        Event::Signal(SIGUSR1) => Some(Action::Reboot),
+        Event::Signal(_) => None,
+    }
+}
+
+/// Drains what arrived during boot and returns the first shutdown asked for; later requests
+/// are repeats (one shutdown for a storm of signals). Orphans that exited meanwhile are reaped.
+pub fn pending_shutdown(rx: &Receiver<Event>) -> Option<Action> {
+    let mut action = None;
+    while let Ok(event) = rx.try_recv() {
+        if event == Event::Signal(signal_hook::consts::SIGCHLD) {
+            reap(&mut [], false);
+        } else if action.is_none() {
+            action = shutdown_action(&event);
+            if action.is_some() {
+                log::debug!("{event:?} during boot: starting shutdown");
+            }
+        }
+    }
+    action
+}
+
+fn main_loop(rx: &Receiver<Event>, supervisor: &mut Child, containerd: &mut Child, budget: Duration) -> ! {
+    use signal_hook::consts::SIGCHLD;
     loop {
         let now = Instant::now();
         let next = [supervisor.poll(now), containerd.poll(now)].into_iter().flatten().min();
@@ -243,19 +279,44 @@ fn main_loop(rx: &Receiver<Event>, supervisor: &mut Child, containerd: &mut Chil
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => fatal("signal thread ended"),
         };
-        let action = match event {
-            Event::Signal(SIGCHLD) => {
-                reap(&mut [&mut *supervisor, &mut *containerd], false);
-                continue;
-            }
-            Event::Signal(SIGTERM | SIGINT | SIGPWR) | Event::PowerButton => Action::PowerOff,
-            Event::Signal(SIGUSR1) => Action::Reboot,
-            Event::Signal(other) => {
-                log::debug!("ignoring signal {other}");
-                continue;
-            }
+        if event == Event::Signal(SIGCHLD) {
+            reap(&mut [&mut *supervisor, &mut *containerd], false);
+            continue;
+        }
+        let Some(action) = shutdown_action(&event) else {
+            log::debug!("ignoring {event:?}");
+            continue;
         };
         log::debug!("{event:?}: starting shutdown");
         shutdown::run(action, rx, supervisor, containerd, budget)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+
+    #[test]
+    fn events_map_to_shutdowns() {
+        assert_eq!(shutdown_action(&Event::Signal(SIGTERM)), Some(Action::PowerOff));
+        assert_eq!(shutdown_action(&Event::Signal(SIGINT)), Some(Action::PowerOff));
+        assert_eq!(shutdown_action(&Event::Signal(libc::SIGPWR)), Some(Action::PowerOff));
+        assert_eq!(shutdown_action(&Event::PowerButton), Some(Action::PowerOff));
+        assert_eq!(shutdown_action(&Event::Signal(SIGUSR1)), Some(Action::Reboot));
+        assert_eq!(shutdown_action(&Event::Signal(SIGCHLD)), None);
+        assert_eq!(shutdown_action(&Event::Signal(SIGHUP)), None);
+    }
+
+    #[test]
+    fn a_shutdown_asked_during_boot_is_kept_for_later() {
+        let (tx, rx) = channel();
+        assert_eq!(pending_shutdown(&rx), None);
+        for event in [Event::Signal(SIGHUP), Event::Signal(SIGUSR1), Event::Signal(SIGTERM), Event::PowerButton] {
+            tx.send(event).expect("send");
+        }
+        // The first request decides; the rest were drained as repeats.
+        assert_eq!(pending_shutdown(&rx), Some(Action::Reboot));
+        assert_eq!(pending_shutdown(&rx), None);
     }
 }

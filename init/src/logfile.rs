@@ -24,16 +24,37 @@ impl Capped {
 
     pub fn write_line(&mut self, line: &[u8]) {
         if self.size > 0 && self.size + line.len() as u64 > self.cap {
-            let mut old = self.path.clone().into_os_string();
-            old.push(".1");
-            let _ = std::fs::rename(&self.path, &old);
-            self.file = std::fs::OpenOptions::new().create(true).append(true).open(&self.path).ok();
-            self.size = 0;
+            self.rotate();
         }
+        self.append(line);
+    }
+
+    fn append(&mut self, bytes: &[u8]) {
         if let Some(f) = &mut self.file
-            && f.write_all(line).is_ok()
+            && f.write_all(bytes).is_ok()
         {
-            self.size += line.len() as u64;
+            self.size += bytes.len() as u64;
+        }
+    }
+
+    /// NAME.log becomes NAME.log.1 and a fresh NAME.log is opened. When the rename fails
+    /// (NAME.log.1 in the way, a read-only directory), the file is truncated instead, with a
+    /// line saying why: keeping it would let it grow past the cap for as long as the cause
+    /// lasts, in RAM. If even that fails, writing stops: the cap wins over the lines.
+    fn rotate(&mut self) {
+        let mut old = self.path.clone().into_os_string();
+        old.push(".1");
+        self.size = 0;
+        match std::fs::rename(&self.path, &old) {
+            Ok(()) => self.file = std::fs::OpenOptions::new().create(true).append(true).open(&self.path).ok(),
+            Err(e) => {
+                if self.file.as_ref().is_none_or(|f| f.set_len(0).is_err()) {
+                    self.file = None;
+                    return;
+                }
+                let note = format!("[log truncated: cannot rotate to {}: {e}]\n", Path::new(&old).display());
+                self.append(note.as_bytes());
+            }
         }
     }
 }
@@ -69,6 +90,23 @@ mod tests {
         }
         assert_eq!(std::fs::read(&path).expect("log"), b"cccc\n");
         assert_eq!(std::fs::read(dir.path().join("c.log.1")).expect("old"), b"bbbb\n");
+    }
+
+    #[test]
+    fn a_failed_rotation_does_not_grow_the_file_past_the_cap() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.log");
+        // NAME.log.1 a non-empty directory: rename(2) onto it fails.
+        std::fs::create_dir_all(dir.path().join("c.log.1/x")).expect("mkdir");
+        let mut c = Capped::open(&path, 256);
+        for i in 0..1000 {
+            c.write_line(format!("line {i:04}\n").as_bytes());
+        }
+        let text = std::fs::read_to_string(&path).expect("log");
+        assert!(text.len() <= 256, "{} bytes past a 256-byte cap:\n{text}", text.len());
+        assert!(text.starts_with("[log truncated: cannot rotate to "), "says why:\n{text}");
+        assert!(text.ends_with("line 0999\n"), "the newest line is kept:\n{text}");
+        assert!(dir.path().join("c.log.1/x").is_dir(), "the directory in the way is left alone");
     }
 
     #[test]

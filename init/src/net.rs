@@ -6,8 +6,14 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use nix::sys::socket::{
-    AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, bind, recv, sendto, socket,
+    AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, bind, recv, sendto, setsockopt, socket,
+    sockopt,
 };
+use nix::sys::time::TimeVal;
+
+/// How long the kernel gets to answer one request. It answers rtnetlink requests at once;
+/// this only keeps a kernel that never does from hanging boot.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 
 const RTM_NEWLINK: u16 = 16;
 const RTM_NEWADDR: u16 = 20;
@@ -32,6 +38,8 @@ pub enum NetError {
     NoInterface(String),
     #[error("{what}: {errno}")]
     Request { what: String, errno: nix::errno::Errno },
+    #[error("{what}: no answer from the kernel within {after:?}")]
+    Timeout { what: String, after: Duration },
 }
 
 /// One netlink message: header + fixed body + attributes, all 4-byte aligned.
@@ -86,14 +94,19 @@ fn default_route_body() -> Vec<u8> {
 struct Netlink {
     fd: std::os::fd::OwnedFd,
     seq: u32,
+    timeout: Duration,
 }
 
 impl Netlink {
-    fn open() -> Result<Self, NetError> {
+    fn open(timeout: Duration) -> Result<Self, NetError> {
         let fd = socket(AddressFamily::Netlink, SockType::Raw, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkRoute)
             .map_err(NetError::Socket)?;
         bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &NetlinkAddr::new(0, 0)).map_err(NetError::Socket)?;
-        Ok(Netlink { fd, seq: 0 })
+        // Each recv then ends with EAGAIN instead of blocking forever.
+        let tv =
+            TimeVal::new(timeout.as_secs().try_into().unwrap_or(libc::time_t::MAX), timeout.subsec_micros().into());
+        setsockopt(&fd, sockopt::ReceiveTimeout, &tv).map_err(NetError::Socket)?;
+        Ok(Netlink { fd, seq: 0, timeout })
     }
 
     /// Sends one request and waits for its ack; EEXIST counts as done.
@@ -110,9 +123,31 @@ impl Netlink {
         let msg = message(kind, flags, self.seq, body, attrs);
         let err = |errno| NetError::Request { what: what.to_string(), errno };
         sendto(self.fd.as_raw_fd(), &msg, &NetlinkAddr::new(0, 0), MsgFlags::empty()).map_err(err)?;
+        self.wait_ack(what)
+    }
+
+    /// Reads until the ack of request `self.seq`. Bounded as a whole, not only per recv, so
+    /// that a stream of other messages cannot keep us here either.
+    fn wait_ack(&mut self, what: &str) -> Result<(), NetError> {
+        use nix::errno::Errno;
+        use std::os::fd::AsRawFd;
+        let err = |errno| NetError::Request { what: what.to_string(), errno };
+        let deadline = Instant::now() + self.timeout;
         let mut buf = [0u8; 4096];
         loop {
-            let n = recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()).map_err(err)?;
+            if Instant::now() >= deadline {
+                return Err(NetError::Timeout { what: what.to_string(), after: self.timeout });
+            }
+            let n = match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+                Ok(n) => n,
+                Err(Errno::EAGAIN) => {
+                    return Err(NetError::Timeout { what: what.to_string(), after: self.timeout });
+                }
+                // A socket with a receive timeout is not restarted after a signal handler
+                // (PID 1's handlers are installed before the network is set up).
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(err(e)),
+            };
             if n < 20 {
                 continue;
             }
@@ -136,7 +171,7 @@ fn index_of(name: &str) -> Option<u32> {
 }
 
 pub fn loopback_up() -> Result<(), NetError> {
-    let mut nl = Netlink::open()?;
+    let mut nl = Netlink::open(ANSWER_TIMEOUT)?;
     let index = index_of("lo").ok_or_else(|| NetError::NoInterface("lo".into()))?;
     nl.request("lo up", RTM_NEWLINK, 0, &link_up_body(index), &[])
 }
@@ -160,7 +195,7 @@ pub fn configure(
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    let mut nl = Netlink::open()?;
+    let mut nl = Netlink::open(ANSWER_TIMEOUT)?;
     let octets = addr.octets();
     nl.request(
         &format!("address {addr}/{prefix} on {name}"),
@@ -197,6 +232,21 @@ mod tests {
         assert_eq!(u16::from_ne_bytes([m[6], m[7]]), NLM_F_CREATE | NLM_F_REQUEST | NLM_F_ACK);
         assert_eq!(&m[24..26], &8u16.to_ne_bytes());
         assert_eq!(&m[28..32], &[10, 0, 2, 15]);
+    }
+
+    #[test]
+    fn a_kernel_that_does_not_answer_is_a_timeout() {
+        // Nothing was sent, so nothing will come: the wait must end, and say so.
+        let mut nl = match Netlink::open(Duration::from_millis(100)) {
+            Ok(nl) => nl,
+            Err(e) => panic!("a netlink route socket needs no privilege: {e}"),
+        };
+        nl.seq = 1;
+        let started = Instant::now();
+        let e = nl.wait_ack("lo up").expect_err("no answer");
+        assert!(matches!(e, NetError::Timeout { .. }), "{e:?}");
+        assert_eq!(e.to_string(), "lo up: no answer from the kernel within 100ms");
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     #[test]

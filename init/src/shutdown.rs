@@ -1,8 +1,10 @@
-//! One orderly shutdown: supervisor (which stops the services through containerd), then
-//! containerd, then a kill sweep of whatever is left, unmount, sync, and power off or
-//! reboot. Every wait has a deadline; when one passes we escalate instead of waiting more.
+//! One orderly shutdown: supervisor (which stops the services through containerd; started
+//! once more if it was down, see [`restart_for_stop`]), then containerd, then a kill sweep
+//! of whatever is left, unmount, sync, and power off or reboot. Every wait has a deadline;
+//! when one passes we escalate instead of waiting more.
 //! Further shutdown requests while this runs are logged and ignored.
 
+use std::path::Path;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
@@ -17,6 +19,64 @@ use crate::{Event, reap};
 pub enum Action {
     PowerOff,
     Reboot,
+}
+
+/// Margin for containerd's round trips on top of the stop timeouts.
+const BUDGET_MARGIN: Duration = Duration::from_secs(10);
+/// The most the supervisor ever gets, so that shutdown always ends.
+const BUDGET_CAP: Duration = Duration::from_secs(180);
+
+/// How long the supervisor gets to stop every service and run the onshutdown stages, from
+/// every service's stop timeout and every stage's timeout: services stop in dependency
+/// order, so in the worst case one after another. Saturating: `Duration`'s `Sum` panics on
+/// overflow, and a huge timeout in the config must not panic PID 1.
+pub fn services_budget(timeouts: impl IntoIterator<Item = Duration>) -> Duration {
+    timeouts.into_iter().fold(BUDGET_MARGIN, Duration::saturating_add).min(BUDGET_CAP)
+}
+
+/// What shutdown starts again before the ordered stop.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Restart {
+    pub containerd: bool,
+    pub supervisor: bool,
+}
+
+/// Only the supervisor stops the services in order (stop signal, stop timeout, reverse
+/// dependency order, then the onshutdown stages); the kill sweep does none of that. When
+/// shutdown finds it waiting for its restart (it crashed) or given up on, the services still
+/// run (their shims outlive both containerd and the supervisor), so it is started once more,
+/// with containerd if that is waiting for its restart too. A supervisor never started
+/// (shutdown during boot) has no services to stop, and a failed containerd runs none.
+pub fn restart_for_stop(supervisor: State, containerd: State) -> Restart {
+    if !matches!(supervisor, State::Waiting(_) | State::Failed) {
+        return Restart::default();
+    }
+    match containerd {
+        State::Running(_) => Restart { containerd: false, supervisor: true },
+        State::Waiting(_) => Restart { containerd: true, supervisor: true },
+        State::Failed | State::Stopped => Restart::default(),
+    }
+}
+
+/// Does the `SigCgt` mask of a `/proc/PID/status` text include `sig`?
+pub fn catches(status: &str, sig: Signal) -> bool {
+    let Some(mask) = status.lines().find_map(|l| l.strip_prefix("SigCgt:")) else { return false };
+    let bit = sig as i32 - 1;
+    u64::from_str_radix(mask.trim(), 16).is_ok_and(|m| (0..64).contains(&bit) && m & (1 << bit) != 0)
+}
+
+/// Has process `pid` installed a handler for `sig` (`proc` is /proc)?
+pub fn catches_signal(proc: &Path, pid: Pid, sig: Signal) -> bool {
+    std::fs::read_to_string(proc.join(pid.to_string()).join("status")).is_ok_and(|s| catches(&s, sig))
+}
+
+/// Starts a child for the shutdown sequence: no restart if it fails.
+fn start_once(child: &mut Child) {
+    log::info!("starting {} again so that the services stop in order", child.name);
+    child.start(Instant::now());
+    if child.pid().is_none() {
+        child.state = State::Stopped;
+    }
 }
 
 /// Waits until `done()` holds or `timeout` passes, reaping children as they exit.
@@ -54,6 +114,23 @@ fn stop_child(rx: &Receiver<Event>, children: &mut [&mut Child], which: usize, t
         children[which].signal(Signal::SIGKILL);
         wait_until(rx, children, Duration::from_secs(2), |c| c[which].pid().is_none());
     }
+}
+
+/// The supervisor (`children[0]`, containerd is `children[1]`) gets the whole budget to stop
+/// the services. It handles SIGTERM only once it is connected to containerd; a SIGTERM
+/// before that would kill it with the services still running, so when containerd runs we
+/// first wait, out of the same budget, until it catches SIGTERM. A supervisor that has run
+/// for a while already does; one just started again takes a second or so.
+fn stop_supervisor(rx: &Receiver<Event>, children: &mut [&mut Child], budget: Duration) {
+    let deadline = Instant::now() + budget;
+    if children[0].pid().is_some() && children[1].pid().is_some() {
+        let ready =
+            |c: &[&mut Child]| c[0].pid().is_none_or(|pid| catches_signal(Path::new("/proc"), pid, Signal::SIGTERM));
+        if !wait_until(rx, children, budget, ready) {
+            log::warn!("supervisor handles no SIGTERM after {} s", budget.as_secs());
+        }
+    }
+    stop_child(rx, children, 0, deadline.saturating_duration_since(Instant::now()));
 }
 
 /// Any process left besides PID 1 (and kernel threads)?
@@ -94,14 +171,21 @@ pub fn run(
         "shutdown started ({})",
         if action == Action::Reboot { "reboot" } else { "power off" }
     ));
+    let restart = restart_for_stop(supervisor.state, containerd.state);
     for c in [&mut *supervisor, &mut *containerd] {
         if let State::Waiting(_) = c.state {
             c.state = State::Stopped;
         }
     }
+    if restart.containerd {
+        start_once(containerd);
+    }
+    if restart.supervisor {
+        start_once(supervisor);
+    }
     let mut children = [supervisor, containerd];
     // 1. The supervisor stops every service (stop signal, stop timeout, SIGKILL) and exits.
-    stop_child(rx, &mut children, 0, services_budget);
+    stop_supervisor(rx, &mut children, services_budget);
     // 2. containerd; shims and containers it leaves behind are caught by the sweep.
     stop_child(rx, &mut children, 1, Duration::from_secs(5));
     // 3. Everything else.
@@ -130,11 +214,76 @@ pub fn finish(action: Action) -> ! {
         log::warn!("{busy} filesystems stayed mounted (remounted read-only where possible)");
     }
     nix::unistd::sync();
-    crate::console::say(if action == Action::Reboot { "rebooting" } else { "power off" });
+    use crate::console::{POWER_OFF, REBOOTING, say};
+    say(if action == Action::Reboot { REBOOTING } else { POWER_OFF });
     let mode = if action == Action::Reboot { RebootMode::RB_AUTOBOOT } else { RebootMode::RB_POWER_OFF };
     loop {
         let _ = reboot(mode);
         // reboot(2) only returns on error; nothing better to do than try again slowly.
         std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_supervisor_down_at_shutdown_is_started_again_to_stop_the_services() {
+        let pid = State::Running(Pid::from_raw(42));
+        let waiting = State::Waiting(Instant::now());
+        let none = Restart::default();
+        let supervisor = Restart { containerd: false, supervisor: true };
+        let both = Restart { containerd: true, supervisor: true };
+        for (sup, ctd, want) in [
+            // running: it stops the services itself
+            (pid, pid, none),
+            (pid, waiting, none),
+            // in its restart backoff or given up on, the services still run
+            (waiting, pid, supervisor),
+            (State::Failed, pid, supervisor),
+            (waiting, waiting, both),
+            (State::Failed, waiting, both),
+            // containerd failed: no supervisor can stop anything; the sweep does
+            (waiting, State::Failed, none),
+            // never started (shutdown during boot): no services
+            (State::Stopped, State::Stopped, none),
+            (State::Stopped, pid, none),
+        ] {
+            assert_eq!(restart_for_stop(sup, ctd), want, "supervisor {sup:?}, containerd {ctd:?}");
+        }
+    }
+
+    #[test]
+    fn a_sigterm_handler_is_read_from_proc_status() {
+        // SigCgt of a tokio program that handles SIGTERM (bit 14) and SIGCHLD (bit 16)
+        let with = "Name:\thoist-supervisor\nSigBlk:\t0000000000000000\nSigIgn:\t0000000000001000\nSigCgt:\t0000000180014000\n";
+        assert!(catches(with, Signal::SIGTERM));
+        assert!(catches(with, Signal::SIGCHLD));
+        assert!(!catches(with, Signal::SIGINT));
+        assert!(!catches("SigCgt:\t0000000000000000\n", Signal::SIGTERM));
+        assert!(!catches("Name:\tx\n", Signal::SIGTERM));
+
+        let proc = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(proc.path().join("7")).expect("mkdir");
+        std::fs::write(proc.path().join("7/status"), with).expect("write");
+        assert!(catches_signal(proc.path(), Pid::from_raw(7), Signal::SIGTERM));
+        assert!(!catches_signal(proc.path(), Pid::from_raw(8), Signal::SIGTERM));
+
+        // and the real /proc agrees once a handler exists
+        let me = nix::unistd::getpid();
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        signal_hook::flag::register(libc::SIGUSR2, flag).expect("handler");
+        assert!(catches_signal(Path::new("/proc"), me, Signal::SIGUSR2));
+    }
+
+    #[test]
+    fn the_budget_sums_timeouts_with_a_margin_and_a_cap() {
+        let secs = Duration::from_secs;
+        assert_eq!(services_budget([]), secs(10));
+        assert_eq!(services_budget([secs(10), secs(5), secs(30)]), secs(55));
+        assert_eq!(services_budget([secs(100), secs(100)]), secs(180));
+        // A sum past Duration::MAX saturates instead of panicking.
+        assert_eq!(services_budget([Duration::MAX, secs(1), Duration::MAX]), secs(180));
     }
 }

@@ -32,16 +32,36 @@ pub fn apply_sysctls(proc_sys: &Path, sysctls: &BTreeMap<String, String>) -> Vec
     failed
 }
 
+/// The kernel's hostname, /etc/hostname and /etc/hosts. The files are written even when the
+/// kernel refuses the name: every service bind-mounts /etc/hosts, and a bind mount of a
+/// missing file fails the container.
 pub fn set_hostname(etc: &Path, hostname: &str) -> io::Result<()> {
-    nix::unistd::sethostname(hostname)?;
+    let files = write_host_files(etc, hostname);
+    let kernel = nix::unistd::sethostname(hostname).map_err(io::Error::from);
+    files.and(kernel)
+}
+
+pub fn write_host_files(etc: &Path, hostname: &str) -> io::Result<()> {
     std::fs::write(etc.join("hostname"), format!("{hostname}\n"))?;
     let hosts = format!("127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n::1\tlocalhost ip6-localhost\n");
     std::fs::write(etc.join("hosts"), hosts)
 }
 
-pub fn write_resolv_conf(etc: &Path, dns: &[std::net::Ipv4Addr]) -> io::Result<()> {
-    let text: String = dns.iter().map(|d| format!("nameserver {d}\n")).collect();
-    std::fs::write(etc.join("resolv.conf"), text)
+/// The resolver settings. Every service bind-mounts the host's /etc/resolv.conf (its OCI
+/// spec, services/src/spec.rs), and a bind mount of a missing file fails the container, so
+/// the file exists even when there is no network or no name server: then it only says why.
+pub fn resolv_conf(network: &hoist_config::Network) -> String {
+    if !network.enabled {
+        return "# [network] enabled = false: loopback only, no name servers\n".to_string();
+    }
+    if network.dns.is_empty() {
+        return "# [network] dns is empty: no name servers\n".to_string();
+    }
+    network.dns.iter().map(|d| format!("nameserver {d}\n")).collect()
+}
+
+pub fn write_resolv_conf(etc: &Path, network: &hoist_config::Network) -> io::Result<()> {
+    std::fs::write(etc.join("resolv.conf"), resolv_conf(network))
 }
 
 /// containerd and its shims open many files; children inherit these limits.
@@ -88,10 +108,36 @@ mod tests {
     #[test]
     fn resolv_conf_lists_every_server() {
         let dir = tempfile::tempdir().expect("tempdir");
-        write_resolv_conf(dir.path(), &["10.0.2.3".parse().expect("ip"), "1.1.1.1".parse().expect("ip")])
-            .expect("write");
+        let network = hoist_config::Network {
+            dns: vec!["10.0.2.3".parse().expect("ip"), "1.1.1.1".parse().expect("ip")],
+            ..Default::default()
+        };
+        write_resolv_conf(dir.path(), &network).expect("write");
         let text = std::fs::read_to_string(dir.path().join("resolv.conf")).expect("read");
         assert_eq!(text, "nameserver 10.0.2.3\nnameserver 1.1.1.1\n");
+    }
+
+    #[test]
+    fn resolv_conf_exists_without_network_or_dns() {
+        for network in [
+            hoist_config::Network { enabled: false, ..Default::default() },
+            hoist_config::Network { dns: Vec::new(), ..Default::default() },
+        ] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            write_resolv_conf(dir.path(), &network).expect("write");
+            let text = std::fs::read_to_string(dir.path().join("resolv.conf")).expect("a file to bind-mount");
+            assert!(text.starts_with('#') && !text.contains("nameserver"), "{network:?}: {text:?}");
+        }
+    }
+
+    #[test]
+    fn host_files_name_the_host() {
+        // Not set_hostname: the tests may run as root, and this machine keeps its name.
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_host_files(dir.path(), "demo").expect("write");
+        assert_eq!(std::fs::read_to_string(dir.path().join("hostname")).expect("hostname"), "demo\n");
+        let hosts = std::fs::read_to_string(dir.path().join("hosts")).expect("hosts");
+        assert!(hosts.contains("127.0.1.1\tdemo\n") && hosts.starts_with("127.0.0.1\tlocalhost\n"), "{hosts}");
     }
 
     #[test]

@@ -34,7 +34,9 @@
 //! [`VmExit::clean`] is true only when QEMU exited on its own with status 0 *and* its QMP
 //! `SHUTDOWN` event said `reason: "guest-shutdown"`, i.e. the guest powered itself off. A
 //! guest reboot (`guest-reset`), a panic (`guest-panic`, or `guest-reset` with `panic=-1`), a
-//! host-side quit or a kill is not clean.
+//! host-side quit or a kill is not clean. [`VmExit::guest_reset`] says it was a reset; a
+//! caller that knows its guest tells a requested reboot from a panic by the console (`hoist
+//! run` does, by PID 1's last line).
 //!
 //! # Artifacts
 //!

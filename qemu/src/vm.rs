@@ -38,6 +38,15 @@ pub struct VmExit {
     pub killed: bool,
 }
 
+impl VmExit {
+    /// QEMU exited on its own with status 0 after a `SHUTDOWN` event with reason
+    /// `guest-reset`: under `-no-reboot` that is a guest reboot, or a kernel panic with
+    /// `panic=-1`. Only the guest's console can tell which.
+    pub fn guest_reset(&self) -> bool {
+        !self.killed && self.status.success() && self.reason == "guest-reset"
+    }
+}
+
 /// A running QEMU. Dropping it kills QEMU.
 pub struct Vm {
     child: Child,
@@ -318,4 +327,23 @@ fn tail_text(console: &Console, log_path: &Path, n: usize) -> String {
         }
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    fn exit(reason: &str, code: i32, killed: bool) -> VmExit {
+        VmExit { clean: false, reason: reason.into(), status: ExitStatus::from_raw(code << 8), killed }
+    }
+
+    #[test]
+    fn a_reset_is_told_from_other_ends() {
+        assert!(exit("guest-reset", 0, false).guest_reset());
+        assert!(!exit("guest-reset", 1, false).guest_reset());
+        assert!(!exit("guest-reset", 0, true).guest_reset());
+        assert!(!exit("guest-panic", 0, false).guest_reset());
+        assert!(!exit("guest-shutdown", 0, false).guest_reset());
+    }
 }

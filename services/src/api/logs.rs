@@ -1,10 +1,12 @@
 //! Log sources for the API. Service output, the supervisor's lines and containerd's log are
 //! size-capped files under /var/log (written by hoist-logger, the supervisor and
 //! containerd's redirected output; NAME.log plus one rotated NAME.log.1); "kernel" is the
-//! kernel ring buffer (/dev/kmsg). Tail reads the newest lines; follow polls for growth
-//! and notices rotation.
+//! kernel ring buffer (/dev/kmsg). Tail reads the newest lines; follow polls the file it
+//! holds open, so a rotation loses no line ([`Follower`]).
 
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -33,16 +35,6 @@ pub fn file_of(dir: &Path, source: &str) -> Result<PathBuf, LogError> {
     Ok(path)
 }
 
-/// The last `n` lines of NAME.log.1 + NAME.log.
-pub fn tail_file(path: &Path, n: usize) -> Vec<String> {
-    let mut old = path.as_os_str().to_owned();
-    old.push(".1");
-    let mut text = std::fs::read_to_string(&old).unwrap_or_default();
-    text.push_str(&std::fs::read_to_string(path).unwrap_or_default());
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].iter().map(|l| l.to_string()).collect()
-}
-
 /// `/dev/kmsg` records are "prio,seq,usec,flags;message": keep "[   s.usec] message".
 pub fn kmsg_line(record: &str) -> Option<String> {
     let (head, msg) = record.split_once(';')?;
@@ -62,7 +54,8 @@ pub fn stream_file(
     follow: bool,
     tx: Sender<Result<LogLine, tonic::Status>>,
 ) {
-    for line in tail_file(&path, tail) {
+    let (mut follower, tail) = Follower::open(path, tail);
+    for line in tail {
         if !send(&tx, &source, line) {
             return;
         }
@@ -70,33 +63,112 @@ pub fn stream_file(
     if !follow {
         return;
     }
-    let mut offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-    let mut partial = String::new();
     loop {
         std::thread::sleep(POLL);
         if tx.is_closed() {
             return;
         }
-        let Ok(mut f) = std::fs::File::open(&path) else { continue };
-        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-        if len < offset {
-            offset = 0; // rotated
-        }
-        if len == offset || f.seek(SeekFrom::Start(offset)).is_err() {
-            continue;
-        }
-        let mut buf = Vec::new();
-        if f.read_to_end(&mut buf).is_err() {
-            continue;
-        }
-        offset += buf.len() as u64;
-        partial.push_str(&String::from_utf8_lossy(&buf));
-        while let Some(i) = partial.find('\n') {
-            let line: String = partial.drain(..=i).collect();
-            if !send(&tx, &source, line.trim_end().to_string()) {
+        for line in follower.poll() {
+            if !send(&tx, &source, line) {
                 return;
             }
         }
+    }
+}
+
+/// Follows NAME.log across rotations. It holds the file open, so after a rotation it still
+/// reads the rest of the old generation (now NAME.log.1) before it moves on to the new
+/// NAME.log. If the writer rotated twice between two polls, the generation in between is
+/// NAME.log.1 and is read whole; one rotated away before a poll (the cap written three times
+/// within [`POLL`]) is gone from disk and skipped. A file truncated in place (a rotation
+/// that failed, see `hoist_init::logfile::Capped`) is read again from its start.
+pub struct Follower {
+    path: PathBuf,
+    file: Option<File>,
+    /// Bytes after the last newline read.
+    partial: Vec<u8>,
+}
+
+impl Follower {
+    /// Starts following `path` at its current end; returns the follower and the last `tail`
+    /// lines before that point (NAME.log.1, then NAME.log up to where following starts).
+    pub fn open(path: PathBuf, tail: usize) -> (Follower, Vec<String>) {
+        let old = std::fs::read_to_string(rotated(&path)).unwrap_or_default();
+        let mut follower = Follower { file: File::open(&path).ok(), path, partial: Vec::new() };
+        let mut lines: Vec<String> = old.lines().map(str::to_string).collect();
+        if let Some(f) = follower.file.as_mut() {
+            read_lines(f, &mut follower.partial, &mut lines);
+        }
+        let lines = lines.split_off(lines.len().saturating_sub(tail));
+        (follower, lines)
+    }
+
+    /// The complete lines written since the last poll, in order.
+    pub fn poll(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        // Looked at before the held file is drained: if the path already names another
+        // file, the writer has left the held one for good, and draining it reads all of it.
+        let current = std::fs::metadata(&self.path).ok().map(|m| (m.dev(), m.ino()));
+        let held = self.file.as_ref().and_then(|f| f.metadata().ok()).map(|m| (m.dev(), m.ino()));
+        if let Some(f) = self.file.as_mut() {
+            read_lines(f, &mut self.partial, &mut out);
+        }
+        if current.is_none() || current == held {
+            return out;
+        }
+        // Rotated (or created). The old generation may end without a newline.
+        if !self.partial.is_empty() {
+            out.push(line_of(&std::mem::take(&mut self.partial)));
+        }
+        if held.is_some()
+            && let Ok(mut between) = File::open(rotated(&self.path))
+            && let Ok(m) = between.metadata()
+            && Some((m.dev(), m.ino())) != held
+            && Some((m.dev(), m.ino())) != current
+        {
+            read_lines(&mut between, &mut self.partial, &mut out);
+            if !self.partial.is_empty() {
+                out.push(line_of(&std::mem::take(&mut self.partial)));
+            }
+        }
+        self.file = File::open(&self.path).ok();
+        if let Some(f) = self.file.as_mut() {
+            read_lines(f, &mut self.partial, &mut out);
+        }
+        out
+    }
+}
+
+/// NAME.log.1 of NAME.log.
+fn rotated(path: &Path) -> PathBuf {
+    let mut old = path.as_os_str().to_owned();
+    old.push(".1");
+    PathBuf::from(old)
+}
+
+fn line_of(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).trim_end().to_string()
+}
+
+/// Reads `f` from its position to its end into complete `lines`, keeping an unfinished last
+/// line in `partial`. A file now shorter than the position was truncated: read it again.
+fn read_lines(f: &mut File, partial: &mut Vec<u8>, lines: &mut Vec<String>) {
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    if f.stream_position().is_ok_and(|pos| pos > len) {
+        partial.clear();
+        if f.seek(SeekFrom::Start(0)).is_err() {
+            return;
+        }
+    }
+    let mut buf = Vec::new();
+    if f.read_to_end(&mut buf).is_err() {
+        return;
+    }
+    partial.extend_from_slice(&buf);
+    if let Some(end) = partial.iter().rposition(|b| *b == b'\n') {
+        let rest = partial.split_off(end + 1);
+        lines.extend(partial[..end].split(|b| *b == b'\n').map(line_of));
+        *partial = rest;
     }
 }
 
@@ -154,8 +226,59 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("w.log.1"), "1\n2\n").expect("write");
         std::fs::write(dir.path().join("w.log"), "3\n4\n").expect("write");
-        assert_eq!(tail_file(&dir.path().join("w.log"), 3), ["2", "3", "4"]);
-        assert_eq!(tail_file(&dir.path().join("w.log"), 0), Vec::<String>::new());
+        assert_eq!(Follower::open(dir.path().join("w.log"), 3).1, ["2", "3", "4"]);
+        assert_eq!(Follower::open(dir.path().join("w.log"), 0).1, Vec::<String>::new());
+    }
+
+    /// Writes `lines` through the same capped writer the logger uses, polling the follower
+    /// every `poll_every` lines; returns what it saw.
+    fn follow_while_writing(cap: u64, lines: &[String], poll_every: usize) -> Vec<String> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.log");
+        let mut writer = hoist_init::logfile::Capped::open(&path, cap);
+        writer.write_line(b"old\n");
+        writer.write_line(b"before\n");
+        let (mut follower, mut seen) = Follower::open(path, 1);
+        for (i, line) in lines.iter().enumerate() {
+            writer.write_line(format!("{line}\n").as_bytes());
+            if (i + 1) % poll_every == 0 {
+                seen.extend(follower.poll());
+            }
+        }
+        seen.extend(follower.poll());
+        seen
+    }
+
+    #[test]
+    fn follow_sees_every_line_once_across_rotations() {
+        let lines: Vec<String> = (0..200).map(|i| format!("line {i:03}")).collect();
+        // 9 bytes a line, a rotation every 11 lines: polls see none, one, or two rotations
+        // (then the generation in between is only in NAME.log.1).
+        for poll_every in [1, 3, 7, 10, 13, 22] {
+            let seen = follow_while_writing(100, &lines, poll_every);
+            assert_eq!(seen[0], "before", "the tail comes first");
+            assert_eq!(seen[1..], lines, "polling every {poll_every} lines");
+        }
+    }
+
+    #[test]
+    fn follow_reads_a_file_truncated_in_place_from_its_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.log");
+        // NAME.log.1 in the way: each rotation fails and truncates NAME.log instead.
+        std::fs::create_dir_all(dir.path().join("w.log.1/x")).expect("mkdir");
+        let mut writer = hoist_init::logfile::Capped::open(&path, 300);
+        let (mut follower, mut seen) = Follower::open(path, 10);
+        let lines: Vec<String> = (0..200).map(|i| format!("line {i:03}")).collect();
+        // Polled after every line: truncation then drops only lines already read.
+        for line in &lines {
+            writer.write_line(format!("{line}\n").as_bytes());
+            seen.extend(follower.poll());
+        }
+        let (notes, rest): (Vec<String>, Vec<String>) =
+            seen.into_iter().partition(|l| l.starts_with("[log truncated: cannot rotate to "));
+        assert!(!notes.is_empty());
+        assert_eq!(rest, lines);
     }
 
     #[test]
