@@ -40,6 +40,8 @@ pub struct Child {
     backoff: Duration,
     exits: Vec<Instant>,
     pub restarts: u32,
+    /// How the last run ended: its exit code, or 128+signal.
+    pub last_status: Option<i32>,
 }
 
 impl Child {
@@ -56,6 +58,7 @@ impl Child {
             backoff: BACKOFF_FLOOR,
             exits: Vec::new(),
             restarts: 0,
+            last_status: None,
         }
     }
 

@@ -62,6 +62,11 @@ pub fn reap(children: &mut [&mut Child], stopping: bool) {
                             c.name,
                             describe(&status)
                         );
+                        c.last_status = match status {
+                            WaitStatus::Exited(_, code) => Some(code),
+                            WaitStatus::Signaled(_, sig, _) => Some(128 + sig as i32),
+                            _ => None,
+                        };
                         c.on_exit(Instant::now(), stopping);
                     }
                 }

@@ -121,16 +121,30 @@ fn stop_child(rx: &Receiver<Event>, children: &mut [&mut Child], which: usize, t
 /// before that would kill it with the services still running, so when containerd runs we
 /// first wait, out of the same budget, until it catches SIGTERM. A supervisor that has run
 /// for a while already does; one just started again takes a second or so.
+///
+/// A supervisor that ends otherwise than by exiting 0 (it was dying when shutdown came: a
+/// SIGKILL not yet delivered) did not stop the services; it is started once more for that.
 fn stop_supervisor(rx: &Receiver<Event>, children: &mut [&mut Child], budget: Duration) {
     let deadline = Instant::now() + budget;
-    if children[0].pid().is_some() && children[1].pid().is_some() {
-        let ready =
-            |c: &[&mut Child]| c[0].pid().is_none_or(|pid| catches_signal(Path::new("/proc"), pid, Signal::SIGTERM));
-        if !wait_until(rx, children, budget, ready) {
-            log::warn!("supervisor handles no SIGTERM after {} s", budget.as_secs());
+    for attempt in 0..2 {
+        if attempt == 1 {
+            if children[0].last_status == Some(0) || children[1].pid().is_none() {
+                return;
+            }
+            log::warn!("supervisor ended with status {:?} during shutdown", children[0].last_status);
+            start_once(children[0]);
         }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if children[0].pid().is_some() && children[1].pid().is_some() {
+            let ready = |c: &[&mut Child]| {
+                c[0].pid().is_none_or(|pid| catches_signal(Path::new("/proc"), pid, Signal::SIGTERM))
+            };
+            if !wait_until(rx, children, left, ready) {
+                log::warn!("supervisor handles no SIGTERM after {} s", left.as_secs());
+            }
+        }
+        stop_child(rx, children, 0, deadline.saturating_duration_since(Instant::now()));
     }
-    stop_child(rx, children, 0, deadline.saturating_duration_since(Instant::now()));
 }
 
 /// Any process left besides PID 1 (and kernel threads)?
@@ -171,6 +185,9 @@ pub fn run(
         "shutdown started ({})",
         if action == Action::Reboot { "reboot" } else { "power off" }
     ));
+    // A child that died just before the request (the supervisor SIGKILLed, then SIGTERM
+    // to PID 1 at once) may not be reaped yet: reap it, so it counts as down, not running.
+    reap(&mut [&mut *supervisor, &mut *containerd], false);
     let restart = restart_for_stop(supervisor.state, containerd.state);
     for c in [&mut *supervisor, &mut *containerd] {
         if let State::Waiting(_) = c.state {

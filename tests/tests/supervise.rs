@@ -276,11 +276,16 @@ sleep 6; echo chaos: storm; kill -TERM 1; kill -INT 1; kill -TERM 1; sleep 1000
 
 /// FAULTS 6: containerd frozen for longer than a shim retries its exit event (~15 s) while
 /// a service exits: the exit is not lost; it is found when containerd answers again.
+/// Then the supervisor is killed and PID 1 asked to power off during the supervisor's
+/// restart backoff: PID 1 starts it once more, and services still stop in order. With
+/// the network off (no resolv.conf used to mean no service could start).
 #[test]
 fn an_exit_while_containerd_is_frozen_is_not_lost() {
     let work = tempfile::tempdir().expect("tempdir");
     let toml = r#"
 version = 1
+[network]
+enabled = false
 [service.brief]
 image = "@IMAGE@"
 command = ["sh", "-c", "sleep 6; echo brief exits; exit 5"]
@@ -291,7 +296,7 @@ command = ["sh", "-c", "echo steady up; trap 'exit 0' TERM; while true; do sleep
 [service.chaos]
 image = "@IMAGE@"
 host_pid = true
-command = ["sh", "-c", "sleep 2; echo chaos: freeze; killall -STOP containerd; sleep 20; echo chaos: thaw; killall -CONT containerd; exec sleep 100000"]
+command = ["sh", "-c", "sleep 2; echo chaos: freeze; killall -STOP containerd; sleep 20; echo chaos: thaw; killall -CONT containerd; sleep 10; echo chaos: shutdown; killall -9 hoist-supervisor; kill -TERM 1; exec sleep 100000"]
 "#;
     let out = build_host(work.path(), toml);
     let mut vm = boot(&out, &[]);
@@ -303,5 +308,10 @@ command = ["sh", "-c", "sleep 2; echo chaos: freeze; killall -STOP containerd; s
     assert!(line_index(&vm, "[chaos] chaos: thaw") < line_index(&vm, "hoist: service brief exited"), "{exited}");
     assert_eq!(count(&vm, "[steady] steady up"), 1);
     assert_eq!(count(&vm, "hoist: service steady exited"), 0);
-    clean_shutdown(&mut vm);
+    vm.wait_for_line("[chaos] chaos: shutdown", WAIT).expect("supervisor killed, then a power-off");
+    let stopped = vm.wait_for_line("hoist: service steady stopped", WAIT).expect("steady stopped in order");
+    assert!(stopped.contains("(status=0)"), "{stopped}");
+    let exit = vm.wait_exit(Duration::from_secs(90)).expect("exit");
+    assert!(exit.clean, "{exit:?}");
+    assert_eq!(count(&vm, "[steady] steady up"), 1, "nothing started during the shutdown");
 }
