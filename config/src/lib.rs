@@ -36,7 +36,9 @@
 //! completion, before the first service starts and after the last one stops, each within
 //! its `timeout`. A failed `required` onboot stops the boot there (the machine stays up and
 //! says why); any other failure is reported and skipped. One-shots and services share the
-//! containerd namespace, so one name is used once across all three.
+//! containerd namespace, so one name is used once across all three. They also share the
+//! log namespace with hoist itself, so `supervisor`, `containerd` and `kernel` are
+//! reserved.
 //!
 //! # Errors
 //!
