@@ -46,7 +46,11 @@
 //! offending key or value, the dotted key (`service.web.stop_timeout`; non-bare keys are
 //! quoted, as in `sysctl."net.ipv4.ip_forward"`) and a short message saying what was
 //! expected. TOML syntax errors have no serde path; their key is the table header or
-//! assignment on the failing line. When toml gives no position the error points at 1:1.
+//! assignment on the failing line, and where toml's own message is empty or misleading (a
+//! value missing at the end of the file, a control character) the message is made from
+//! the text at the error. When toml gives no position the error points at 1:1. A file
+//! that is not UTF-8 is rejected at its first invalid byte; only a file that cannot be
+//! read at all is [`ConfigError::Io`].
 //! Display is the whole story, so `hoist check` prints it as is:
 //!
 //! ```text
@@ -103,8 +107,9 @@ use error::Source;
 /// against the file's directory, so the result does not depend on the working directory.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { file: file.clone(), source })?;
-    let mut config = parse(&text, &file)?;
+    let bytes = std::fs::read(path).map_err(|source| ConfigError::Io { file: file.clone(), source })?;
+    let text = error::utf8(&file, &bytes)?;
+    let mut config = parse(text, &file)?;
     let base = path.parent().unwrap_or(Path::new(""));
     for service in config.service.values_mut() {
         service.image.resolve_against(base);
