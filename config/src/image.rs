@@ -15,6 +15,8 @@ pub enum ImageError {
     EmptyTag(String),
     #[error("invalid image {0:?}: a docker archive must be a .tar file")]
     NotTar(String),
+    #[error("invalid image {0:?}: it contains a NUL byte")]
+    Nul(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +69,10 @@ impl FromStr for ImageSource {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let err = |make: fn(String) -> ImageError| make(s.to_string());
+        // No path or reference can hold one, and the builder would fail to open it.
+        if s.contains('\0') {
+            return Err(err(ImageError::Nul));
+        }
         let (kind, rest) = s.split_once(':').ok_or_else(|| err(ImageError::Prefix))?;
         match kind {
             // Like skopeo's oci: transport, the directory ends at the first ':'.
@@ -145,7 +151,7 @@ mod tests {
     #[test]
     fn rejections() {
         type Make = fn(String) -> ImageError;
-        let cases: [(&str, Make); 11] = [
+        let cases: [(&str, Make); 13] = [
             ("busybox", ImageError::Prefix),
             ("docker://busybox", ImageError::Prefix),
             ("OCI:x", ImageError::Prefix),
@@ -157,6 +163,8 @@ mod tests {
             ("docker-archive:a.tgz", ImageError::NotTar),
             ("docker-archive:.tar", ImageError::NotTar),
             ("docker-archive:a.tar:", ImageError::EmptyTag),
+            ("dir:/srv\0x", ImageError::Nul),
+            ("oci:/srv:a\0", ImageError::Nul),
         ];
         for (text, expected) in cases {
             assert_eq!(text.parse::<ImageSource>(), Err(expected(text.to_string())), "{text:?}");

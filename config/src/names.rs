@@ -15,7 +15,7 @@ pub(crate) enum NameError {
     Reserved(String),
     #[error("invalid module name {0:?}: expected letters, digits, '_' and '-'")]
     Module(String),
-    #[error("invalid environment variable name {0:?}: expected a non-empty name without '='")]
+    #[error("invalid environment variable name {0:?}: expected a non-empty name without '=' or NUL bytes")]
     EnvKey(String),
     #[error("invalid working_dir {0:?}: expected an absolute path")]
     WorkingDir(String),
@@ -25,6 +25,8 @@ pub(crate) enum NameError {
     Sysctl(String),
     #[error("invalid kernel path: the path is empty")]
     EmptyPath,
+    #[error("invalid string {0:?}: a NUL byte would cut it short (it is passed on as a C string)")]
+    Nul(String),
 }
 
 /// Defines a validated string newtype: `name!(Type, Variant, |s| is_valid(s))`.
@@ -104,6 +106,19 @@ name!(SysctlKey, Sysctl, |s| {
     s.split('.').all(|part| !part.is_empty() && !part.chars().any(|c| c == '/' || c.is_whitespace() || c.is_control()))
 });
 
+/// A string without NUL bytes: command arguments, environment values, the kernel command
+/// line and sysctl values all reach the kernel as C strings, where a NUL ends them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NoNul(pub String);
+
+impl FromStr for NoNul {
+    type Err = NameError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.contains('\0') { Err(NameError::Nul(s.to_string())) } else { Ok(NoNul(s.to_string())) }
+    }
+}
+
 /// A non-empty path string (the kernel image).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct NonEmptyPath(pub std::path::PathBuf);
@@ -161,6 +176,8 @@ mod tests {
         assert!(ok::<WorkingDir>("/") && ok::<WorkingDir>("/srv/www"));
         assert!(!ok::<WorkingDir>("srv") && !ok::<WorkingDir>("") && !ok::<WorkingDir>("./srv"));
         assert!(ok::<NonEmptyPath>("/boot/vmlinuz") && !ok::<NonEmptyPath>(""));
+        assert!(ok::<NoNul>("") && ok::<NoNul>("a b=c"));
+        assert_eq!("a\0b".parse::<NoNul>(), Err(NameError::Nul("a\0b".into())));
     }
 
     #[test]

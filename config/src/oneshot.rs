@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::error::{ConfigError, Source};
 use crate::raw::{RawOneShot, Table};
-use crate::validate::{binds, capabilities, env};
+use crate::validate::{binds, capabilities, env, strings};
 use crate::{Bind, Capabilities, ImageSource};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -64,7 +64,7 @@ pub(crate) fn build(
         out.push(OneShot {
             name,
             image: raw.image.0,
-            command: raw.command,
+            command: strings(raw.command),
             env: env(raw.env),
             working_dir: raw.working_dir.map(|w| w.0.0),
             user: raw.user.map(|u| (u.0.0, u.0.1)),

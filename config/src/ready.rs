@@ -77,11 +77,11 @@ pub(crate) fn build(raw: Spanned<Table<RawReady>>, src: &Source, key: &str) -> R
         };
     }
     if let Some(exec) = exec {
-        if exec.get_ref().first().is_none_or(String::is_empty) {
+        if exec.get_ref().first().is_none_or(|first| first.0.0.is_empty()) {
             let message = "expected a command to run, like [\"pg_isready\"]";
             return Err(src.invalid(Some(exec.span()), format!("{key}.exec"), message));
         }
-        return Ok(Ready::Exec { command: exec.into_inner() });
+        return Ok(Ready::Exec { command: crate::validate::strings(exec.into_inner()) });
     }
     if let Some(file) = file {
         if !file.get_ref().starts_with('/') || file.get_ref().contains('\0') {

@@ -8,7 +8,7 @@ use toml::Spanned;
 
 use crate::bind::BindSpec;
 use crate::error::{ConfigError, Source};
-use crate::names::{EnvKey, ModuleName};
+use crate::names::{EnvKey, ModuleName, NoNul};
 use crate::net::Ipv4;
 use crate::raw::{Parsed, RawCapabilities, RawConfig, RawKernel, RawNetwork, RawService, Table};
 use crate::schema::{CURRENT_VERSION, Config, Host, Kernel, Logs, Network, Service};
@@ -78,7 +78,7 @@ fn kernel(raw: RawKernel, src: &Source) -> Result<Kernel, ConfigError> {
         .enumerate()
         .map(|(i, m)| element::<ModuleName>(src, "kernel.modules", i, m).map(|m| m.0))
         .collect::<Result<_, _>>()?;
-    Ok(Kernel { path: raw.path.map(|p| p.0.0), cmdline: raw.cmdline, modules })
+    Ok(Kernel { path: raw.path.map(|p| p.0.0), cmdline: raw.cmdline.map(|c| c.0.0), modules })
 }
 
 fn network(raw: RawNetwork, src: &Source) -> Result<Network, ConfigError> {
@@ -122,7 +122,7 @@ fn network(raw: RawNetwork, src: &Source) -> Result<Network, ConfigError> {
 fn service(raw: RawService, src: &Source, key: &str) -> Result<Service, ConfigError> {
     let defaults = Service::new(raw.image.0);
     Ok(Service {
-        command: raw.command,
+        command: strings(raw.command),
         env: env(raw.env),
         working_dir: raw.working_dir.map(|w| w.0.0),
         restart: raw.restart.map_or(defaults.restart, |r| r.0),
@@ -151,8 +151,12 @@ fn service(raw: RawService, src: &Source, key: &str) -> Result<Service, ConfigEr
     })
 }
 
-pub(crate) fn env(raw: BTreeMap<Parsed<EnvKey>, String>) -> BTreeMap<String, String> {
-    raw.into_iter().map(|(k, v)| (k.0.0, v)).collect()
+pub(crate) fn env(raw: BTreeMap<Parsed<EnvKey>, Parsed<NoNul>>) -> BTreeMap<String, String> {
+    raw.into_iter().map(|(k, v)| (k.0.0, v.0.0)).collect()
+}
+
+pub(crate) fn strings(raw: Vec<Parsed<NoNul>>) -> Vec<String> {
+    raw.into_iter().map(|s| s.0.0).collect()
 }
 
 pub(crate) fn binds(raw: Vec<Spanned<String>>, src: &Source, key: &str) -> Result<Vec<Bind>, ConfigError> {
