@@ -131,13 +131,14 @@ pub struct Service {
     pub start_timeout: Duration,
     pub backoff: Backoff,
     pub start_limit: StartLimit,
-    /// memory.max in bytes, at least 4 MiB; None: no limit.
+    /// memory.max in bytes, at least 4 MiB and at most i64::MAX; None: no limit.
     pub memory: Option<u64>,
     /// pids.max, at least 1; None: no limit.
     pub pids: Option<u32>,
-    /// CPU time in cores (0.5: half of one), above 0 and at most 1024; None: no limit.
+    /// CPU time in cores (0.5: half of one), from 0.01 (the smallest cpu.max quota, 1ms
+    /// per 100ms period) to 1024; None: no limit.
     pub cpu: Option<f64>,
-    /// (uid, gid); None: the image's user.
+    /// (uid, gid), neither 4294967295 ((uid_t)-1); None: the image's user.
     pub user: Option<(u32, u32)>,
     pub capabilities: Capabilities,
     pub binds: Vec<Bind>,
