@@ -27,7 +27,8 @@
 //! sd_notify; by default just running) within their `start_timeout` before it starts;
 //! `restart` with capped exponential [`Backoff`] (never under 100 ms) until more than
 //! [`StartLimit`]`.burst` starts in `interval` mark it failed; `stop_signal`, then SIGKILL
-//! after `stop_timeout`. The graph is checked here (every name a service, no cycles, the
+//! after `stop_timeout` (at most 1h; with the onshutdown timeouts, at most 2h in all, so
+//! that PID 1's shutdown deadline stays sane). The graph is checked here (every name a service, no cycles, the
 //! cycle named in the error), so [`Config::start_order`] can hand the supervisor start
 //! levels to run in parallel and stop in reverse, and [`Config::dependents`] what to hold
 //! back when a service fails.
@@ -69,6 +70,7 @@
 
 mod backoff;
 mod bind;
+mod budget;
 mod caps;
 mod duration;
 mod error;

@@ -77,7 +77,10 @@ pub(crate) struct RawNetwork {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawService {
-    pub image: Parsed<ImageSource>,
+    /// Spanned as the one key every service has: a default that breaks a rule is reported
+    /// there. (Neither a spanned table nor a spanned name works: toml refuses the first for
+    /// dotted keys, and serde_path_to_error loses the second from error paths.)
+    pub image: Spanned<Parsed<ImageSource>>,
     #[serde(default)]
     pub command: Vec<Parsed<NoNul>>,
     #[serde(default)]
@@ -85,7 +88,7 @@ pub(crate) struct RawService {
     pub working_dir: Option<Parsed<WorkingDir>>,
     pub restart: Option<Parsed<RestartPolicy>>,
     pub stop_signal: Option<Parsed<Signal>>,
-    pub stop_timeout: Option<Parsed<HumanDuration>>,
+    pub stop_timeout: Option<Spanned<Parsed<HumanDuration>>>,
     pub readonly_rootfs: Option<bool>,
     pub host_pid: Option<bool>,
     #[serde(default)]
@@ -118,7 +121,7 @@ pub(crate) struct RawOneShot {
     #[serde(default)]
     pub binds: Vec<Spanned<String>>,
     pub capabilities: Option<Table<RawCapabilities>>,
-    pub timeout: Option<Parsed<AtLeast<1>>>,
+    pub timeout: Option<Spanned<Parsed<AtLeast<1>>>>,
     pub required: Option<Spanned<bool>>,
 }
 

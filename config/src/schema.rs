@@ -118,7 +118,8 @@ pub struct Service {
     pub working_dir: Option<String>,
     pub restart: RestartPolicy,
     pub stop_signal: Signal,
-    /// How long after `stop_signal` before SIGKILL.
+    /// How long after `stop_signal` before SIGKILL; at most 1h, and all of them plus the
+    /// onshutdown timeouts at most 2h.
     pub stop_timeout: Duration,
     pub readonly_rootfs: bool,
     /// Share the host's pid namespace (system agents that must see or signal host
