@@ -150,11 +150,13 @@ fn boot() -> ! {
 
 /// How long the supervisor gets to stop every service and run the onshutdown stages:
 /// services stop in dependency order, so in the worst case one after another; plus margin
-/// for containerd's round trips, capped so shutdown always ends.
+/// for containerd's round trips, capped so shutdown always ends. Saturating: `Sum` for
+/// Duration panics on overflow, and PID 1 must not panic over a config.
 fn services_budget(config: &hoist_config::Config) -> Duration {
-    let services: Duration = config.service.values().map(|s| s.stop_timeout).sum();
-    let stages: Duration = config.onshutdown.iter().map(|o| o.timeout).sum();
-    (services + stages + Duration::from_secs(10)).min(Duration::from_secs(180))
+    let services = config.service.values().map(|s| s.stop_timeout);
+    let stages = config.onshutdown.iter().map(|o| o.timeout);
+    let total = services.chain(stages).fold(Duration::from_secs(10), Duration::saturating_add);
+    total.min(Duration::from_secs(180))
 }
 
 fn setup_system(config: &hoist_config::Config) {
@@ -257,5 +259,39 @@ fn main_loop(rx: &Receiver<Event>, supervisor: &mut Child, containerd: &mut Chil
         };
         log::debug!("{event:?}: starting shutdown");
         shutdown::run(action, rx, supervisor, containerd, budget)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hoist_config::{Config, ImageSource, OneShot, Service};
+
+    fn service(stop_timeout: Duration) -> Service {
+        Service { stop_timeout, ..Service::new(ImageSource::Dir { dir: "/x".into() }) }
+    }
+
+    #[test]
+    fn the_shutdown_budget_saturates_and_is_capped() {
+        let mut config = Config::default();
+        assert_eq!(services_budget(&config), Duration::from_secs(10));
+        config.service.insert("a".into(), service(Duration::from_secs(20)));
+        assert_eq!(services_budget(&config), Duration::from_secs(30));
+        // Configs built by hand skip validation; a sum past Duration::MAX must not panic.
+        config.service.insert("b".into(), service(Duration::MAX));
+        config.service.insert("c".into(), service(Duration::MAX));
+        config.onshutdown.push(OneShot {
+            name: "flush".into(),
+            image: ImageSource::Dir { dir: "/x".into() },
+            command: Vec::new(),
+            env: Default::default(),
+            working_dir: None,
+            user: None,
+            binds: Vec::new(),
+            capabilities: Default::default(),
+            timeout: Duration::MAX,
+            required: false,
+        });
+        assert_eq!(services_budget(&config), Duration::from_secs(180));
     }
 }
