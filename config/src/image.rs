@@ -24,7 +24,8 @@ pub enum ImageSource {
     /// An OCI image layout directory; `tag` selects the manifest whose
     /// `org.opencontainers.image.ref.name` annotation matches.
     Oci { dir: PathBuf, tag: Option<String> },
-    /// A `docker save` tarball; `reference` (REPO:TAG) selects one of its images.
+    /// A `docker save` tarball; `reference` (REPO:TAG, normalized as docker does, or
+    /// [REPO]@sha256:IMAGE-ID) selects one of its images.
     DockerArchive { file: PathBuf, reference: Option<String> },
     /// A plain root filesystem directory.
     Dir { dir: PathBuf },
