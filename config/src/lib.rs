@@ -64,9 +64,10 @@
 //! exists is for the builder to find out. Defaults that depend on the machine (the newest
 //! installed kernel, the default kernel command line) stay `None` here and are resolved by
 //! the builder. Signal names are a fixed table of the Linux x86_64 numbers, and
-//! [`CAPABILITIES`] the Linux 6.1 capability names, not libc. Users are numeric only: a
-//! name would need the image's /etc/passwd, which only the supervisor sees. Nothing here
-//! probes readiness or enforces limits; this crate only says what they are.
+//! [`CAPABILITIES`] the Linux 6.1 capability names, not libc. `user` is numeric only: a
+//! name would need the image's /etc/passwd, which this crate does not see (the builder
+//! resolves an image's own `User` names against it). Nothing here probes readiness or
+//! enforces limits; this crate only says what they are.
 
 mod backoff;
 mod bind;
