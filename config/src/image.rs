@@ -5,6 +5,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use crate::Reference;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ImageError {
     #[error("invalid image {0:?}: expected oci:DIR[:TAG], docker-archive:FILE.tar[:REPO:TAG] or dir:DIR")]
@@ -17,6 +19,8 @@ pub enum ImageError {
     NotTar(String),
     #[error("invalid image {0:?}: it contains a NUL byte")]
     Nul(String),
+    #[error("invalid image {image:?}: {source}")]
+    Reference { image: String, source: crate::ReferenceError },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +107,9 @@ impl FromStr for ImageSource {
                 if reference == Some("") {
                     return Err(err(ImageError::EmptyTag));
                 }
+                if let Some(Err(source)) = reference.map(Reference::parse) {
+                    return Err(ImageError::Reference { image: s.to_string(), source });
+                }
                 Ok(ImageSource::DockerArchive { file: file.into(), reference: reference.map(str::to_string) })
             }
             "dir" if rest.is_empty() => Err(err(ImageError::EmptyPath)),
@@ -142,6 +149,16 @@ mod tests {
             image("docker-archive:out/x:y.tar:busybox:latest"),
             ImageSource::DockerArchive { file: "out/x:y.tar".into(), reference: Some("busybox:latest".into()) }
         );
+    }
+
+    #[test]
+    fn docker_archive_references_are_checked() {
+        for good in ["a.tar:busybox", "a.tar:localhost:5000/app:1", &format!("a.tar:@sha256:{}", "a".repeat(64))] {
+            image(&format!("docker-archive:{good}"));
+        }
+        let err = "docker-archive:a.tar:Busybox".parse::<ImageSource>().expect_err("upper case");
+        assert!(matches!(err, ImageError::Reference { .. }), "{err:?}");
+        assert!(err.to_string().starts_with("invalid image \"docker-archive:a.tar:Busybox\": invalid image reference \"Busybox\": a repository is lowercase"), "{err}");
     }
 
     #[test]

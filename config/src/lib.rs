@@ -84,6 +84,7 @@ mod oneshot;
 mod policy;
 mod raw;
 mod ready;
+mod reference;
 mod resources;
 mod scalar;
 mod schema;
@@ -101,6 +102,7 @@ pub use net::{Ipv4Cidr, NetError};
 pub use oneshot::OneShot;
 pub use policy::{PolicyError, RestartPolicy, Signal};
 pub use ready::Ready;
+pub use reference::{Reference, ReferenceError};
 pub use resources::{SizeError, parse_size};
 pub use schema::{CURRENT_VERSION, Config, Host, Kernel, Logs, Network, Service};
 

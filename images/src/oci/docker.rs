@@ -18,10 +18,10 @@ use tar::EntryType;
 
 use super::digest::{self, is_hex64, sha256_hex};
 use super::layer::{self, Compression};
-use super::reference::Reference;
 use super::spec::{self, ConfigBlob, DockerManifest};
 use super::{Image, OciError};
 use crate::tree::{Tree, normalize};
+use hoist_config::Reference;
 
 /// Links followed when looking a member up.
 const MAX_LINKS: usize = 16;

@@ -30,7 +30,6 @@ mod dir;
 mod docker;
 mod layer;
 mod layout;
-mod reference;
 mod spec;
 
 use std::io;
@@ -42,7 +41,6 @@ pub use create::create_oci_layout;
 pub use dir::import_dir;
 pub use docker::import_docker_archive;
 pub use layout::import_oci_layout;
-pub use reference::ReferenceError;
 
 /// An imported image, unpacked.
 #[derive(Debug, Clone)]
@@ -115,7 +113,7 @@ pub enum OciError {
     #[error("invalid tag {0:?}")]
     InvalidTag(String),
     #[error(transparent)]
-    Reference(#[from] ReferenceError),
+    Reference(#[from] hoist_config::ReferenceError),
     // A docker archive has no manifests to match a registry (repo) digest against.
     #[error(
         "no image with ID {digest} (a docker archive is matched by image ID, the config digest `docker inspect -f {{{{.Id}}}}` prints, not by registry digest; available: {})",

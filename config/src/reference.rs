@@ -1,7 +1,8 @@
 //! Image references (`busybox:1.36`, `acme/app:1`, `localhost:5000/app`,
 //! `busybox@sha256:...`) normalized the way the docker CLI does, so that what users write
 //! matches what `docker save` and skopeo write into an archive's RepoTags
-//! (`docker.io/library/busybox:1.36`, or the short form, depending on the tool):
+//! (`docker.io/library/busybox:1.36`, or the short form, depending on the tool). Parsed
+//! here so that `hoist check` refuses a malformed one; the builder matches with it.
 //!
 //! - The first path component is a registry only if there is more than one component and
 //!   it contains `.` or `:`, is `localhost`, or has upper-case letters. Otherwise the
@@ -31,7 +32,7 @@ pub struct ReferenceError {
 /// A normalized reference. At least one of `name` and `digest` is set; `tag` is set
 /// whenever `digest` is not.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Reference {
+pub struct Reference {
     /// Registry and repository: `docker.io/library/busybox`, `localhost:5000/app`.
     pub name: Option<String>,
     pub tag: Option<String>,
@@ -40,7 +41,7 @@ pub(crate) struct Reference {
 }
 
 impl Reference {
-    pub(crate) fn parse(text: &str) -> Result<Self, ReferenceError> {
+    pub fn parse(text: &str) -> Result<Self, ReferenceError> {
         let err = |reason| ReferenceError { reference: text.to_string(), reason };
         let (named, digest) = match text.split_once('@') {
             Some((named, digest)) => (named, Some(parse_digest(digest).map_err(err)?)),
@@ -70,7 +71,7 @@ impl Reference {
     }
 
     /// The same image by name and tag (a digest, if any, is compared separately).
-    pub(crate) fn same_name_and_tag(&self, other: &Reference) -> bool {
+    pub fn same_name_and_tag(&self, other: &Reference) -> bool {
         self.name.is_some() && self.name == other.name && self.tag == other.tag
     }
 }
@@ -92,7 +93,9 @@ impl fmt::Display for Reference {
 
 fn parse_digest(digest: &str) -> Result<String, &'static str> {
     match digest.split_once(':') {
-        Some(("sha256", hex)) if super::digest::is_hex64(hex) => Ok(digest.to_string()),
+        Some(("sha256", hex)) if hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) => {
+            Ok(digest.to_string())
+        }
         Some(("sha256", _)) => Err("a sha256 digest is 64 lowercase hex digits"),
         Some(_) => Err("only sha256 digests are supported"),
         None => Err("expected a digest like @sha256:<64 hex digits>"),
