@@ -14,9 +14,10 @@
 //! What cannot be checked one value at a time (the `version`, list elements such as binds
 //! and capabilities, numeric ranges, `ready` having exactly one kind, backoff `max` against
 //! `initial`, the gateway against the address, the `depends_on` graph, names shared by
-//! services and one-shots) is checked afterwards from `toml::Spanned` positions. Defaults
-//! are filled in last (the `Default` impls and [`Service::new`]), so a key the file leaves
-//! out reads as its default.
+//! services and one-shots, the sum of the shutdown timeouts) is checked afterwards from
+//! `toml::Spanned` positions. Defaults are filled in last (the `Default` impls and
+//! [`Service::new`]), so a key the file leaves out reads as its default; the shutdown sum
+//! counts defaults too.
 //!
 //! # Services, dependencies and one-shots
 //!

@@ -1,6 +1,7 @@
 //! From the raw TOML shape to `Config`: fills in defaults and checks what serde could not
 //! check value by value (the version, list elements, ranges, the gateway against the
-//! address, the dependency graph, names shared by services and one-shots).
+//! address, the dependency graph, names shared by services and one-shots, the shutdown
+//! budget).
 
 use std::collections::BTreeMap;
 
