@@ -50,6 +50,27 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     Ok(Duration::from_millis(total))
 }
 
+/// The shortest form [`parse_duration`] reads back (to the millisecond): `10s`, `1h`,
+/// `1h0m0s1ms`, `0s`. Units below the largest are written even when 0, so that a sum
+/// over a limit reads as one.
+pub(crate) fn format_duration(d: Duration) -> String {
+    let mut rest = d.as_millis();
+    let mut out = String::new();
+    for (unit, ms) in UNITS {
+        let ms = u128::from(ms);
+        let n = rest / ms;
+        rest %= ms;
+        // From the first non-zero unit on, until nothing is left.
+        if n > 0 || !out.is_empty() {
+            out.push_str(&format!("{n}{unit}"));
+        }
+        if rest == 0 && !out.is_empty() {
+            break;
+        }
+    }
+    if out.is_empty() { "0s".to_string() } else { out }
+}
+
 /// A `Duration` that parses from the human-readable form (for the raw TOML structs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct HumanDuration(pub Duration);
@@ -150,6 +171,18 @@ mod tests {
         let short = "99ms".parse::<AtLeast<100>>().expect_err("below the floor");
         assert_eq!(short.to_string(), "duration \"99ms\" is too short: expected at least 100ms");
         assert_eq!("5x".parse::<AtLeast<1>>(), Err(BoundError::Duration(DurationError::Invalid("5x".into()))));
+    }
+
+    #[test]
+    fn durations_format_back() {
+        for (ms, text) in
+            [(0, "0s"), (1, "1ms"), (10_000, "10s"), (90_000, "1m30s"), (3_600_000, "1h"), (7_200_001, "2h0m0s1ms")]
+        {
+            let d = Duration::from_millis(ms);
+            assert_eq!(format_duration(d), text);
+            assert_eq!(parse_duration(text), Ok(d), "{text}");
+        }
+        assert_eq!(format_duration(Duration::from_secs(3601)), "1h0m1s");
     }
 
     #[test]

@@ -40,6 +40,10 @@ impl Source<'_> {
         let err = err.into_inner();
         let span = err.span();
         let message = err.message().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(": ");
+        let message = match &span {
+            Some(s) if key.is_empty() => syntax_message(self.text, s.start, message),
+            _ => message,
+        };
         if key.is_empty() {
             key = span.as_ref().map(|s| key_at(self.text, s.start)).unwrap_or_default();
         }
@@ -51,6 +55,60 @@ impl Source<'_> {
             key = "(top level)".to_string();
         }
         self.invalid(span, key, message)
+    }
+}
+
+/// `bytes` as text, or an error pointing at the first byte that is not UTF-8.
+pub(crate) fn utf8<'a>(file: &str, bytes: &'a [u8]) -> Result<&'a str, ConfigError> {
+    let err = match std::str::from_utf8(bytes) {
+        Ok(text) => return Ok(text),
+        Err(err) => err,
+    };
+    let valid = err.valid_up_to();
+    let text = std::str::from_utf8(&bytes[..valid]).expect("valid_up_to bytes are UTF-8");
+    let mut key = key_at(text, valid);
+    if key.is_empty() {
+        key = "(top level)".to_string();
+    }
+    let message = format!("invalid UTF-8 (byte 0x{:02X}): the file must be UTF-8", bytes[valid]);
+    Err(Source { file, text }.invalid(Some(valid..valid), key, message))
+}
+
+/// The message for a TOML syntax error at `offset`. toml says nothing for some errors (a
+/// value missing at the end of the file, a control character in a comment) and "expected
+/// newline" for a control character after a value, so those are described here from the
+/// text; any other message is kept.
+fn syntax_message(text: &str, offset: usize, message: String) -> String {
+    let rest = text.get(offset..).unwrap_or_default();
+    let mut chars = rest.chars();
+    if let Some(c) = chars.next()
+        && is_forbidden_control(c, chars.next())
+    {
+        let code = u32::from(c);
+        return format!(
+            "control character U+{code:04X} is not allowed; TOML text may hold tabs and newlines only (in a string, write \\u{code:04X})"
+        );
+    }
+    let line_start = text[..offset.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+    let before = text.get(line_start..offset).unwrap_or_default().trim_end();
+    let after = rest.lines().next().unwrap_or_default().trim_start();
+    // `key =` with nothing but a comment after it.
+    if before.ends_with('=') && (after.is_empty() || after.starts_with('#')) {
+        return "expected a value after `=`".to_string();
+    }
+    match (message.is_empty(), rest.chars().next()) {
+        (false, _) => message,
+        (true, None) => "unexpected end of file".to_string(),
+        (true, Some(c)) => format!("unexpected {c:?}"),
+    }
+}
+
+/// TOML allows no control characters but tab and newline (CRLF included), even in comments.
+fn is_forbidden_control(c: char, next: Option<char>) -> bool {
+    match c {
+        '\t' | '\n' => false,
+        '\r' => next != Some('\n'),
+        c => c < ' ' || c == '\x7f',
     }
 }
 
@@ -156,5 +214,46 @@ mod tests {
         assert_eq!(key_at(text, text.find("image").expect("image")), "service.web.image");
         assert_eq!(key_at("version = \n", 10), "version");
         assert_eq!(key_at("garbage\n", 0), "");
+    }
+
+    fn syntax(text: &str) -> ConfigError {
+        let err = serde_path_to_error::deserialize::<_, toml::Value>(toml::Deserializer::new(text));
+        Source { file: "f.toml", text }.deserialize_error(err.expect_err("a syntax error"))
+    }
+
+    #[test]
+    fn every_syntax_error_has_a_message_and_a_position() {
+        let cases = [
+            ("version = ", "f.toml:1:11: version: expected a value after `=`"),
+            ("[service.web]\nimage =  # none\n", "f.toml:2:10: service.web.image: expected a value after `=`"),
+            (
+                "version = 1\n# a \u{7} bell\n",
+                "f.toml:2:5: (top level): control character U+0007 is not allowed; TOML text may hold tabs and newlines only (in a string, write \\u0007)",
+            ),
+            ("a = 1 # \u{7f}\n", "f.toml:1:9: a: control character U+007F is not allowed"),
+            ("a = \"x\u{0}\"\n", "f.toml:1:7: a: control character U+0000 is not allowed"),
+            ("a = 1\rb = 2\n", "f.toml:1:6: a: control character U+000D is not allowed"),
+            ("a = [1,", "f.toml:1:8: a: invalid array: expected `]`"),
+        ];
+        for (text, want) in cases {
+            let got = syntax(text).to_string();
+            assert!(got.starts_with(want), "{text:?}: got {got:?}");
+        }
+        // CRLF line ends are fine.
+        assert!(toml::from_str::<toml::Value>("a = 1\r\nb = 2\r\n").is_ok());
+    }
+
+    #[test]
+    fn invalid_utf8_points_at_the_first_bad_byte() {
+        let message = |bytes: &[u8]| utf8("f.toml", bytes).map(str::to_string).map_err(|e| e.to_string());
+        assert_eq!(
+            message(b"version = 1\n[service.web]\nimage = \"dir:/caf\xe9\"\n"),
+            Err("f.toml:3:18: service.web.image: invalid UTF-8 (byte 0xE9): the file must be UTF-8".into())
+        );
+        assert_eq!(
+            message(b"\xff"),
+            Err("f.toml:1:1: (top level): invalid UTF-8 (byte 0xFF): the file must be UTF-8".into())
+        );
+        assert_eq!(message("a = \"é\"".as_bytes()), Ok("a = \"é\"".into()));
     }
 }

@@ -5,6 +5,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use crate::Reference;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ImageError {
     #[error("invalid image {0:?}: expected oci:DIR[:TAG], docker-archive:FILE.tar[:REPO:TAG] or dir:DIR")]
@@ -15,6 +17,10 @@ pub enum ImageError {
     EmptyTag(String),
     #[error("invalid image {0:?}: a docker archive must be a .tar file")]
     NotTar(String),
+    #[error("invalid image {0:?}: it contains a NUL byte")]
+    Nul(String),
+    #[error("invalid image {image:?}: {source}")]
+    Reference { image: String, source: crate::ReferenceError },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,7 +28,8 @@ pub enum ImageSource {
     /// An OCI image layout directory; `tag` selects the manifest whose
     /// `org.opencontainers.image.ref.name` annotation matches.
     Oci { dir: PathBuf, tag: Option<String> },
-    /// A `docker save` tarball; `reference` (REPO:TAG) selects one of its images.
+    /// A `docker save` tarball; `reference` (REPO:TAG, normalized as docker does, or
+    /// [REPO]@sha256:IMAGE-ID) selects one of its images.
     DockerArchive { file: PathBuf, reference: Option<String> },
     /// A plain root filesystem directory.
     Dir { dir: PathBuf },
@@ -67,6 +74,10 @@ impl FromStr for ImageSource {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let err = |make: fn(String) -> ImageError| make(s.to_string());
+        // No path or reference can hold one, and the builder would fail to open it.
+        if s.contains('\0') {
+            return Err(err(ImageError::Nul));
+        }
         let (kind, rest) = s.split_once(':').ok_or_else(|| err(ImageError::Prefix))?;
         match kind {
             // Like skopeo's oci: transport, the directory ends at the first ':'.
@@ -95,6 +106,9 @@ impl FromStr for ImageSource {
                 }
                 if reference == Some("") {
                     return Err(err(ImageError::EmptyTag));
+                }
+                if let Some(Err(source)) = reference.map(Reference::parse) {
+                    return Err(ImageError::Reference { image: s.to_string(), source });
                 }
                 Ok(ImageSource::DockerArchive { file: file.into(), reference: reference.map(str::to_string) })
             }
@@ -138,6 +152,16 @@ mod tests {
     }
 
     #[test]
+    fn docker_archive_references_are_checked() {
+        for good in ["a.tar:busybox", "a.tar:localhost:5000/app:1", &format!("a.tar:@sha256:{}", "a".repeat(64))] {
+            image(&format!("docker-archive:{good}"));
+        }
+        let err = "docker-archive:a.tar:Busybox".parse::<ImageSource>().expect_err("upper case");
+        assert!(matches!(err, ImageError::Reference { .. }), "{err:?}");
+        assert!(err.to_string().starts_with("invalid image \"docker-archive:a.tar:Busybox\": invalid image reference \"Busybox\": a repository is lowercase"), "{err}");
+    }
+
+    #[test]
     fn dir() {
         assert_eq!(image("dir:/srv/rootfs"), ImageSource::Dir { dir: "/srv/rootfs".into() });
     }
@@ -145,7 +169,7 @@ mod tests {
     #[test]
     fn rejections() {
         type Make = fn(String) -> ImageError;
-        let cases: [(&str, Make); 11] = [
+        let cases: [(&str, Make); 13] = [
             ("busybox", ImageError::Prefix),
             ("docker://busybox", ImageError::Prefix),
             ("OCI:x", ImageError::Prefix),
@@ -157,6 +181,8 @@ mod tests {
             ("docker-archive:a.tgz", ImageError::NotTar),
             ("docker-archive:.tar", ImageError::NotTar),
             ("docker-archive:a.tar:", ImageError::EmptyTag),
+            ("dir:/srv\0x", ImageError::Nul),
+            ("oci:/srv:a\0", ImageError::Nul),
         ];
         for (text, expected) in cases {
             assert_eq!(text.parse::<ImageSource>(), Err(expected(text.to_string())), "{text:?}");

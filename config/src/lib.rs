@@ -14,9 +14,10 @@
 //! What cannot be checked one value at a time (the `version`, list elements such as binds
 //! and capabilities, numeric ranges, `ready` having exactly one kind, backoff `max` against
 //! `initial`, the gateway against the address, the `depends_on` graph, names shared by
-//! services and one-shots) is checked afterwards from `toml::Spanned` positions. Defaults
-//! are filled in last (the `Default` impls and [`Service::new`]), so a key the file leaves
-//! out reads as its default.
+//! services and one-shots, the sum of the shutdown timeouts) is checked afterwards from
+//! `toml::Spanned` positions. Defaults are filled in last (the `Default` impls and
+//! [`Service::new`]), so a key the file leaves out reads as its default; the shutdown sum
+//! counts defaults too.
 //!
 //! # Services, dependencies and one-shots
 //!
@@ -27,7 +28,8 @@
 //! sd_notify; by default just running) within their `start_timeout` before it starts;
 //! `restart` with capped exponential [`Backoff`] (never under 100 ms) until more than
 //! [`StartLimit`]`.burst` starts in `interval` mark it failed; `stop_signal`, then SIGKILL
-//! after `stop_timeout`. The graph is checked here (every name a service, no cycles, the
+//! after `stop_timeout` (at most 1h; with the onshutdown timeouts, at most 2h in all, so
+//! that PID 1's shutdown deadline stays sane). The graph is checked here (every name a service, no cycles, the
 //! cycle named in the error), so [`Config::start_order`] can hand the supervisor start
 //! levels to run in parallel and stop in reverse, and [`Config::dependents`] what to hold
 //! back when a service fails.
@@ -36,7 +38,9 @@
 //! completion, before the first service starts and after the last one stops, each within
 //! its `timeout`. A failed `required` onboot stops the boot there (the machine stays up and
 //! says why); any other failure is reported and skipped. One-shots and services share the
-//! containerd namespace, so one name is used once across all three.
+//! containerd namespace, so one name is used once across all three. They also share the
+//! log namespace with hoist itself, so `supervisor`, `containerd` and `kernel` are
+//! reserved.
 //!
 //! # Errors
 //!
@@ -44,7 +48,11 @@
 //! offending key or value, the dotted key (`service.web.stop_timeout`; non-bare keys are
 //! quoted, as in `sysctl."net.ipv4.ip_forward"`) and a short message saying what was
 //! expected. TOML syntax errors have no serde path; their key is the table header or
-//! assignment on the failing line. When toml gives no position the error points at 1:1.
+//! assignment on the failing line, and where toml's own message is empty or misleading (a
+//! value missing at the end of the file, a control character) the message is made from
+//! the text at the error. When toml gives no position the error points at 1:1. A file
+//! that is not UTF-8 is rejected at its first invalid byte; only a file that cannot be
+//! read at all is [`ConfigError::Io`].
 //! Display is the whole story, so `hoist check` prints it as is:
 //!
 //! ```text
@@ -57,12 +65,14 @@
 //! exists is for the builder to find out. Defaults that depend on the machine (the newest
 //! installed kernel, the default kernel command line) stay `None` here and are resolved by
 //! the builder. Signal names are a fixed table of the Linux x86_64 numbers, and
-//! [`CAPABILITIES`] the Linux 6.1 capability names, not libc. Users are numeric only: a
-//! name would need the image's /etc/passwd, which only the supervisor sees. Nothing here
-//! probes readiness or enforces limits; this crate only says what they are.
+//! [`CAPABILITIES`] the Linux 6.1 capability names, not libc. `user` is numeric only: a
+//! name would need the image's /etc/passwd, which this crate does not see (the builder
+//! resolves an image's own `User` names against it). Nothing here probes readiness or
+//! enforces limits; this crate only says what they are.
 
 mod backoff;
 mod bind;
+mod budget;
 mod caps;
 mod duration;
 mod error;
@@ -75,6 +85,7 @@ mod oneshot;
 mod policy;
 mod raw;
 mod ready;
+mod reference;
 mod resources;
 mod scalar;
 mod schema;
@@ -92,6 +103,7 @@ pub use net::{Ipv4Cidr, NetError};
 pub use oneshot::OneShot;
 pub use policy::{PolicyError, RestartPolicy, Signal};
 pub use ready::Ready;
+pub use reference::{Reference, ReferenceError};
 pub use resources::{SizeError, parse_size};
 pub use schema::{CURRENT_VERSION, Config, Host, Kernel, Logs, Network, Service};
 
@@ -101,8 +113,9 @@ use error::Source;
 /// against the file's directory, so the result does not depend on the working directory.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { file: file.clone(), source })?;
-    let mut config = parse(&text, &file)?;
+    let bytes = std::fs::read(path).map_err(|source| ConfigError::Io { file: file.clone(), source })?;
+    let text = error::utf8(&file, &bytes)?;
+    let mut config = parse(text, &file)?;
     let base = path.parent().unwrap_or(Path::new(""));
     for service in config.service.values_mut() {
         service.image.resolve_against(base);

@@ -24,7 +24,10 @@ pub struct ServiceImage {
     pub digest: String,
     /// Guest path of the unpacked rootfs tree.
     pub rootfs: String,
-    /// The image's own entrypoint/cmd/env/workdir/user.
+    /// The image's own entrypoint/cmd/env/workdir/user. `working_dir` is absolute or
+    /// empty; `user` is numeric `UID:GID` or empty, resolved by the builder against the
+    /// image's /etc/passwd and /etc/group, except when the config's `user` replaces it
+    /// (then it is the image's text, unused).
     #[serde(default)]
     pub entrypoint: Vec<String>,
     #[serde(default)]

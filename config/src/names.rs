@@ -11,9 +11,11 @@ pub(crate) enum NameError {
         "invalid service name {0:?}: expected 1-63 characters of a-z, 0-9, '_' and '-', starting with a letter or digit"
     )]
     Service(String),
+    #[error("name {0:?} is reserved: hoist's own log sources are supervisor, containerd and kernel")]
+    Reserved(String),
     #[error("invalid module name {0:?}: expected letters, digits, '_' and '-'")]
     Module(String),
-    #[error("invalid environment variable name {0:?}: expected a non-empty name without '='")]
+    #[error("invalid environment variable name {0:?}: expected a non-empty name without '=' or NUL bytes")]
     EnvKey(String),
     #[error("invalid working_dir {0:?}: expected an absolute path")]
     WorkingDir(String),
@@ -23,6 +25,8 @@ pub(crate) enum NameError {
     Sysctl(String),
     #[error("invalid kernel path: the path is empty")]
     EmptyPath,
+    #[error("invalid string {0:?}: a NUL byte would cut it short (it is passed on as a C string)")]
+    Nul(String),
 }
 
 /// Defines a validated string newtype: `name!(Type, Variant, |s| is_valid(s))`.
@@ -54,12 +58,32 @@ name!(Hostname, Hostname, |s| {
         })
 });
 
-// Service names become container ids, log file names and cgroup names.
-name!(ServiceName, Service, |s| {
-    (1..=63).contains(&s.len())
-        && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-});
+/// Log sources of hoist itself (`hoist ctl logs NAME`: /var/log/supervisor.log,
+/// /var/log/containerd.log, the kernel ring buffer). Services and one-shots log to
+/// /var/log/NAME.log under the same names, so these would collide.
+pub(crate) const RESERVED_NAMES: [&str; 3] = ["supervisor", "containerd", "kernel"];
+
+/// A service or one-shot name. These become container ids, log file names and cgroup
+/// names.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct ServiceName(pub String);
+
+impl FromStr for ServiceName {
+    type Err = NameError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let valid = (1..=63).contains(&s.len())
+            && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if !valid {
+            return Err(NameError::Service(s.to_string()));
+        }
+        if RESERVED_NAMES.contains(&s) {
+            return Err(NameError::Reserved(s.to_string()));
+        }
+        Ok(ServiceName(s.to_string()))
+    }
+}
 
 name!(ModuleName, Module, |s| {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
@@ -81,6 +105,19 @@ name!(Interface, Interface, |s| {
 name!(SysctlKey, Sysctl, |s| {
     s.split('.').all(|part| !part.is_empty() && !part.chars().any(|c| c == '/' || c.is_whitespace() || c.is_control()))
 });
+
+/// A string without NUL bytes: command arguments, environment values, the kernel command
+/// line and sysctl values all reach the kernel as C strings, where a NUL ends them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NoNul(pub String);
+
+impl FromStr for NoNul {
+    type Err = NameError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.contains('\0') { Err(NameError::Nul(s.to_string())) } else { Ok(NoNul(s.to_string())) }
+    }
+}
 
 /// A non-empty path string (the kernel image).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +161,10 @@ mod tests {
         for bad in ["", "Web", "-web", "_web", "web.1", "my web", &"a".repeat(64)] {
             assert!(!ok::<ServiceName>(bad), "{bad:?}");
         }
+        for reserved in RESERVED_NAMES {
+            assert_eq!(reserved.parse::<ServiceName>(), Err(NameError::Reserved(reserved.into())));
+        }
+        assert!(ok::<ServiceName>("kernel-tools") && ok::<ServiceName>("supervisor2"));
     }
 
     #[test]
@@ -135,6 +176,8 @@ mod tests {
         assert!(ok::<WorkingDir>("/") && ok::<WorkingDir>("/srv/www"));
         assert!(!ok::<WorkingDir>("srv") && !ok::<WorkingDir>("") && !ok::<WorkingDir>("./srv"));
         assert!(ok::<NonEmptyPath>("/boot/vmlinuz") && !ok::<NonEmptyPath>(""));
+        assert!(ok::<NoNul>("") && ok::<NoNul>("a b=c"));
+        assert_eq!("a\0b".parse::<NoNul>(), Err(NameError::Nul("a\0b".into())));
     }
 
     #[test]

@@ -5,9 +5,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use toml::Spanned;
+
+use crate::budget::{self, Budget};
 use crate::error::{ConfigError, Source};
 use crate::raw::{RawOneShot, Table};
-use crate::validate::{binds, capabilities, env};
+use crate::validate::{binds, capabilities, env, strings};
 use crate::{Bind, Capabilities, ImageSource};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -24,7 +27,8 @@ pub struct OneShot {
     pub user: Option<(u32, u32)>,
     pub binds: Vec<Bind>,
     pub capabilities: Capabilities,
-    /// Past this it is killed and counts as failed.
+    /// Past this it is killed and counts as failed. onshutdown: at most 1h, and counted
+    /// with the services' stop_timeouts in the 2h shutdown maximum.
     pub timeout: Duration,
     /// onboot only: a failure stops the boot (the machine stays up and says why) instead of
     /// being logged and skipped.
@@ -37,11 +41,13 @@ impl OneShot {
 
 /// Builds the `stage` ("onboot" or "onshutdown") list. `taken` maps every name used so
 /// far to where (`service.web`, `onboot[0]`); this stage's names are added to it.
+/// onshutdown timeouts are capped and charged to the shutdown `budget`.
 pub(crate) fn build(
     raw: Vec<Table<RawOneShot>>,
     stage: &str,
     src: &Source,
     taken: &mut BTreeMap<String, String>,
+    budget: &mut Budget,
 ) -> Result<Vec<OneShot>, ConfigError> {
     let mut out = Vec::with_capacity(raw.len());
     for (i, Table(raw)) in raw.into_iter().enumerate() {
@@ -53,6 +59,17 @@ pub(crate) fn build(
             return Err(src.invalid(Some(name_span), format!("{key}.name"), message));
         }
         taken.insert(name.clone(), key.clone());
+        let written = raw.timeout.as_ref().map(|t| t.span());
+        let timeout = match raw.timeout {
+            Some(t) if stage == "onshutdown" => {
+                budget::capped(Spanned::new(t.span(), t.into_inner().0.0), src, &format!("{key}.timeout"))?
+            }
+            Some(t) => t.into_inner().0.0,
+            None => OneShot::DEFAULT_TIMEOUT,
+        };
+        if stage == "onshutdown" {
+            budget.charge(src, &format!("{key}.timeout"), timeout, written, name_span.clone())?;
+        }
         let required = match raw.required {
             Some(r) if stage != "onboot" => {
                 let message = "required only applies to onboot: a failed onshutdown never stops the shutdown";
@@ -64,13 +81,13 @@ pub(crate) fn build(
         out.push(OneShot {
             name,
             image: raw.image.0,
-            command: raw.command,
+            command: strings(raw.command),
             env: env(raw.env),
             working_dir: raw.working_dir.map(|w| w.0.0),
             user: raw.user.map(|u| (u.0.0, u.0.1)),
             binds: binds(raw.binds, src, &format!("{key}.binds"))?,
             capabilities: capabilities(raw.capabilities, src, &format!("{key}.capabilities"))?,
-            timeout: raw.timeout.map_or(OneShot::DEFAULT_TIMEOUT, |t| t.0.0),
+            timeout,
             required,
         });
     }

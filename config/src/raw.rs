@@ -15,7 +15,7 @@ use toml::Spanned;
 
 use crate::backoff::BACKOFF_FLOOR_MS;
 use crate::duration::{AtLeast, HumanDuration};
-use crate::names::{EnvKey, Hostname, Interface, NonEmptyPath, ServiceName, SysctlKey, WorkingDir};
+use crate::names::{EnvKey, Hostname, Interface, NoNul, NonEmptyPath, ServiceName, SysctlKey, WorkingDir};
 use crate::net::{Ipv4, Ipv4Cidr};
 use crate::resources::{Size, User};
 use crate::scalar::{Integer, Number, StrOrInt};
@@ -59,7 +59,7 @@ pub(crate) struct RawHost {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawKernel {
     pub path: Option<Parsed<NonEmptyPath>>,
-    pub cmdline: Option<String>,
+    pub cmdline: Option<Parsed<NoNul>>,
     #[serde(default)]
     pub modules: Vec<Spanned<String>>,
 }
@@ -77,15 +77,18 @@ pub(crate) struct RawNetwork {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawService {
-    pub image: Parsed<ImageSource>,
+    /// Spanned as the one key every service has: a default that breaks a rule is reported
+    /// there. (Neither a spanned table nor a spanned name works: toml refuses the first for
+    /// dotted keys, and serde_path_to_error loses the second from error paths.)
+    pub image: Spanned<Parsed<ImageSource>>,
     #[serde(default)]
-    pub command: Vec<String>,
+    pub command: Vec<Parsed<NoNul>>,
     #[serde(default)]
-    pub env: BTreeMap<Parsed<EnvKey>, String>,
+    pub env: BTreeMap<Parsed<EnvKey>, Parsed<NoNul>>,
     pub working_dir: Option<Parsed<WorkingDir>>,
     pub restart: Option<Parsed<RestartPolicy>>,
     pub stop_signal: Option<Parsed<Signal>>,
-    pub stop_timeout: Option<Parsed<HumanDuration>>,
+    pub stop_timeout: Option<Spanned<Parsed<HumanDuration>>>,
     pub readonly_rootfs: Option<bool>,
     pub host_pid: Option<bool>,
     #[serde(default)]
@@ -110,15 +113,15 @@ pub(crate) struct RawOneShot {
     pub name: Spanned<Parsed<ServiceName>>,
     pub image: Parsed<ImageSource>,
     #[serde(default)]
-    pub command: Vec<String>,
+    pub command: Vec<Parsed<NoNul>>,
     #[serde(default)]
-    pub env: BTreeMap<Parsed<EnvKey>, String>,
+    pub env: BTreeMap<Parsed<EnvKey>, Parsed<NoNul>>,
     pub working_dir: Option<Parsed<WorkingDir>>,
     pub user: Option<StrOrInt<User>>,
     #[serde(default)]
     pub binds: Vec<Spanned<String>>,
     pub capabilities: Option<Table<RawCapabilities>>,
-    pub timeout: Option<Parsed<AtLeast<1>>>,
+    pub timeout: Option<Spanned<Parsed<AtLeast<1>>>>,
     pub required: Option<Spanned<bool>>,
 }
 
@@ -128,7 +131,7 @@ pub(crate) struct RawOneShot {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawReady {
     pub tcp: Option<Spanned<Integer>>,
-    pub exec: Option<Spanned<Vec<String>>>,
+    pub exec: Option<Spanned<Vec<Parsed<NoNul>>>>,
     pub file: Option<Spanned<String>>,
     pub notify: Option<Spanned<bool>>,
 }
@@ -247,7 +250,7 @@ impl<'de> Deserialize<'de> for SysctlValue {
                 f.write_str("a string, integer or boolean")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<SysctlValue, E> {
-                Ok(SysctlValue(v.to_string()))
+                v.parse::<NoNul>().map(|v| SysctlValue(v.0)).map_err(E::custom)
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<SysctlValue, E> {
                 Ok(SysctlValue(v.to_string()))

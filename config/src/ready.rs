@@ -1,6 +1,8 @@
 //! `ready`: when a started service counts as up, so that its dependents may start and a
 //! rollout may go on. Without it a service is ready as soon as its task runs.
 
+use std::fmt;
+
 use toml::Spanned;
 
 use crate::error::{ConfigError, Source};
@@ -20,6 +22,21 @@ pub enum Ready {
     File { path: String },
     /// `ready = { notify = true }`: the service sends READY=1 on $NOTIFY_SOCKET.
     Notify,
+}
+
+/// In the config's own words, for console and log lines: `tcp 8080`,
+/// `exec ["pg_isready", "-q"]`, `file /run/ready`, `notify`, `running`.
+impl fmt::Display for Ready {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ready::Running => f.write_str("running"),
+            Ready::Tcp { port } => write!(f, "tcp {port}"),
+            // Debug quotes and escapes each argument, so spaces and quotes stay readable.
+            Ready::Exec { command } => write!(f, "exec {command:?}"),
+            Ready::File { path } => write!(f, "file {path}"),
+            Ready::Notify => f.write_str("notify"),
+        }
+    }
 }
 
 const KINDS: &str = "tcp, exec, file or notify";
@@ -60,11 +77,11 @@ pub(crate) fn build(raw: Spanned<Table<RawReady>>, src: &Source, key: &str) -> R
         };
     }
     if let Some(exec) = exec {
-        if exec.get_ref().first().is_none_or(String::is_empty) {
+        if exec.get_ref().first().is_none_or(|first| first.0.0.is_empty()) {
             let message = "expected a command to run, like [\"pg_isready\"]";
             return Err(src.invalid(Some(exec.span()), format!("{key}.exec"), message));
         }
-        return Ok(Ready::Exec { command: exec.into_inner() });
+        return Ok(Ready::Exec { command: crate::validate::strings(exec.into_inner()) });
     }
     if let Some(file) = file {
         if !file.get_ref().starts_with('/') || file.get_ref().contains('\0') {
@@ -79,5 +96,25 @@ pub(crate) fn build(raw: Spanned<Table<RawReady>>, src: &Source, key: &str) -> R
             Err(src.invalid(Some(notify.span()), format!("{key}.notify"), message))
         }
         _ => Ok(Ready::Notify),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_uses_the_config_words() {
+        let exec = Ready::Exec { command: vec!["check".into(), "-x".into(), "a b\"c".into()] };
+        let cases = [
+            (Ready::Running, "running"),
+            (Ready::Tcp { port: 80 }, "tcp 80"),
+            (exec, r#"exec ["check", "-x", "a b\"c"]"#),
+            (Ready::File { path: "/run/ready".into() }, "file /run/ready"),
+            (Ready::Notify, "notify"),
+        ];
+        for (ready, text) in cases {
+            assert_eq!(ready.to_string(), text, "{ready:?}");
+        }
     }
 }

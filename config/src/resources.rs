@@ -25,6 +25,17 @@ pub(crate) const MIN_MEMORY: u64 = 4 << 20;
 /// The most `cpu` can ask for; cpu.max takes any quota, this only catches typos.
 pub(crate) const MAX_CPU: f64 = 1024.0;
 
+/// The cpu.max period the supervisor writes (services/src/spec.rs), in microseconds; the
+/// quota is `cpu` times this, rounded.
+pub(crate) const CPU_PERIOD_US: f64 = 100_000.0;
+
+/// The least `cpu` can ask for: a quota of 1000us per period, the smallest the kernel
+/// accepts. Anything smaller would round to a quota it refuses, or to 0.
+pub(crate) const MIN_CPU: f64 = 0.01;
+
+/// memory.max goes into the runtime spec as an i64; more would turn negative.
+pub(crate) const MAX_MEMORY: u64 = i64::MAX as u64;
+
 /// Parses a byte count: `64M`, `64Mi` (the same: powers of 1024), `1G`, or plain bytes
 /// (`4096`). Suffixes are upper case; no fractions, spaces or `B`.
 pub fn parse_size(text: &str) -> Result<u64, SizeError> {
@@ -71,8 +82,16 @@ impl FromStr for Size {
 pub(crate) struct User(pub u32, pub u32);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid user {0:?}: expected a numeric UID or UID:GID (names would need the image's /etc/passwd)")]
-pub(crate) struct UserError(String);
+pub(crate) enum UserError {
+    #[error("invalid user {0:?}: expected a numeric UID or UID:GID (names would need the image's /etc/passwd)")]
+    Form(String),
+    #[error("invalid user {0:?}: 4294967295 is (uid_t)-1, which Linux reserves to mean \"no id\"")]
+    Reserved(String),
+}
+
+/// (uid_t)-1: setuid and chown take it to mean "leave unchanged", and the kernel refuses
+/// it as an id.
+const NO_ID: u32 = u32::MAX;
 
 impl FromStr for User {
     type Err = UserError;
@@ -82,8 +101,9 @@ impl FromStr for User {
         let id = |t: &str| t.bytes().all(|b| b.is_ascii_digit()).then(|| t.parse::<u32>().ok()).flatten();
         let (uid, gid) = s.split_once(':').unwrap_or((s, s));
         match (id(uid), id(gid)) {
+            (Some(NO_ID), _) | (_, Some(NO_ID)) => Err(UserError::Reserved(s.to_string())),
             (Some(uid), Some(gid)) => Ok(User(uid, gid)),
-            _ => Err(UserError(s.to_string())),
+            _ => Err(UserError::Form(s.to_string())),
         }
     }
 }
@@ -92,6 +112,10 @@ pub(crate) fn memory(raw: Spanned<StrOrInt<Size>>, src: &Source, key: &str) -> R
     let bytes = raw.get_ref().0.0;
     if bytes < MIN_MEMORY {
         let message = format!("memory {} is below the minimum of {}", format_size(bytes), format_size(MIN_MEMORY));
+        return Err(src.invalid(Some(raw.span()), key.to_string(), message));
+    }
+    if bytes > MAX_MEMORY {
+        let message = format!("memory {} is above the largest cgroup limit, {MAX_MEMORY} bytes", format_size(bytes));
         return Err(src.invalid(Some(raw.span()), key.to_string(), message));
     }
     Ok(bytes)
@@ -110,10 +134,14 @@ pub(crate) fn pids(raw: Spanned<Integer>, src: &Source, key: &str) -> Result<u32
 pub(crate) fn cpu(raw: Spanned<Number>, src: &Source, key: &str) -> Result<f64, ConfigError> {
     let cores = raw.get_ref().0;
     // Written this way round so that NaN fails too.
-    if cores > 0.0 && cores <= MAX_CPU {
+    if (MIN_CPU..=MAX_CPU).contains(&cores) {
         return Ok(cores);
     }
-    let message = format!("expected a number of CPUs above 0 and at most {MAX_CPU}, got {cores}");
+    let message = format!(
+        "expected a number of CPUs from {MIN_CPU} (a {}us quota every {}us) to {MAX_CPU}, got {cores}",
+        MIN_CPU * CPU_PERIOD_US,
+        CPU_PERIOD_US
+    );
     Err(src.invalid(Some(raw.span()), key.to_string(), message))
 }
 
@@ -161,6 +189,15 @@ mod tests {
     }
 
     #[test]
+    fn the_smallest_cpu_gives_the_smallest_quota() {
+        // What the supervisor computes, which must not round below 1000us.
+        let quota = |cpu: f64| (cpu * CPU_PERIOD_US).round();
+        assert_eq!(quota(MIN_CPU), 1000.0);
+        assert!(quota(MIN_CPU - 0.0001) < 1000.0);
+        assert_eq!(MAX_MEMORY, 9_223_372_036_854_775_807);
+    }
+
+    #[test]
     fn sizes_format_back_exactly() {
         assert_eq!(format_size(0), "0");
         assert_eq!(format_size(1000), "1000");
@@ -175,7 +212,11 @@ mod tests {
         assert_eq!("1000:100".parse(), Ok(User(1000, 100)));
         assert_eq!("0:0".parse(), Ok(User(0, 0)));
         for bad in ["nobody", "1:2:3", "", ":1", "1:", "+1", "-1", "1000:users", "4294967296"] {
-            assert_eq!(bad.parse::<User>(), Err(UserError(bad.into())), "{bad:?}");
+            assert_eq!(bad.parse::<User>(), Err(UserError::Form(bad.into())), "{bad:?}");
+        }
+        assert_eq!("4294967294".parse(), Ok(User(4_294_967_294, 4_294_967_294)));
+        for reserved in ["4294967295", "0:4294967295", "4294967295:0"] {
+            assert_eq!(reserved.parse::<User>(), Err(UserError::Reserved(reserved.into())), "{reserved:?}");
         }
     }
 }

@@ -118,7 +118,8 @@ pub struct Service {
     pub working_dir: Option<String>,
     pub restart: RestartPolicy,
     pub stop_signal: Signal,
-    /// How long after `stop_signal` before SIGKILL.
+    /// How long after `stop_signal` before SIGKILL; at most 1h, and all of them plus the
+    /// onshutdown timeouts at most 2h.
     pub stop_timeout: Duration,
     pub readonly_rootfs: bool,
     /// Share the host's pid namespace (system agents that must see or signal host
@@ -131,13 +132,14 @@ pub struct Service {
     pub start_timeout: Duration,
     pub backoff: Backoff,
     pub start_limit: StartLimit,
-    /// memory.max in bytes, at least 4 MiB; None: no limit.
+    /// memory.max in bytes, at least 4 MiB and at most i64::MAX; None: no limit.
     pub memory: Option<u64>,
     /// pids.max, at least 1; None: no limit.
     pub pids: Option<u32>,
-    /// CPU time in cores (0.5: half of one), above 0 and at most 1024; None: no limit.
+    /// CPU time in cores (0.5: half of one), from 0.01 (the smallest cpu.max quota, 1ms
+    /// per 100ms period) to 1024; None: no limit.
     pub cpu: Option<f64>,
-    /// (uid, gid); None: the image's user.
+    /// (uid, gid), neither 4294967295 ((uid_t)-1); None: the image's user.
     pub user: Option<(u32, u32)>,
     pub capabilities: Capabilities,
     pub binds: Vec<Bind>,

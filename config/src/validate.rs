@@ -1,14 +1,16 @@
 //! From the raw TOML shape to `Config`: fills in defaults and checks what serde could not
 //! check value by value (the version, list elements, ranges, the gateway against the
-//! address, the dependency graph, names shared by services and one-shots).
+//! address, the dependency graph, names shared by services and one-shots, the shutdown
+//! budget).
 
 use std::collections::BTreeMap;
 
 use toml::Spanned;
 
 use crate::bind::BindSpec;
+use crate::budget::{self, Budget};
 use crate::error::{ConfigError, Source};
-use crate::names::{EnvKey, ModuleName};
+use crate::names::{EnvKey, ModuleName, NoNul};
 use crate::net::Ipv4;
 use crate::raw::{Parsed, RawCapabilities, RawConfig, RawKernel, RawNetwork, RawService, Table};
 use crate::schema::{CURRENT_VERSION, Config, Host, Kernel, Logs, Network, Service};
@@ -37,16 +39,21 @@ pub(crate) fn build(raw: RawConfig, src: &Source) -> Result<Config, ConfigError>
     let network = network(raw.network.0, src)?;
     let mut deps = BTreeMap::new();
     let mut services = BTreeMap::new();
+    let mut budget = Budget::default();
     for (name, Table(raw_service)) in raw.service {
         let name = name.0.0;
         let key = format!("service.{name}");
+        let image_span = raw_service.image.span();
         deps.insert(name.clone(), raw_service.depends_on.clone());
-        services.insert(name, service(raw_service, src, &key)?);
+        let written = raw_service.stop_timeout.as_ref().map(Spanned::span);
+        let service = service(raw_service, src, &key)?;
+        budget.charge(src, &format!("{key}.stop_timeout"), service.stop_timeout, written, image_span)?;
+        services.insert(name, service);
     }
     graph::check(&deps, src)?;
     let mut taken = services.keys().map(|name| (name.clone(), format!("service.{name}"))).collect();
-    let onboot = oneshot::build(raw.onboot, "onboot", src, &mut taken)?;
-    let onshutdown = oneshot::build(raw.onshutdown, "onshutdown", src, &mut taken)?;
+    let onboot = oneshot::build(raw.onboot, "onboot", src, &mut taken, &mut budget)?;
+    let onshutdown = oneshot::build(raw.onshutdown, "onshutdown", src, &mut taken, &mut budget)?;
     let logs = match raw.logs.0.max_size {
         Some(m) => {
             let bytes = m.get_ref().0.0;
@@ -78,7 +85,7 @@ fn kernel(raw: RawKernel, src: &Source) -> Result<Kernel, ConfigError> {
         .enumerate()
         .map(|(i, m)| element::<ModuleName>(src, "kernel.modules", i, m).map(|m| m.0))
         .collect::<Result<_, _>>()?;
-    Ok(Kernel { path: raw.path.map(|p| p.0.0), cmdline: raw.cmdline, modules })
+    Ok(Kernel { path: raw.path.map(|p| p.0.0), cmdline: raw.cmdline.map(|c| c.0.0), modules })
 }
 
 fn network(raw: RawNetwork, src: &Source) -> Result<Network, ConfigError> {
@@ -120,14 +127,17 @@ fn network(raw: RawNetwork, src: &Source) -> Result<Network, ConfigError> {
 }
 
 fn service(raw: RawService, src: &Source, key: &str) -> Result<Service, ConfigError> {
-    let defaults = Service::new(raw.image.0);
+    let defaults = Service::new(raw.image.into_inner().0);
     Ok(Service {
-        command: raw.command,
+        command: strings(raw.command),
         env: env(raw.env),
         working_dir: raw.working_dir.map(|w| w.0.0),
         restart: raw.restart.map_or(defaults.restart, |r| r.0),
         stop_signal: raw.stop_signal.map_or(defaults.stop_signal, |s| s.0),
-        stop_timeout: raw.stop_timeout.map_or(defaults.stop_timeout, |t| t.0.0),
+        stop_timeout: match raw.stop_timeout {
+            Some(t) => budget::capped(Spanned::new(t.span(), t.into_inner().0.0), src, &format!("{key}.stop_timeout"))?,
+            None => defaults.stop_timeout,
+        },
         readonly_rootfs: raw.readonly_rootfs.unwrap_or(defaults.readonly_rootfs),
         host_pid: raw.host_pid.unwrap_or(defaults.host_pid),
         depends_on: raw.depends_on.into_iter().map(Spanned::into_inner).collect(),
@@ -151,8 +161,12 @@ fn service(raw: RawService, src: &Source, key: &str) -> Result<Service, ConfigEr
     })
 }
 
-pub(crate) fn env(raw: BTreeMap<Parsed<EnvKey>, String>) -> BTreeMap<String, String> {
-    raw.into_iter().map(|(k, v)| (k.0.0, v)).collect()
+pub(crate) fn env(raw: BTreeMap<Parsed<EnvKey>, Parsed<NoNul>>) -> BTreeMap<String, String> {
+    raw.into_iter().map(|(k, v)| (k.0.0, v.0.0)).collect()
+}
+
+pub(crate) fn strings(raw: Vec<Parsed<NoNul>>) -> Vec<String> {
+    raw.into_iter().map(|s| s.0.0).collect()
 }
 
 pub(crate) fn binds(raw: Vec<Spanned<String>>, src: &Source, key: &str) -> Result<Vec<Bind>, ConfigError> {

@@ -83,3 +83,15 @@ fn a_missing_file_is_an_io_error() {
         other => panic!("expected an Io error, got {other:?}"),
     }
 }
+
+#[test]
+fn a_file_that_is_not_utf8_points_at_the_first_bad_byte() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let file = tmp.path().join("latin1.toml");
+    fs::write(&file, b"version = 1\n\n[service.web]\nimage = \"dir:/x\"\nenv = { NAME = \"Jos\xe9\" }\n")
+        .expect("write");
+    let err = load(&file).expect_err("not UTF-8");
+    let expected =
+        format!("{}:5:20: service.web.env: invalid UTF-8 (byte 0xE9): the file must be UTF-8", file.display());
+    assert_eq!(err.to_string(), expected);
+}

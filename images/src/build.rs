@@ -46,6 +46,8 @@ pub enum BuildError {
     Elf(#[from] elf::ElfError),
     #[error("service {service}: image {image}: {source}")]
     Image { service: String, image: String, source: Box<oci::OciError> },
+    #[error("service {service}: image {image}: user {user:?}: {source}")]
+    User { service: String, image: String, user: String, source: crate::resolve::UserError },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
@@ -120,9 +122,9 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport
     let containers = config
         .service
         .iter()
-        .map(|(name, s)| (name, &s.image))
-        .chain(config.onboot.iter().chain(&config.onshutdown).map(|o| (&o.name, &o.image)));
-    for (name, image_source) in containers {
+        .map(|(name, s)| (name, &s.image, s.user))
+        .chain(config.onboot.iter().chain(&config.onshutdown).map(|o| (&o.name, &o.image, o.user)));
+    for (name, image_source, config_user) in containers {
         let step = format!("image {name}");
         progress.begin(&step);
         let source = image_source.describe();
@@ -137,20 +139,7 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport
             tree.graft(rootfs.trim_start_matches('/'), &image.rootfs);
             unpacked.insert(image.digest.clone(), rootfs.clone());
         }
-        let c = &image.config;
-        manifest.service.insert(
-            name.clone(),
-            ServiceImage {
-                source: source.clone(),
-                digest: image.digest.clone(),
-                rootfs,
-                entrypoint: c.entrypoint.clone(),
-                cmd: c.cmd.clone(),
-                env: c.env.clone(),
-                working_dir: c.working_dir.clone(),
-                user: c.user.clone(),
-            },
-        );
+        manifest.service.insert(name.clone(), manifest_entry(name, &source, &image, rootfs, config_user)?);
         progress.end(&step, &format!("{} files, {}", image.rootfs.len(), image.digest));
         services.insert(name.clone(), image.digest);
     }
@@ -187,6 +176,39 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport
         initrd_bytes: initrd.len() as u64,
         modules,
         services,
+    })
+}
+
+/// The manifest entry for one container: the image's run settings, with its `User`
+/// resolved to numbers and its `WorkingDir` made absolute ([`crate::resolve`]), so the
+/// guest needs no lookups. When the config's `user` replaces the image's, the image's is
+/// left as written: it is never used, and may name someone the image does not know.
+fn manifest_entry(
+    name: &str,
+    source: &str,
+    image: &oci::Image,
+    rootfs: String,
+    config_user: Option<(u32, u32)>,
+) -> Result<ServiceImage, BuildError> {
+    let c = &image.config;
+    let user = match config_user {
+        Some(_) => c.user.clone(),
+        None => crate::resolve::user(&image.rootfs, &c.user).map_err(|err| BuildError::User {
+            service: name.to_string(),
+            image: source.to_string(),
+            user: c.user.clone(),
+            source: err,
+        })?,
+    };
+    Ok(ServiceImage {
+        source: source.to_string(),
+        digest: image.digest.clone(),
+        rootfs,
+        entrypoint: c.entrypoint.clone(),
+        cmd: c.cmd.clone(),
+        env: c.env.clone(),
+        working_dir: crate::resolve::working_dir(&c.working_dir),
+        user,
     })
 }
 
@@ -298,4 +320,35 @@ fn add_binaries(tree: &mut Tree, bin_dir: &Path) -> Result<(), BuildError> {
         tree.insert_file(&guest, 0o755, data);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci::{Image, ImageConfig};
+
+    fn image(user: &str, working_dir: &str) -> Image {
+        let mut rootfs = Tree::new();
+        rootfs.insert_file("etc/passwd", 0o644, b"root:x:0:0::/:\nwww-data:x:33:33::/var/www:\n".to_vec());
+        rootfs.insert_file("etc/group", 0o644, b"root:x:0:\nwww-data:x:33:\n".to_vec());
+        let config = ImageConfig { user: user.into(), working_dir: working_dir.into(), ..Default::default() };
+        Image { rootfs, config, digest: "sha256:00".into() }
+    }
+
+    #[test]
+    fn the_manifest_gets_numeric_users_and_absolute_working_dirs() {
+        let entry = |img: &Image, config_user| manifest_entry("web", "dir:/x", img, "/r".into(), config_user);
+        let e = entry(&image("www-data:www-data", "srv/www"), None).expect("resolves");
+        assert_eq!((e.user.as_str(), e.working_dir.as_str()), ("33:33", "/srv/www"));
+        let e = entry(&image("", ""), None).expect("defaults");
+        assert_eq!((e.user.as_str(), e.working_dir.as_str()), ("", ""));
+        // The config's user replaces the image's, which is then not looked up.
+        let e = entry(&image("mysql", "/"), Some((1000, 1000))).expect("replaced");
+        assert_eq!(e.user, "mysql");
+        let err = entry(&image("mysql", "/"), None).expect_err("unknown user");
+        assert_eq!(
+            err.to_string(),
+            "service web: image dir:/x: user \"mysql\": no user named \"mysql\" in the image's /etc/passwd"
+        );
+    }
 }

@@ -6,7 +6,8 @@
 //! libraries their ELF headers ask for ([`elf`]), the kernel modules the config and the VM's
 //! devices need with their dependencies ([`hoist_init::modules`]), the config, and every
 //! service image unpacked into a ready rootfs tree ([`oci`]: digests verified on the way
-//! in). It writes that tree as a sorted newc archive ([`cpio`]) with fixed owners and
+//! in; the image's `User` and `WorkingDir` resolved to numbers and absolute paths with
+//! [`resolve`]). It writes that tree as a sorted newc archive ([`cpio`]) with fixed owners and
 //! mtimes and compresses it ([`compress`]), so the same inputs give the same bytes.
 //!
 //! It does not pull from registries (there is no network here): images come from local
@@ -20,4 +21,5 @@ pub mod elf;
 pub mod kernel;
 pub mod oci;
 pub mod pki;
+pub mod resolve;
 pub mod tree;

@@ -27,6 +27,9 @@ impl Entry {
     }
 }
 
+/// Linux's MAXSYMLINKS.
+const MAX_SYMLINKS: usize = 40;
+
 /// Paths are relative, `/`-separated, without a leading or trailing `/` ("usr/bin/x").
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tree {
@@ -93,6 +96,38 @@ impl Tree {
 
     pub fn get(&self, path: &str) -> Option<&Entry> {
         self.entries.get(&normalize(path)?)
+    }
+
+    /// `path` with every symlink in it followed as if the tree were the root directory:
+    /// `..` stops at the root and absolute targets start from it, so the result never
+    /// leaves the tree (as containerd's applier and a chroot see it). None past Linux's
+    /// limit of 40 links.
+    pub fn resolve(&self, path: &str) -> Option<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut todo: Vec<String> = path.split('/').rev().map(str::to_string).collect();
+        let mut hops = 0;
+        while let Some(part) = todo.pop() {
+            match part.as_str() {
+                "" | "." => continue,
+                ".." => {
+                    out.pop();
+                    continue;
+                }
+                _ => out.push(part),
+            }
+            if let Some(Entry { node: Node::Symlink { target }, .. }) = self.get(&out.join("/")) {
+                hops += 1;
+                if hops > MAX_SYMLINKS {
+                    return None;
+                }
+                out.pop();
+                if target.starts_with('/') {
+                    out.clear();
+                }
+                todo.extend(target.split('/').rev().map(str::to_string));
+            }
+        }
+        Some(out.join("/"))
     }
 
     /// Removes `path` and everything below it.

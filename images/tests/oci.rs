@@ -542,6 +542,60 @@ fn docker_archives_import_by_repo_tag() {
 }
 
 #[test]
+fn docker_archive_references_are_normalized_on_both_sides() {
+    let tmp = tempdir();
+    let path = tmp.path().join("skopeo.tar");
+    let images = [
+        // skopeo and newer docker write the full form.
+        DockerImage {
+            tags: &["docker.io/library/busybox:1.36"],
+            layers: vec![tar_of(&[T::File("a", b"1")])],
+            cmd: "sh",
+        },
+        DockerImage {
+            tags: &["docker.io/acme/app:1", "localhost:5000/app:latest"],
+            layers: vec![tar_of(&[T::File("b", b"2")])],
+            cmd: "app",
+        },
+    ];
+    docker_archive(&path, &images, &|tar| sha256(tar));
+    let cmd = |reference: &str| match import_docker_archive(&path, Some(reference)) {
+        Ok(image) => Ok(image.config.cmd.join(" ")),
+        Err(e) => Err(e.to_string()),
+    };
+    for (reference, want) in [
+        ("busybox:1.36", "sh"),
+        ("library/busybox:1.36", "sh"),
+        ("docker.io/busybox:1.36", "sh"),
+        ("index.docker.io/library/busybox:1.36", "sh"),
+        ("acme/app:1", "app"),
+        ("docker.io/acme/app:1", "app"),
+        ("localhost:5000/app", "app"),
+    ] {
+        assert_eq!(cmd(reference).as_deref(), Ok(want), "{reference}");
+    }
+    let err = cmd("busybox").expect_err("no busybox:latest");
+    assert!(err.starts_with("no image tagged \"docker.io/library/busybox:latest\""), "{err}");
+    assert!(cmd("acme/app:2").is_err() && cmd("localhost:5001/app").is_err());
+    let err = cmd("Busybox").expect_err("upper case");
+    assert!(err.starts_with("invalid image reference \"Busybox\""), "{err}");
+
+    // Digests are image IDs: the config's sha256, which is also Image::digest here.
+    let app = import_docker_archive(&path, Some("acme/app:1")).expect("app");
+    assert_eq!(cmd(&format!("@{}", app.digest)).as_deref(), Ok("app"));
+    assert_eq!(cmd(&format!("acme/app@{}", app.digest)).as_deref(), Ok("app"));
+    assert_eq!(cmd(&format!("localhost:5000/app:9@{}", app.digest)).as_deref(), Ok("app"));
+    let err = cmd(&format!("busybox@{}", app.digest)).expect_err("the ID is not busybox's");
+    assert!(err.starts_with("no image tagged"), "{err}");
+    let unknown = format!("sha256:{}", "0".repeat(64));
+    let err = cmd(&format!("@{unknown}")).expect_err("no such ID");
+    assert!(err.starts_with(&format!("no image with ID {unknown} (a docker archive is matched by image ID")), "{err}");
+    assert!(err.contains(&app.digest), "{err}");
+    let err = cmd("busybox@sha256:1234").expect_err("short digest");
+    assert!(err.contains("64 lowercase hex"), "{err}");
+}
+
+#[test]
 fn docker_archive_layers_are_checked_against_diff_ids() {
     let tmp = tempdir();
     let path = tmp.path().join("images.tar");

@@ -299,8 +299,10 @@ fn main_loop(rx: &Receiver<Event>, supervisor: &mut Child, containerd: &mut Chil
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use hoist_config::{Config, ImageSource, OneShot, Service};
     use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+
+    use super::*;
 
     #[test]
     fn events_map_to_shutdowns() {
@@ -323,5 +325,33 @@ mod tests {
         // The first request decides; the rest were drained as repeats.
         assert_eq!(pending_shutdown(&rx), Some(Action::Reboot));
         assert_eq!(pending_shutdown(&rx), None);
+    }
+
+    fn service(stop_timeout: Duration) -> Service {
+        Service { stop_timeout, ..Service::new(ImageSource::Dir { dir: "/x".into() }) }
+    }
+
+    #[test]
+    fn the_shutdown_budget_saturates_and_is_capped() {
+        let mut config = Config::default();
+        assert_eq!(services_budget(&config), Duration::from_secs(10));
+        config.service.insert("a".into(), service(Duration::from_secs(20)));
+        assert_eq!(services_budget(&config), Duration::from_secs(30));
+        // Configs built by hand skip validation; a sum past Duration::MAX must not panic.
+        config.service.insert("b".into(), service(Duration::MAX));
+        config.service.insert("c".into(), service(Duration::MAX));
+        config.onshutdown.push(OneShot {
+            name: "flush".into(),
+            image: ImageSource::Dir { dir: "/x".into() },
+            command: Vec::new(),
+            env: Default::default(),
+            working_dir: None,
+            user: None,
+            binds: Vec::new(),
+            capabilities: Default::default(),
+            timeout: Duration::MAX,
+            required: false,
+        });
+        assert_eq!(services_budget(&config), Duration::from_secs(180));
     }
 }

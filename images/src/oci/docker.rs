@@ -2,6 +2,12 @@
 //! member, its RepoTags and its layer members in order. Old archives name layers
 //! `<id>/layer.tar` (sometimes symlinks to an identical layer) and the config `<hex>.json`;
 //! Docker 25+ stores both as `blobs/sha256/<hex>`.
+//!
+//! An image is chosen by reference, normalized on both sides as the docker CLI does
+//! ([`Reference`]): `busybox:1.36` matches a RepoTag written `docker.io/library/busybox:1.36`
+//! (skopeo) or `busybox:1.36` (docker). A digest (`NAME@sha256:...` or `@sha256:...`) is
+//! matched against the image ID, the sha256 of the image config, which is what a docker
+//! archive keeps; registry manifest digests are not in manifest.json.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -15,16 +21,23 @@ use super::layer::{self, Compression};
 use super::spec::{self, ConfigBlob, DockerManifest};
 use super::{Image, OciError};
 use crate::tree::{Tree, normalize};
+use hoist_config::Reference;
 
 /// Links followed when looking a member up.
 const MAX_LINKS: usize = 16;
 
-/// Imports the image whose RepoTags contain `reference` ("name:tag"; a bare name means
-/// ":latest") from the archive `file`; without a reference, the archive must hold one image.
+/// Imports the image `reference` names (a RepoTag, "name:tag", a bare name meaning
+/// ":latest", or an image ID digest; see the module doc) from the archive `file`; without
+/// a reference, the archive must hold one image.
 pub fn import_docker_archive(file: &Path, reference: Option<&str>) -> Result<Image, OciError> {
+    let reference = reference.map(Reference::parse).transpose()?;
     let archive = Archive::open(file)?;
     let manifests: Vec<DockerManifest> = spec::parse(&archive.label("manifest.json"), &archive.read("manifest.json")?)?;
-    let image = select(file, &manifests, reference)?;
+    let image_id = |m: &DockerManifest| match digest_in_name(&m.config) {
+        Some(hex) => Ok(format!("sha256:{hex}")),
+        None => archive.read(&m.config).map(|data| digest::sha256(&data)),
+    };
+    let image = select(file, &manifests, reference.as_ref(), &image_id)?;
 
     let config_data = archive.read(&image.config)?;
     if let Some(hex) = digest_in_name(&image.config) {
@@ -60,26 +73,49 @@ pub fn import_docker_archive(file: &Path, reference: Option<&str>) -> Result<Ima
 fn select<'a>(
     file: &Path,
     manifests: &'a [DockerManifest],
-    reference: Option<&str>,
+    reference: Option<&Reference>,
+    image_id: &dyn Fn(&DockerManifest) -> Result<String, OciError>,
 ) -> Result<&'a DockerManifest, OciError> {
     let mut available: Vec<String> = manifests.iter().flat_map(|m| m.repo_tags.iter().flatten().cloned()).collect();
     available.sort();
     available.dedup();
-    match (manifests, reference) {
-        ([], _) => Err(OciError::NoImages { path: file.to_path_buf() }),
-        ([only], None) => Ok(only),
-        (_, None) => Err(OciError::NoTagGiven { available }),
-        (_, Some(reference)) => {
-            let has_tag = reference.rsplit('/').next().is_some_and(|last| last.contains(':'));
-            let wanted = if has_tag { reference.to_string() } else { format!("{reference}:latest") };
-            let tagged = |m: &&DockerManifest| m.repo_tags.iter().flatten().any(|t| *t == wanted);
-            let mut matches = manifests.iter().filter(tagged);
-            match (matches.next(), matches.next()) {
-                (Some(m), None) => Ok(m),
-                (Some(_), Some(_)) => Err(OciError::AmbiguousTag { tag: wanted }),
-                (None, _) => Err(OciError::NoSuchTag { tag: reference.to_string(), available }),
+    let reference = match (manifests, reference) {
+        ([], _) => return Err(OciError::NoImages { path: file.to_path_buf() }),
+        ([only], None) => return Ok(only),
+        (_, None) => return Err(OciError::NoTagGiven { available }),
+        (_, Some(reference)) => reference,
+    };
+    // RepoTags that do not parse are left out: they cannot name what the user asked for.
+    let tags = |m: &DockerManifest| -> Vec<Reference> {
+        m.repo_tags.iter().flatten().filter_map(|t| Reference::parse(t).ok()).collect()
+    };
+    let mut matches = Vec::new();
+    for m in manifests {
+        let found = match (&reference.digest, &reference.name) {
+            (None, _) => tags(m).iter().any(|t| t.same_name_and_tag(reference)),
+            (Some(digest), name) => {
+                *digest == image_id(m)?
+                    && name.as_ref().is_none_or(|n| tags(m).iter().any(|t| t.name.as_ref() == Some(n)))
             }
+        };
+        if found {
+            matches.push(m);
         }
+    }
+    match (matches.as_slice(), &reference.digest) {
+        ([m], _) => Ok(m),
+        ([], None) => Err(OciError::NoSuchTag { tag: reference.to_string(), available }),
+        ([], Some(digest)) => {
+            let mut ids = manifests.iter().map(image_id).collect::<Result<Vec<_>, _>>()?;
+            if ids.contains(digest) {
+                // The ID is there, under other names.
+                return Err(OciError::NoSuchTag { tag: reference.to_string(), available });
+            }
+            ids.sort();
+            ids.dedup();
+            Err(OciError::NoSuchImageId { digest: digest.clone(), available: ids })
+        }
+        (_, _) => Err(OciError::AmbiguousTag { tag: reference.to_string() }),
     }
 }
 

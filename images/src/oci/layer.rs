@@ -17,8 +17,6 @@ use super::OciError;
 use super::digest::HashingReader;
 use crate::tree::{Entry, Node, Tree, normalize};
 
-/// Linux's MAXSYMLINKS.
-const MAX_SYMLINKS: usize = 40;
 const WHITEOUT: &str = ".wh.";
 const OPAQUE: &str = ".wh..wh..opq";
 
@@ -258,37 +256,13 @@ fn resolve_parent(tree: &Tree, layer: &str, path: &str) -> Result<String, OciErr
     Ok(join(&resolve(tree, layer, parent)?, name))
 }
 
-/// Follows every symlink in `path` as if the tree were the root directory.
+/// Follows every symlink in `path` inside the tree ([`Tree::resolve`]).
 fn resolve(tree: &Tree, layer: &str, path: &str) -> Result<String, OciError> {
-    let mut out: Vec<String> = Vec::new();
-    let mut todo: Vec<String> = path.split('/').rev().map(str::to_string).collect();
-    let mut hops = 0;
-    while let Some(part) = todo.pop() {
-        match part.as_str() {
-            "" | "." => continue,
-            ".." => {
-                out.pop();
-                continue;
-            }
-            _ => out.push(part),
-        }
-        if let Some(Entry { node: Node::Symlink { target }, .. }) = tree.get(&out.join("/")) {
-            hops += 1;
-            if hops > MAX_SYMLINKS {
-                return Err(OciError::BadEntry {
-                    layer: layer.to_string(),
-                    path: path.to_string(),
-                    reason: "too many levels of symlinks",
-                });
-            }
-            out.pop();
-            if target.starts_with('/') {
-                out.clear();
-            }
-            todo.extend(target.split('/').rev().map(str::to_string));
-        }
-    }
-    Ok(out.join("/"))
+    tree.resolve(path).ok_or_else(|| OciError::BadEntry {
+        layer: layer.to_string(),
+        path: path.to_string(),
+        reason: "too many levels of symlinks",
+    })
 }
 
 fn split(path: &str) -> (&str, &str) {

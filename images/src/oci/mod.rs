@@ -112,6 +112,14 @@ pub enum OciError {
     BadPath { path: PathBuf, reason: &'static str },
     #[error("invalid tag {0:?}")]
     InvalidTag(String),
+    #[error(transparent)]
+    Reference(#[from] hoist_config::ReferenceError),
+    // A docker archive has no manifests to match a registry (repo) digest against.
+    #[error(
+        "no image with ID {digest} (a docker archive is matched by image ID, the config digest `docker inspect -f {{{{.Id}}}}` prints, not by registry digest; available: {})",
+        list(available)
+    )]
+    NoSuchImageId { digest: String, available: Vec<String> },
 }
 
 fn list(items: &[String]) -> String {

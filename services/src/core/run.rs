@@ -100,8 +100,7 @@ impl Core {
             self.set_state(name, State::Running { pid, ready: false, deadline: None });
             return self.on_ready(now, name, pid);
         }
-        let words = super::view::ready_words(&ready);
-        self.say(format!("service {name} running pid={pid} uptime_ms={now}, waiting for readiness ({words})"));
+        self.say(format!("service {name} running pid={pid} uptime_ms={now}, waiting for readiness ({ready})"));
         let deadline = now.saturating_add(timeout.as_millis() as Ms);
         self.set_state(name, State::Running { pid, ready: false, deadline: Some(deadline) });
         if ready != Ready::Notify {

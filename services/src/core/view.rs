@@ -1,8 +1,6 @@
 //! What the core shows: every service's status, one service's recent events, and what the
 //! control API needs to exec into a service. Answered in every phase.
 
-use hoist_config::Ready;
-
 use super::{Core, Ms, Phase, Refused, State};
 
 /// Something that happened to a service, for `describe` and the event stream.
@@ -65,7 +63,7 @@ impl Core {
             State::Waiting { on } if on.is_empty() => self.not_yet(),
             State::Waiting { on } => format!("waits for {}", on.join(", ")),
             State::Backoff { until } => format!("restart in {} ms", until.saturating_sub(now)),
-            State::Running { ready: false, .. } => format!("waiting for readiness ({})", ready_words(&svc.plan.ready)),
+            State::Running { ready: false, .. } => format!("waiting for readiness ({})", svc.plan.ready),
             State::Stopping { .. } => "stop signal sent".into(),
             _ => String::new(),
         };
@@ -97,16 +95,5 @@ impl Core {
             Phase::BootFailed { reason } => format!("not started: boot failed: {reason}"),
             _ => String::new(),
         }
-    }
-}
-
-/// A `ready` setting in the config's own words.
-pub fn ready_words(ready: &Ready) -> String {
-    match ready {
-        Ready::Running => "running".into(),
-        Ready::Tcp { port } => format!("tcp {port}"),
-        Ready::Exec { command } => format!("exec {}", command.join(" ")),
-        Ready::File { path } => format!("file {path}"),
-        Ready::Notify => "notify".into(),
     }
 }
