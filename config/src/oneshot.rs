@@ -68,7 +68,7 @@ pub(crate) fn build(
             None => OneShot::DEFAULT_TIMEOUT,
         };
         if stage == "onshutdown" {
-            budget.charge(src, &format!("{key}.timeout"), timeout, written, name_span.clone())?;
+            budget.charge(src, &format!("{key}.timeout"), timeout, written)?;
         }
         let required = match raw.required {
             Some(r) if stage != "onboot" => {

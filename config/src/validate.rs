@@ -43,11 +43,10 @@ pub(crate) fn build(raw: RawConfig, src: &Source) -> Result<Config, ConfigError>
     for (name, Table(raw_service)) in raw.service {
         let name = name.0.0;
         let key = format!("service.{name}");
-        let image_span = raw_service.image.span();
         deps.insert(name.clone(), raw_service.depends_on.clone());
         let written = raw_service.stop_timeout.as_ref().map(Spanned::span);
         let service = service(raw_service, src, &key)?;
-        budget.charge(src, &format!("{key}.stop_timeout"), service.stop_timeout, written, image_span)?;
+        budget.charge(src, &format!("{key}.stop_timeout"), service.stop_timeout, written)?;
         services.insert(name, service);
     }
     graph::check(&deps, src)?;
