@@ -107,6 +107,15 @@ async fn run_async(args: CtlArgs) -> anyhow::Result<ExitCode> {
         CtlCommand::Status => {
             let reply = c.status(pb::StatusRequest {}).await.map_err(status_err)?.into_inner();
             print_status(&reply.services, json);
+            // The JSON form stays the array of services it always was; problems go to
+            // stderr there, so a script still sees them.
+            for p in &reply.problems {
+                if json {
+                    eprintln!("problem: {p}");
+                } else {
+                    println!("problem: {p}");
+                }
+            }
         }
         CtlCommand::Describe { service } => {
             let d = c.describe(pb::ServiceRequest { name: service }).await.map_err(status_err)?.into_inner();

@@ -134,12 +134,12 @@ impl Child {
         self.exits.retain(|t| now.duration_since(*t) < BURST_WINDOW);
         self.exits.push(now);
         if self.exits.len() > BURST {
-            log::error!(
+            crate::problems::report(format!(
                 "{} exited {} times within {}s: marked failed, not restarting",
                 self.name,
                 self.exits.len(),
                 BURST_WINDOW.as_secs()
-            );
+            ));
             self.state = State::Failed;
             return;
         }

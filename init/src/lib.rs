@@ -26,6 +26,7 @@ pub mod mounts;
 pub mod net;
 pub mod paths;
 pub mod power;
+pub mod problems;
 pub mod shutdown;
 pub mod system;
 
@@ -199,9 +200,14 @@ fn load_modules(config: &hoist_config::Config) {
     };
     loader.load_for_devices(Path::new("/sys"));
     loader.load_present(kmod::ALWAYS);
-    loader.load(&config.kernel.modules);
+    let before = loader.report.failed.len();
     for (module, why) in &loader.report.failed {
         log::warn!("module {module}: {why}");
+    }
+    // A module the config asks for is a feature the user expects: keep saying it is missing.
+    loader.load(&config.kernel.modules);
+    for (module, why) in &loader.report.failed[before..] {
+        problems::report(format!("module {module} (from [kernel] modules) did not load: {why}"));
     }
     log::debug!("modules loaded: {}", loader.report.loaded.join(" "));
 }

@@ -15,6 +15,8 @@ pub const CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
 pub const CONTAINERD_LOG: &str = "/var/log/containerd.log";
 /// Boot phases recorded by PID 1 (`name ms` per line), read by the supervisor.
 pub const TIMELINE: &str = "/run/hoist/timeline";
+/// Problems PID 1 keeps reporting (one per line), read by the supervisor for `status`.
+pub const PROBLEMS: &str = "/run/hoist/problems";
 /// Unpacked service images live below this directory.
 pub const IMAGES_DIR: &str = "/var/lib/hoist/images";
 

@@ -225,7 +225,10 @@ impl<R: Runtime> Driver<R> {
         let now = now();
         match cmd {
             Cmd::Status(tx) => {
-                let _ = tx.send(self.core.status(now).into_iter().map(crate::api::server::to_pb).collect());
+                let services = self.core.status(now).into_iter().map(crate::api::server::to_pb).collect();
+                let mut problems = pid1_problems(std::path::Path::new(PROBLEMS));
+                problems.extend(self.core.problems(now));
+                let _ = tx.send(pb::StatusReply { services, problems });
             }
             Cmd::Describe(name, tx) => {
                 let detail = self.core.describe(now, &name).map(|(view, events)| pb::ServiceDetail {
@@ -250,9 +253,36 @@ impl<R: Runtime> Driver<R> {
     }
 }
 
+/// Where PID 1 lists the problems it keeps reporting (`hoist_init::paths::PROBLEMS`).
+const PROBLEMS: &str = "/run/hoist/problems";
+
+/// PID 1's problems, one per line; bounded, since it is read on every status call.
+fn pid1_problems(path: &std::path::Path) -> Vec<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    if let Ok(f) = std::fs::File::open(path) {
+        let _ = f.take(64 << 10).read_to_string(&mut text);
+    }
+    text.lines().filter(|l| !l.is_empty()).map(str::to_string).collect()
+}
+
 async fn sleep_until(at: Option<Ms>) {
     match at {
         Some(at) => tokio::time::sleep(Duration::from_millis(at.saturating_sub(now()))).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pid1_problems_are_read_line_by_line_and_a_missing_file_is_none() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("problems");
+        assert!(pid1_problems(&path).is_empty());
+        std::fs::write(&path, "module kvm_intel did not load\n\ncontainerd marked failed\n").expect("write");
+        assert_eq!(pid1_problems(&path), ["module kvm_intel did not load", "containerd marked failed"]);
     }
 }

@@ -22,6 +22,9 @@ command = ["sh", "-c", "trap 'exit 0' TERM; while [ ! -f /crash ]; do sleep 0.2;
 restart = "on-failure"
 "#;
 
+/// For waits on a host under memory pressure or without containerd.
+const WAIT_LONG: Duration = Duration::from_secs(120);
+
 async fn status(c: &mut pb::control_client::ControlClient<tonic::transport::Channel>) -> Vec<pb::ServiceStatus> {
     c.status(pb::StatusRequest {}).await.expect("status").into_inner().services
 }
@@ -319,4 +322,78 @@ command = ["sh", "-c", "echo web should not start"]
     assert!(exit.clean, "{exit:?}");
     eprintln!("power-off during onboot took {:?}", asked.elapsed());
     assert!(!vm.console_lines().iter().any(|l| l.contains("web should not start")));
+}
+
+/// FAULTS 22, 10 and 8 on one host, in that order:
+/// - a module in `[kernel] modules` that cannot load here (kvm_intel: TCG has no VMX):
+///   boot goes on, the console and `status` say what is missing;
+/// - a service with no memory limit eats the machine: the kernel's OOM killer picks it,
+///   never PID 1, containerd or the supervisor, and its exit is named as an OOM kill;
+/// - containerd cannot start any more (its root replaced by a file, as after a lost
+///   disk): PID 1 gives up after its burst, no reboot loop, and the API stays up and
+///   says so; running services keep running and the host still powers off cleanly.
+#[test]
+fn host_faults_missing_module_global_oom_and_a_containerd_that_cannot_start() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let toml = r#"
+version = 1
+[kernel]
+modules = ["kvm_intel"]
+[service.steady]
+image = "@IMAGE@"
+command = ["sh", "-c", "echo steady up; trap 'exit 0' TERM; while true; do sleep 1; done"]
+stop_timeout = "2s"
+[service.hog]
+image = "@IMAGE@"
+command = ["sh", "-c", "sleep 2; echo hog grows; x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done"]
+restart = "never"
+[service.chaos]
+image = "@IMAGE@"
+host_pid = true
+binds = ["/var/lib:/hostlib"]
+stop_timeout = "2s"
+command = ["sh", "-c", "while [ ! -f /go ]; do sleep 0.5; done; echo chaos: containerd root lost; rm -rf /hostlib/containerd; touch /hostlib/containerd; killall -9 containerd; exec sleep 100000"]
+"#;
+    let out = build_host(work.path(), toml);
+    let port = hoist_qemu::free_tcp_port().expect("port");
+    let mut vm = boot(&out, &[(port, hoist_services::api::PORT)]);
+    let missing = vm.wait_for_line("module kvm_intel (from [kernel] modules) did not load", BOOT_TIMEOUT);
+    missing.expect("the missing module is said on the console");
+    vm.wait_for_line("hoist: ready uptime_ms=", BOOT_TIMEOUT).expect("boot goes on");
+    let oom = vm.wait_for_line("hoist: service hog exited", Duration::from_secs(180)).expect("hog killed");
+    assert!(oom.contains("status=137 (OOM killed)"), "{oom}");
+    let lines = vm.console_lines();
+    for keeper in ["containerd (pid", "supervisor (pid"] {
+        assert!(
+            !lines.iter().any(|l| l.contains(keeper)),
+            "{keeper} died under memory pressure:\n{}",
+            lines.join("\n")
+        );
+    }
+    let addr = format!("127.0.0.1:{port}");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let mut c = client::tcp(&addr, pki_dir()).await.expect("connect with mTLS");
+        let reply = c.status(pb::StatusRequest {}).await.expect("status").into_inner();
+        assert!(reply.problems.iter().any(|p| p.contains("module kvm_intel")), "{:?}", reply.problems);
+        assert_eq!(find(&reply.services, "steady").state, "running");
+        let go =
+            pb::ExecRequest { service: "chaos".into(), command: vec!["touch".into(), "/go".into()], timeout_secs: 30 };
+        assert_eq!(c.exec(go).await.expect("exec").into_inner().exit_code, 0);
+    });
+    vm.wait_for_line("[chaos] chaos: containerd root lost", WAIT_LONG).expect("chaos");
+    let failed = vm.wait_for_line("marked failed, not restarting", WAIT_LONG).expect("PID 1 gives containerd up");
+    assert!(failed.contains("containerd exited"), "{failed}");
+    rt.block_on(async {
+        let mut c = client::tcp(&addr, pki_dir()).await.expect("the API is still up");
+        let reply = c.status(pb::StatusRequest {}).await.expect("status").into_inner();
+        let says = |what: &str| reply.problems.iter().any(|p| p.contains(what));
+        assert!(says("containerd exited") && says("containerd is not answering"), "{:?}", reply.problems);
+        assert_eq!(find(&reply.services, "steady").state, "running", "its shim keeps it running");
+        let refused = c.restart(pb::ServiceRequest { name: "steady".into() }).await.expect_err("no containerd");
+        assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    });
+    assert_eq!(vm.console_lines().iter().filter(|l| l.contains("hoist: phase init")).count(), 1, "no reboot");
+    let exit = vm.shutdown(Duration::from_secs(120)).expect("shutdown");
+    assert!(exit.clean, "{exit:?}");
 }

@@ -20,7 +20,7 @@ use crate::core::{Command, Event, Refused, ServiceView};
 /// What the API asks the supervisor's state owner (the driver, which asks the core).
 #[derive(Debug)]
 pub enum Cmd {
-    Status(oneshot::Sender<Vec<pb::ServiceStatus>>),
+    Status(oneshot::Sender<pb::StatusReply>),
     Describe(String, oneshot::Sender<Result<pb::ServiceDetail, Refused>>),
     /// Start, stop or restart.
     Act(Command, oneshot::Sender<Result<String, Refused>>),
@@ -102,7 +102,7 @@ impl ControlService {
 #[tonic::async_trait]
 impl Control for ControlService {
     async fn status(&self, _: Request<pb::StatusRequest>) -> Result<Response<pb::StatusReply>, Status> {
-        Ok(Response::new(pb::StatusReply { services: self.ask(Cmd::Status).await? }))
+        Ok(Response::new(self.ask(Cmd::Status).await?))
     }
 
     async fn describe(&self, r: Request<pb::ServiceRequest>) -> Result<Response<pb::ServiceDetail>, Status> {

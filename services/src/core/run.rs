@@ -72,9 +72,7 @@ impl Core {
             return;
         }
         self.set_state(name, State::Starting { notified: None, then: None });
-        let record = self.record(name);
-        record.held = None;
-        record.started_ms = Some(now);
+        self.record(name).held = None;
         self.out.push(Effect::Start { name: name.to_string() });
     }
 
@@ -87,6 +85,9 @@ impl Core {
             Err(e) => return self.start_failed(now, name, e, then),
         };
         self.out.push(Effect::Wait { name: name.to_string(), pid });
+        // A run is as long as its task ran, not as long as containerd took to start it:
+        // a slow start must not count as a stable run that resets the backoff.
+        self.record(name).started_ms = Some(now);
         if !self.persisted.ready_done {
             self.timeline.push((name.to_string(), now));
         }

@@ -37,6 +37,19 @@ impl Core {
         Ok((view, self.services[name].recent.iter().cloned().collect()))
     }
 
+    /// What is wrong with the host itself, as the core sees it.
+    pub fn problems(&self, now: Ms) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(since) = self.lost_at {
+            let ms = now.saturating_sub(since);
+            out.push(format!("containerd is not answering (for {ms} ms); running services keep running"));
+        }
+        if let Phase::BootFailed { reason } = &self.phase {
+            out.push(format!("boot failed: {reason}; services not started"));
+        }
+        out
+    }
+
     pub fn state(&self, name: &str) -> Option<&State> {
         self.services.get(name).map(|s| &s.state)
     }

@@ -47,6 +47,19 @@ fn a_long_run_resets_the_backoff() {
 }
 
 #[test]
+fn a_slow_start_is_not_a_long_run() {
+    let (mut h, _) = H::boot(desired(vec![plan("a", &[])]));
+    h.started("a", 1);
+    h.exited("a", 1, 1);
+    h.advance(100);
+    // containerd takes 30 s to start it under load; it then crashes at once.
+    h.now += 30_000;
+    h.started("a", 2);
+    let fx = h.exited("a", 2, 1);
+    line(&fx, "restart in 200 ms");
+}
+
+#[test]
 fn exit_zero_under_on_failure_is_not_restarted() {
     let (mut h, _) = H::boot(desired(vec![with_restart(plan("once", &[]), RestartPolicy::OnFailure)]));
     h.started("once", 4);
@@ -101,10 +114,13 @@ fn containerd_lost_and_back_is_said_once_and_restarts_nothing() {
     line(&fx, "lost containerd; services keep running");
     assert!(has(&fx, &Effect::Reconnect));
     assert!(h.input(Input::Lost).is_empty(), "said once");
+    h.now += 100;
+    assert_eq!(h.core.problems(h.now), ["containerd is not answering (for 100 ms); running services keep running"]);
     assert!(matches!(h.cmd(Command::Restart("a".into())).0, Err(Refused::Unavailable(_))));
-    h.now += 400;
+    h.now += 300;
     let fx = h.input(Input::Connected { running: [("a".to_string(), 1)].into() });
     assert_eq!(lines(&fx), ["containerd back after 400 ms: 1 running tasks re-adopted"]);
+    assert!(h.core.problems(h.now).is_empty());
     assert!(starts(&fx).is_empty());
     assert_eq!(h.state("a"), State::Running { pid: 1, ready: true, deadline: None });
 }
