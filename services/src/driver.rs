@@ -98,6 +98,7 @@ impl<R: Runtime> Driver<R> {
     /// Carries out effects; true when the core is done.
     fn execute(&mut self, effects: Vec<Effect>) -> bool {
         let mut exit = false;
+        let mut persist = false;
         for effect in effects {
             match effect {
                 Effect::Say(line) => say(&line),
@@ -105,15 +106,15 @@ impl<R: Runtime> Driver<R> {
                 Effect::Event(e) => {
                     let _ = self.events.send(crate::api::server::event_to_pb(e));
                 }
-                Effect::Persist => {
-                    if let Err(e) = state::save(&self.state_path, self.core.persisted()) {
-                        log::warn!("{}: {e}", self.state_path.display());
-                    }
-                }
+                // Once per batch, after the effects that led to it were started.
+                Effect::Persist => persist = true,
                 Effect::Settled => say(&format!("memory {}", crate::stats::memory_line(std::path::Path::new("/proc")))),
                 Effect::Exit => exit = true,
                 effect => self.call(effect),
             }
+        }
+        if persist && let Err(e) = state::save(&self.state_path, self.core.persisted()) {
+            log::warn!("{}: {e}", self.state_path.display());
         }
         exit
     }
