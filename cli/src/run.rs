@@ -108,11 +108,12 @@ enum Ending {
 /// is the one PID 1 announced last, with no kernel panic after its line; a panic in PID 1
 /// itself ends in a power-off, never a reboot.
 fn ending(exit: &hoist_qemu::VmExit, console: &[String]) -> Ending {
-    use hoist_init::console::{REBOOTING, is_said};
+    use hoist_guest::console::Line;
+    use hoist_guest::signals::Action;
     if exit.clean {
         return Ending::PoweredOff;
     }
-    let announced = console.iter().rposition(|l| is_said(l, REBOOTING));
+    let announced = console.iter().rposition(|l| Line::parse(l) == Some(Line::Last(Action::Reboot)));
     if exit.guest_reset() && announced.is_some_and(|i| !console[i..].iter().any(|l| l.contains("Kernel panic"))) {
         return Ending::Rebooted;
     }

@@ -10,7 +10,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
 };
 
-pub const FILES: [&str; 6] = ["ca.pem", "ca.key", "server.pem", "server.key", "client.pem", "client.key"];
+use hoist_guest::pki::{CA_CERT, CA_KEY, CLIENT_CERT, CLIENT_KEY, FILES, SERVER_CERT, SERVER_KEY, SERVER_NAME};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
@@ -54,20 +54,20 @@ pub fn ensure(dir: &Path) -> Result<(), PkiError> {
         Ok::<_, PkiError>((cert.pem(), key.serialize_pem()))
     };
     let (server_pem, server_key) = leaf(
-        vec!["127.0.0.1".into(), "hoist".into()],
-        "hoist",
+        vec!["127.0.0.1".into(), SERVER_NAME.into()],
+        SERVER_NAME,
         ExtendedKeyUsagePurpose::ServerAuth,
         "server certificate",
     )?;
     let (client_pem, client_key) =
         leaf(vec![], "hoist operator", ExtendedKeyUsagePurpose::ClientAuth, "client certificate")?;
     for (name, data) in [
-        ("ca.pem", ca_pem),
-        ("ca.key", ca_key_pem),
-        ("server.pem", server_pem),
-        ("server.key", server_key),
-        ("client.pem", client_pem),
-        ("client.key", client_key),
+        (CA_CERT, ca_pem),
+        (CA_KEY, ca_key_pem),
+        (SERVER_CERT, server_pem),
+        (SERVER_KEY, server_key),
+        (CLIENT_CERT, client_pem),
+        (CLIENT_KEY, client_key),
     ] {
         write_private(&dir.join(name), data.as_bytes())?;
     }

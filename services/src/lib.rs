@@ -51,7 +51,7 @@ pub fn log_to_file(path: &std::path::Path, cap: u64) {
 
 /// A `hoist: ...` console line (one write, so lines of concurrent writers do not mix).
 pub fn say(line: &str) {
-    let _ = std::io::stdout().write_all(format!("hoist: {line}\n").as_bytes());
+    let _ = std::io::stdout().write_all(format!("{}{line}\n", hoist_guest::console::PREFIX).as_bytes());
     if let Ok(mut f) = LOG_FILE.lock()
         && let Some(f) = f.as_mut()
     {

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use hoist_guest::pki::{CA_CERT, CLIENT_CERT, CLIENT_KEY};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use super::pb::control_client::ControlClient;
@@ -23,8 +24,8 @@ fn read(path: &Path) -> Result<Vec<u8>, ConnectError> {
 /// mTLS over TCP to `addr` ("127.0.0.1:PORT") with `pki/ca.pem`, `pki/client.pem`, `pki/client.key`.
 pub async fn tcp(addr: &str, pki: &Path) -> Result<ControlClient<Channel>, ConnectError> {
     let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(read(&pki.join("ca.pem"))?))
-        .identity(Identity::from_pem(read(&pki.join("client.pem"))?, read(&pki.join("client.key"))?))
+        .ca_certificate(Certificate::from_pem(read(&pki.join(CA_CERT))?))
+        .identity(Identity::from_pem(read(&pki.join(CLIENT_CERT))?, read(&pki.join(CLIENT_KEY))?))
         .domain_name(super::SERVER_NAME);
     let err = |source| ConnectError::Transport { target: addr.to_string(), source };
     let channel = Endpoint::from_shared(format!("https://{addr}"))

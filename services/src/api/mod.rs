@@ -12,13 +12,5 @@ pub mod pb {
     tonic::include_proto!("hoist.v1");
 }
 
-/// Inside the guest.
-pub const SOCKET: &str = "/run/hoist/control.sock";
-/// TCP port in the guest; `hoist run` publishes it on 127.0.0.1.
-pub const PORT: u16 = 7443;
-/// Server side of the PKI in the guest: ca.pem, server.pem, server.key.
-pub const TLS_DIR: &str = "/etc/hoist/tls";
-/// Largest request or reply message (bytes); bigger ones are refused.
-pub const MAX_MESSAGE: usize = 4 << 20;
-/// The DNS name in the server certificate that clients check.
-pub const SERVER_NAME: &str = "hoist";
+pub use hoist_guest::api::{MAX_MESSAGE, PORT, SOCKET};
+pub use hoist_guest::pki::{SERVER_NAME, TLS_DIR};
