@@ -110,7 +110,10 @@ impl<R: Runtime> Driver<R> {
                         log::warn!("{}: {e}", self.state_path.display());
                     }
                 }
-                Effect::Settled => say(&format!("memory {}", crate::stats::memory_line(std::path::Path::new("/proc")))),
+                Effect::Settled => {
+                    let memory = crate::stats::memory(std::path::Path::new("/proc"));
+                    say(&hoist_guest::console::Line::Memory(memory).body().to_string());
+                }
                 Effect::Exit => exit = true,
                 effect => self.call(effect),
             }
