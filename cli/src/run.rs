@@ -54,7 +54,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     // The control API, on a free local port, recorded for `hoist ctl --target DIR`.
     let api_port = hoist_qemu::free_tcp_port()?;
-    builder = builder.publish(api_port, hoist_services::api::PORT).work_dir(args.dir.join("run"));
+    builder = builder.publish(api_port, hoist_api::PORT).work_dir(args.dir.join("run"));
     if args.dry_run {
         println!("{:?}", builder.command());
         return Ok(ExitCode::SUCCESS);

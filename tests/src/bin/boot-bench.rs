@@ -285,13 +285,13 @@ fn faults() {
 /// `status` latency from the host through QEMU's port forward and mutual TLS: 20 calls on
 /// one connection, and 20 calls each on a fresh connection (TLS handshake included).
 fn api() {
-    use hoist_services::api::{client, pb};
+    use hoist_api::{client, pb};
     let work = tempfile::tempdir().expect("tempdir");
     let out = build_host_with(work.path(), DEMO, Compression::Lz4);
     let port = hoist_qemu::free_tcp_port().expect("port");
     let mut vm = hoist_qemu::VmBuilder::from_build_dir(&out)
         .expect("build dir")
-        .publish(port, hoist_services::api::PORT)
+        .publish(port, hoist_api::PORT)
         .spawn()
         .expect("spawn");
     wait_line(&vm, "the ready line", BOOT_TIMEOUT, is_ready).expect("ready");
