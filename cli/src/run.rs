@@ -157,10 +157,16 @@ mod tests {
 
     #[test]
     fn a_requested_reboot_is_clean_and_a_panic_is_not() {
-        let reboot = lines("hoist: shutdown started (reboot)\nhoist: rebooting\n[ 9.1] reboot: Restarting system");
+        use hoist_guest::console::Line;
+        use hoist_guest::signals::Action;
+        let reboot = lines(&format!(
+            "{}\n{}\n[ 9.1] reboot: Restarting system",
+            Line::ShutdownStarted(Action::Reboot),
+            Line::Last(Action::Reboot)
+        ));
         let panic =
             lines("[ 3.2] Kernel panic - not syncing: Attempted to kill init!\n[ 3.2] Rebooting in 1 seconds..");
-        let power_off = lines("hoist: power off\n[ 9.1] reboot: Power down");
+        let power_off = lines(&format!("{}\n[ 9.1] reboot: Power down", Line::Last(Action::PowerOff)));
         assert_eq!(ending(&exit(true, "guest-shutdown"), &power_off), Ending::PoweredOff);
         assert_eq!(ending(&exit(false, "guest-reset"), &reboot), Ending::Rebooted);
         assert_eq!(ending(&exit(false, "guest-reset"), &panic), Ending::Unclean("guest-reset".into()));

@@ -5,6 +5,9 @@
 //! The tests need the release binaries (`cargo build --release --bins`; `tests/run.sh`
 //! does it) and the packages `tests/install-deps.sh` installs. When something is missing
 //! they fail and say what, instead of skipping quietly.
+//!
+//! Console lines are read with the grammar that printed them (`hoist_guest::console::Line`:
+//! [`field`], [`wait_line`]); the control API through `hoist_api`.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
