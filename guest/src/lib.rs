@@ -17,9 +17,12 @@
 //! - [`logfile`]: size-capped log files, written by PID 1 (containerd's log), the
 //!   supervisor and every service's logger.
 //!
-//! It is a library of constants and small std-only code: no async, no gRPC, no syscalls
-//! beyond reading and writing files, so PID 1 can link it and stay small. It does not
-//! decide anything; the crates on either side of a contract do.
+//! It is a library of constants and small code on std (plus libc's signal numbers and
+//! thiserror): no async, no gRPC, no syscalls beyond reading and writing files and a
+//! pipe, so PID 1 can link it and stay small. It does not decide anything; the crates on
+//! either side of a contract do. What is not here on purpose: the host side's own
+//! defaults (`hoist-qemu`'s command line for a bare kernel), and free-text console lines
+//! meant for people, which may change wording.
 
 pub mod api;
 pub mod console;
