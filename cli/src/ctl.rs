@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use hoist_services::api::pb;
+use hoist_api::pb;
 use tokio_stream::StreamExt;
 
 pub const RUN_RECORD: &str = "run.json";
@@ -101,7 +101,7 @@ fn status_err(e: tonic::Status) -> anyhow::Error {
 async fn run_async(args: CtlArgs) -> anyhow::Result<ExitCode> {
     let addr = address(&args)?;
     let pki = args.pki.clone().unwrap_or_else(|| args.target.join("pki"));
-    let mut c = hoist_services::api::client::tcp(&addr, &pki).await?;
+    let mut c = hoist_api::client::tcp(&addr, &pki).await?;
     let json = args.json;
     match args.command {
         CtlCommand::Status => {

@@ -54,7 +54,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     // The control API, on a free local port, recorded for `hoist ctl --target DIR`.
     let api_port = hoist_qemu::free_tcp_port()?;
-    builder = builder.publish(api_port, hoist_services::api::PORT).work_dir(args.dir.join("run"));
+    builder = builder.publish(api_port, hoist_api::PORT).work_dir(args.dir.join("run"));
     if args.dry_run {
         println!("{:?}", builder.command());
         return Ok(ExitCode::SUCCESS);
@@ -108,11 +108,12 @@ enum Ending {
 /// is the one PID 1 announced last, with no kernel panic after its line; a panic in PID 1
 /// itself ends in a power-off, never a reboot.
 fn ending(exit: &hoist_qemu::VmExit, console: &[String]) -> Ending {
-    use hoist_init::console::{REBOOTING, is_said};
+    use hoist_guest::console::Line;
+    use hoist_guest::signals::Action;
     if exit.clean {
         return Ending::PoweredOff;
     }
-    let announced = console.iter().rposition(|l| is_said(l, REBOOTING));
+    let announced = console.iter().rposition(|l| Line::parse(l) == Some(Line::Last(Action::Reboot)));
     if exit.guest_reset() && announced.is_some_and(|i| !console[i..].iter().any(|l| l.contains("Kernel panic"))) {
         return Ending::Rebooted;
     }
@@ -156,10 +157,16 @@ mod tests {
 
     #[test]
     fn a_requested_reboot_is_clean_and_a_panic_is_not() {
-        let reboot = lines("hoist: shutdown started (reboot)\nhoist: rebooting\n[ 9.1] reboot: Restarting system");
+        use hoist_guest::console::Line;
+        use hoist_guest::signals::Action;
+        let reboot = lines(&format!(
+            "{}\n{}\n[ 9.1] reboot: Restarting system",
+            Line::ShutdownStarted(Action::Reboot),
+            Line::Last(Action::Reboot)
+        ));
         let panic =
             lines("[ 3.2] Kernel panic - not syncing: Attempted to kill init!\n[ 3.2] Rebooting in 1 seconds..");
-        let power_off = lines("hoist: power off\n[ 9.1] reboot: Power down");
+        let power_off = lines(&format!("{}\n[ 9.1] reboot: Power down", Line::Last(Action::PowerOff)));
         assert_eq!(ending(&exit(true, "guest-shutdown"), &power_off), Ending::PoweredOff);
         assert_eq!(ending(&exit(false, "guest-reset"), &reboot), Ending::Rebooted);
         assert_eq!(ending(&exit(false, "guest-reset"), &panic), Ending::Unclean("guest-reset".into()));

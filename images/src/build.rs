@@ -10,18 +10,17 @@ use std::path::{Path, PathBuf};
 
 use hoist_config::Config;
 use hoist_config::manifest::{BuildManifest, ServiceImage};
-use hoist_init::modules::ModuleIndex;
-use hoist_init::paths;
+use hoist_guest::kernel::{ALWAYS_MODULES, DEFAULT_CMDLINE};
+use hoist_guest::modules::{ModuleError, ModuleIndex};
+use hoist_guest::{paths, pki};
 
 use crate::compress::{Compression, compress};
 use crate::tree::{Entry, Node, Tree};
 use crate::{cpio, elf, kernel, oci};
 
 /// Modules the QEMU machine's devices need (network, disk, entropy, console), shipped with
-/// [`hoist_init::kmod::ALWAYS`]; those the kernel has built in, or lacks, are skipped.
+/// [`ALWAYS_MODULES`]; those the kernel has built in, or lacks, are skipped.
 pub const DEVICE_MODULES: &[&str] = &["virtio_pci", "virtio_net", "virtio_blk", "virtio_rng", "virtio_console"];
-
-pub const DEFAULT_CMDLINE: &str = "console=ttyS0 quiet panic=-1";
 
 /// Host binaries that go into every image: (host path candidates, guest path).
 const RUNTIME_BINARIES: &[(&[&str], &str)] = &[
@@ -37,7 +36,7 @@ pub enum BuildError {
     #[error(transparent)]
     Kernel(#[from] kernel::KernelError),
     #[error("kernel modules for {release}: {source}")]
-    Modules { release: String, source: hoist_init::modules::ModuleError },
+    Modules { release: String, source: ModuleError },
     #[error("{0} not found (install it: apt-get install containerd runc)")]
     MissingRuntime(String),
     #[error("{name} not found in {dir} (build it first: cargo build --release)")]
@@ -145,12 +144,12 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport
     }
     tree.insert_file(paths::BUILD_MANIFEST, 0o644, manifest.to_toml().into_bytes());
 
-    let pki = opts.pki.clone().unwrap_or_else(|| opts.out.join("pki"));
-    crate::pki::ensure(&pki)?;
-    for (file, mode) in [("ca.pem", 0o644), ("server.pem", 0o644), ("server.key", 0o600)] {
-        let path = pki.join(file);
+    let pki_dir = opts.pki.clone().unwrap_or_else(|| opts.out.join("pki"));
+    crate::pki::ensure(&pki_dir)?;
+    for (file, mode) in pki::SERVER_FILES {
+        let path = pki_dir.join(file);
         let data = std::fs::read(&path).map_err(io(&path))?;
-        tree.insert_file(&format!("etc/hoist/tls/{file}"), mode, data);
+        tree.insert_file(&format!("{}/{file}", pki::TLS_DIR), mode, data);
     }
 
     progress.begin("initramfs");
@@ -265,12 +264,8 @@ fn add_modules(tree: &mut Tree, config: &Config, release: &str) -> Result<Vec<St
     let host_dir = Path::new("/lib/modules").join(release);
     let err = |source| BuildError::Modules { release: release.to_string(), source };
     let index = ModuleIndex::load(&host_dir).map_err(err)?;
-    let mut wanted: Vec<&str> = DEVICE_MODULES
-        .iter()
-        .chain(hoist_init::kmod::ALWAYS)
-        .copied()
-        .filter(|m| index.resolve(&[m]).is_ok())
-        .collect();
+    let mut wanted: Vec<&str> =
+        DEVICE_MODULES.iter().chain(ALWAYS_MODULES).copied().filter(|m| index.resolve(&[m]).is_ok()).collect();
     // Configured modules must exist: a typo is reported now, not discovered at boot.
     wanted.extend(config.kernel.modules.iter().map(|m| m.as_str()));
     let rel_paths = index.resolve(&wanted).map_err(err)?;

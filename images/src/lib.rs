@@ -4,7 +4,7 @@
 //! [`build::build`] collects everything into an in-memory [`tree::Tree`]: `hoist-init` as
 //! `/init`, the supervisor and logger, containerd, its runc shim and runc with the shared
 //! libraries their ELF headers ask for ([`elf`]), the kernel modules the config and the VM's
-//! devices need with their dependencies ([`hoist_init::modules`]), the config, and every
+//! devices need with their dependencies ([`hoist_guest::modules`]), the config, and every
 //! service image unpacked into a ready rootfs tree ([`oci`]: digests verified on the way
 //! in; the image's `User` and `WorkingDir` resolved to numbers and absolute paths with
 //! [`resolve`]). It writes that tree as a sorted newc archive ([`cpio`]) with fixed owners and

@@ -2,7 +2,8 @@
 //! "hoist", the name clients check) and a client certificate for the operator. Made once
 //! per PKI directory and reused by later builds, so rebuilding keeps the same credentials
 //! and the same bytes. Private keys are written 0600. The server side goes into the
-//! image; the client side stays with the operator.
+//! image; the client side stays with the operator. The file names, the server name and
+//! where the server side goes are the guest contract's ([`hoist_guest::pki`]).
 
 use std::path::{Path, PathBuf};
 
@@ -10,7 +11,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
 };
 
-pub const FILES: [&str; 6] = ["ca.pem", "ca.key", "server.pem", "server.key", "client.pem", "client.key"];
+use hoist_guest::pki::{CA_CERT, CA_KEY, CLIENT_CERT, CLIENT_KEY, FILES, SERVER_CERT, SERVER_KEY, SERVER_NAME};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
@@ -54,20 +55,20 @@ pub fn ensure(dir: &Path) -> Result<(), PkiError> {
         Ok::<_, PkiError>((cert.pem(), key.serialize_pem()))
     };
     let (server_pem, server_key) = leaf(
-        vec!["127.0.0.1".into(), "hoist".into()],
-        "hoist",
+        vec!["127.0.0.1".into(), SERVER_NAME.into()],
+        SERVER_NAME,
         ExtendedKeyUsagePurpose::ServerAuth,
         "server certificate",
     )?;
     let (client_pem, client_key) =
         leaf(vec![], "hoist operator", ExtendedKeyUsagePurpose::ClientAuth, "client certificate")?;
     for (name, data) in [
-        ("ca.pem", ca_pem),
-        ("ca.key", ca_key_pem),
-        ("server.pem", server_pem),
-        ("server.key", server_key),
-        ("client.pem", client_pem),
-        ("client.key", client_key),
+        (CA_CERT, ca_pem),
+        (CA_KEY, ca_key_pem),
+        (SERVER_CERT, server_pem),
+        (SERVER_KEY, server_key),
+        (CLIENT_CERT, client_pem),
+        (CLIENT_KEY, client_key),
     ] {
         write_private(&dir.join(name), data.as_bytes())?;
     }
@@ -87,10 +88,10 @@ mod tests {
             let meta = std::fs::metadata(dir.path().join(f)).expect("file");
             assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{f}");
         }
-        let ca = std::fs::read(dir.path().join("ca.pem")).expect("ca");
+        let ca = std::fs::read(dir.path().join(CA_CERT)).expect("ca");
         assert!(ca.starts_with(b"-----BEGIN CERTIFICATE-----"));
         ensure(dir.path()).expect("again");
-        assert_eq!(std::fs::read(dir.path().join("ca.pem")).expect("ca"), ca, "an existing PKI is reused");
+        assert_eq!(std::fs::read(dir.path().join(CA_CERT)).expect("ca"), ca, "an existing PKI is reused");
     }
 
     #[test]
@@ -100,9 +101,9 @@ mod tests {
         let Ok(out) = std::process::Command::new("openssl")
             .arg("verify")
             .arg("-CAfile")
-            .arg(dir.path().join("ca.pem"))
-            .arg(dir.path().join("server.pem"))
-            .arg(dir.path().join("client.pem"))
+            .arg(dir.path().join(CA_CERT))
+            .arg(dir.path().join(SERVER_CERT))
+            .arg(dir.path().join(CLIENT_CERT))
             .output()
         else {
             panic!("openssl is needed for this check (apt-get install openssl)");

@@ -67,7 +67,7 @@ impl Child {
         self
     }
 
-    /// Output into `path`, rotated at `cap` bytes (see [`crate::logfile`]).
+    /// Output into `path`, rotated at `cap` bytes (see [`hoist_guest::logfile`]).
     pub fn log_file(mut self, path: impl Into<PathBuf>, cap: u64) -> Self {
         self.log_file = Some((path.into(), cap));
         self
@@ -111,7 +111,7 @@ impl Child {
         cmd.args(&self.args).env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").stdin(Stdio::null());
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         if let Some((path, cap)) = &self.log_file {
-            let write = crate::logfile::pipe_to(path, *cap)?;
+            let write = hoist_guest::logfile::pipe_to(path, *cap)?;
             cmd.stdout(write.try_clone()?).stderr(write);
         }
         // Own process group: a signal meant for one child's group never reaches another.

@@ -1,5 +1,6 @@
 //! Console output for PID 1: a `log` backend that writes `hoist-init: ...` lines to the
-//! console (our stderr, which the kernel opened on /dev/console), and the boot clock.
+//! console (our stderr, which the kernel opened on /dev/console), the `hoist: ...` lines
+//! others read (typed, [`hoist_guest::console::Line`]), and the boot clock.
 //!
 //! Timestamps are guest uptime from CLOCK_BOOTTIME, the clock /proc/uptime shows, so the
 //! phase lines line up with the kernel's own timestamps and ignore wall-clock jumps.
@@ -7,6 +8,7 @@
 use std::io::Write;
 use std::time::Duration;
 
+use hoist_guest::console::{Line, PREFIX};
 use nix::time::{ClockId, clock_gettime};
 
 struct ConsoleLogger;
@@ -53,41 +55,20 @@ pub fn uptime_ms() -> u128 {
     uptime().as_millis()
 }
 
-/// Prints one boot-timeline line (`hoist: phase NAME uptime_ms=N`) and records it in
-/// `timeline` so the supervisor can print the whole breakdown with the ready line.
-pub fn phase(timeline: &mut Vec<(String, u128)>, name: &str) {
-    let ms = uptime_ms();
-    let _ = std::io::stderr().write_all(format!("hoist: phase {name} uptime_ms={ms}\n").as_bytes());
-    timeline.push((name.to_string(), ms));
+/// Prints one boot-timeline line ([`Line::Phase`]) and records it in `timeline` so the
+/// supervisor can print the whole breakdown with the ready line.
+pub fn phase(timeline: &mut Vec<(String, u64)>, name: &str) {
+    let uptime_ms = uptime_ms() as u64;
+    print(&Line::Phase { name: name.to_string(), uptime_ms });
+    timeline.push((name.to_string(), uptime_ms));
 }
 
-/// What [`say`] puts before its line.
-pub const PREFIX: &str = "hoist: ";
-/// PID 1's last line before a requested reboot. QEMU under `-no-reboot` ends on a reboot and
-/// on a kernel panic (`panic=-1`) alike, with a reset: `hoist run` tells them apart by it.
-pub const REBOOTING: &str = "rebooting";
-/// PID 1's last line before powering off.
-pub const POWER_OFF: &str = "power off";
-
-/// A `hoist: ...` line on the console, for lines tests and users look for. Never panics.
-pub fn say(line: &str) {
-    let _ = std::io::stderr().write_all(format!("{PREFIX}{line}\n").as_bytes());
+/// A console line that others read (`hoist run`, the tests). Never panics.
+pub fn print(line: &Line) {
+    let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
 }
 
-/// Is `console_line` (as read from the serial console) the line `say(line)` printed?
-pub fn is_said(console_line: &str, line: &str) -> bool {
-    console_line.trim().strip_prefix(PREFIX) == Some(line)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn said_lines_are_recognised() {
-        assert!(is_said("hoist: rebooting\r", REBOOTING));
-        assert!(!is_said("hoist: rebooting soon", REBOOTING));
-        assert!(!is_said("rebooting", REBOOTING));
-        assert!(!is_said("hoist: power off", REBOOTING));
-    }
+/// A free-text `hoist: ...` line for people (a panic, a fatal error). Never panics.
+pub fn say(text: &str) {
+    let _ = std::io::stderr().write_all(format!("{PREFIX}{text}\n").as_bytes());
 }

@@ -7,11 +7,7 @@ use std::collections::BTreeSet;
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
-use crate::modules::ModuleIndex;
-
-/// Loaded on every boot when the kernel has them as modules: overlayfs for writable service
-/// roots, and the ACPI button + evdev so the power button reaches PID 1.
-pub const ALWAYS: &[&str] = &["overlay", "button", "evdev"];
+use hoist_guest::modules::{ModuleError, ModuleIndex};
 
 /// What a boot-time load did: names loaded, and failures as (module, reason).
 #[derive(Debug, Default)]
@@ -46,7 +42,7 @@ pub struct Loader {
 }
 
 impl Loader {
-    pub fn new(dir: &Path) -> Result<Self, crate::modules::ModuleError> {
+    pub fn new(dir: &Path) -> Result<Self, ModuleError> {
         Ok(Loader {
             dir: dir.to_path_buf(),
             index: ModuleIndex::load(dir)?,

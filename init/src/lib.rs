@@ -15,16 +15,15 @@
 //! panic) is logged, then the machine powers off on purpose instead of a kernel panic.
 //!
 //! Boot phases are printed as `hoist: phase NAME uptime_ms=N` and written to
-//! [`paths::TIMELINE`] for the supervisor's ready line.
+//! [`paths::TIMELINE`] for the supervisor's ready line. What PID 1 shares with the
+//! builder and the supervisor (paths, console lines, its signal protocol, the module index,
+//! capped log files) is defined in `hoist-guest`; this crate is PID 1 only.
 
 pub mod children;
 pub mod console;
 pub mod kmod;
-pub mod logfile;
-pub mod modules;
 pub mod mounts;
 pub mod net;
-pub mod paths;
 pub mod power;
 pub mod problems;
 pub mod shutdown;
@@ -38,6 +37,8 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use children::Child;
+use hoist_guest::kernel::DEBUG_FLAG;
+use hoist_guest::paths;
 use shutdown::Action;
 
 /// What wakes the main loop.
@@ -119,7 +120,7 @@ fn boot() -> ! {
         fatal(&e.to_string());
     }
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    console::init_logging(system::cmdline_flag(&cmdline, "hoist.debug"));
+    console::init_logging(system::cmdline_flag(&cmdline, DEBUG_FLAG));
     console::phase(&mut timeline, "mounts");
 
     let config = match hoist_config::load(Path::new(paths::HOST_CONFIG)) {
@@ -137,10 +138,9 @@ fn boot() -> ! {
     setup_network(&config);
     console::phase(&mut timeline, "network");
 
-    let _ = std::fs::create_dir_all("/run/hoist");
-    let _ = std::fs::create_dir_all("/var/log");
-    let timeline_text: String = timeline.iter().map(|(n, ms)| format!("{n} {ms}\n")).collect();
-    if let Err(e) = std::fs::write(paths::TIMELINE, timeline_text) {
+    let _ = std::fs::create_dir_all(paths::RUN_DIR);
+    let _ = std::fs::create_dir_all(paths::LOG_DIR);
+    if let Err(e) = std::fs::write(paths::TIMELINE, hoist_guest::timeline::format(&timeline)) {
         log::warn!("{}: {e}", paths::TIMELINE);
     }
 
@@ -150,7 +150,7 @@ fn boot() -> ! {
     // The supervisor waits for containerd through the API itself, so both start now and
     // the supervisor's own start-up overlaps containerd's.
     let mut supervisor = Child::new("supervisor", paths::SUPERVISOR, &[]).oom_score_adj(-999);
-    if system::cmdline_flag(&cmdline, "hoist.debug") {
+    if system::cmdline_flag(&cmdline, DEBUG_FLAG) {
         supervisor = supervisor.env("RUST_LOG", "debug");
     }
     let budget = services_budget(&config);
@@ -199,7 +199,7 @@ fn load_modules(config: &hoist_config::Config) {
         }
     };
     loader.load_for_devices(Path::new("/sys"));
-    loader.load_present(kmod::ALWAYS);
+    loader.load_present(hoist_guest::kernel::ALWAYS_MODULES);
     let before = loader.report.failed.len();
     for (module, why) in &loader.report.failed {
         log::warn!("module {module}: {why}");
@@ -253,12 +253,9 @@ fn start_signal_thread(tx: std::sync::mpsc::Sender<Event>) {
 /// The shutdown an event asks for, if any: SIGTERM, SIGINT (Ctrl-Alt-Del), SIGPWR and the
 /// power button power off; SIGUSR1 (the control API's reboot) reboots.
 pub fn shutdown_action(event: &Event) -> Option<Action> {
-    use libc::SIGPWR;
-    use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
     match event {
-        Event::Signal(SIGTERM | SIGINT | SIGPWR) | Event::PowerButton => Some(Action::PowerOff),
-        Event::Signal(SIGUSR1) => Some(Action::Reboot),
-        Event::Signal(_) => None,
+        Event::Signal(sig) => Action::from_signal(*sig),
+        Event::PowerButton => Some(Action::PowerOff),
     }
 }
 

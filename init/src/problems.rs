@@ -1,6 +1,6 @@
 //! What PID 1 found wrong that the host must keep saying, not only log once: a configured
 //! kernel module that did not load, containerd or the supervisor given up on after its
-//! restart burst. Each goes to the console and into [`PROBLEMS`](crate::paths::PROBLEMS),
+//! restart burst. Each goes to the console and into [`PROBLEMS`](hoist_guest::paths::PROBLEMS),
 //! one per line, which the supervisor adds to `hoist ctl status`.
 
 use std::path::Path;
@@ -25,8 +25,8 @@ pub fn report(problem: String) {
     if std::process::id() != 1 {
         return;
     }
-    if let Err(e) = write(Path::new(crate::paths::PROBLEMS), &list) {
-        log::warn!("{}: {e}", crate::paths::PROBLEMS);
+    if let Err(e) = write(Path::new(hoist_guest::paths::PROBLEMS), &list) {
+        log::warn!("{}: {e}", hoist_guest::paths::PROBLEMS);
     }
 }
 

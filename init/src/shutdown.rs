@@ -12,14 +12,12 @@ use nix::sys::reboot::{RebootMode, reboot};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use hoist_guest::console::Line;
+
 use crate::children::{Child, State};
 use crate::{Event, reap};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    PowerOff,
-    Reboot,
-}
+pub use hoist_guest::signals::Action;
 
 /// Margin for containerd's round trips on top of the stop timeouts.
 const BUDGET_MARGIN: Duration = Duration::from_secs(10);
@@ -181,10 +179,7 @@ pub fn run(
     services_budget: Duration,
 ) -> ! {
     let started = Instant::now();
-    crate::console::say(&format!(
-        "shutdown started ({})",
-        if action == Action::Reboot { "reboot" } else { "power off" }
-    ));
+    crate::console::print(&Line::ShutdownStarted(action));
     // A child that died just before the request (the supervisor SIGKILLed, then SIGTERM
     // to PID 1 at once) may not be reaped yet: reap it, so it counts as down, not running.
     reap(&mut [&mut *supervisor, &mut *containerd], false);
@@ -215,11 +210,8 @@ pub fn run(
     }
     // A shim killed by the sweep may turn into a zombie right after the last reap.
     wait_until(rx, &mut children, Duration::from_secs(1), |_| zombies_of_init() == 0);
-    crate::console::say(&format!(
-        "all processes stopped, zombies={} after {} ms",
-        zombies_of_init(),
-        started.elapsed().as_millis()
-    ));
+    let after_ms = started.elapsed().as_millis() as u64;
+    crate::console::print(&Line::AllStopped { zombies: zombies_of_init(), after_ms });
     finish(action)
 }
 
@@ -231,8 +223,7 @@ pub fn finish(action: Action) -> ! {
         log::warn!("{busy} filesystems stayed mounted (remounted read-only where possible)");
     }
     nix::unistd::sync();
-    use crate::console::{POWER_OFF, REBOOTING, say};
-    say(if action == Action::Reboot { REBOOTING } else { POWER_OFF });
+    crate::console::print(&Line::Last(action));
     let mode = if action == Action::Reboot { RebootMode::RB_AUTOBOOT } else { RebootMode::RB_POWER_OFF };
     loop {
         let _ = reboot(mode);

@@ -108,7 +108,10 @@ impl<R: Runtime> Driver<R> {
                 }
                 // Once per batch, after the effects that led to it were started.
                 Effect::Persist => persist = true,
-                Effect::Settled => say(&format!("memory {}", crate::stats::memory_line(std::path::Path::new("/proc")))),
+                Effect::Settled => {
+                    let memory = crate::stats::memory(std::path::Path::new("/proc"));
+                    say(&hoist_guest::console::Line::Memory(memory).body().to_string());
+                }
                 Effect::Exit => exit = true,
                 effect => self.call(effect),
             }
@@ -227,7 +230,7 @@ impl<R: Runtime> Driver<R> {
         match cmd {
             Cmd::Status(tx) => {
                 let services = self.core.status(now).into_iter().map(crate::api::server::to_pb).collect();
-                let mut problems = pid1_problems(std::path::Path::new(PROBLEMS));
+                let mut problems = pid1_problems(std::path::Path::new(hoist_guest::paths::PROBLEMS));
                 problems.extend(self.core.problems(now));
                 let _ = tx.send(pb::StatusReply { services, problems });
             }
@@ -253,9 +256,6 @@ impl<R: Runtime> Driver<R> {
         Vec::new()
     }
 }
-
-/// Where PID 1 lists the problems it keeps reporting (`hoist_init::paths::PROBLEMS`).
-const PROBLEMS: &str = "/run/hoist/problems";
 
 /// PID 1's problems, one per line; bounded, since it is read on every status call.
 fn pid1_problems(path: &std::path::Path) -> Vec<String> {

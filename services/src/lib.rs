@@ -17,11 +17,17 @@
 //! `/var/log/NAME.log`, so logs keep flowing while the supervisor restarts.
 //!
 //! Readiness probes ([`ready`], [`notify`]) and the restart policy ([`policy`]) live here
-//! too, as does the control API ([`api`]): gRPC on a Unix socket and on TCP with mutual
-//! TLS, served from the first moment and answered by the driver through a command channel.
+//! too, as does the control API's server ([`api`]): gRPC on a Unix socket and on TCP with
+//! mutual TLS, served from the first moment and answered by the driver through a command
+//! channel. The proto, its generated types and the client are `hoist-api`'s.
 //!
-//! Modules depend one way: `core` on `plan`, `policy` and `state` only (no I/O); `driver`
-//! on `core` and `api`; `runner`, `ready` and `notify` on `containerd` and `core`'s types.
+//! What the supervisor shares with PID 1, the builder and the readers of the console
+//! (paths, the console lines it prints, PID 1's signals, the logger URI) is `hoist-guest`'s;
+//! this crate does not depend on PID 1.
+//!
+//! Modules depend one way: `core` on `plan`, `policy`, `state` and the console grammar
+//! (`hoist_guest::console::Line`) only (no I/O); `driver` on `core` and `api`; `runner`,
+//! `ready` and `notify` on `containerd` and `core`'s types.
 
 pub mod api;
 pub mod containerd;
@@ -51,7 +57,7 @@ pub fn log_to_file(path: &std::path::Path, cap: u64) {
 
 /// A `hoist: ...` console line (one write, so lines of concurrent writers do not mix).
 pub fn say(line: &str) {
-    let _ = std::io::stdout().write_all(format!("hoist: {line}\n").as_bytes());
+    let _ = std::io::stdout().write_all(format!("{}{line}\n", hoist_guest::console::PREFIX).as_bytes());
     if let Ok(mut f) = LOG_FILE.lock()
         && let Some(f) = f.as_mut()
     {

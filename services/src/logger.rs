@@ -13,7 +13,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-pub use hoist_init::logfile::Capped as RotatingFile;
+pub use hoist_guest::logfile::Capped as RotatingFile;
 
 /// Splits a stream into lines (a trailing partial line is flushed at EOF; overlong lines
 /// are cut at `max` bytes so one line cannot grow without bound) and hands each to `sink`.

@@ -15,9 +15,9 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::core::Input;
 
-pub const HOST_DIR: &str = "/run/hoist/notify";
-pub const GUEST_DIR: &str = "/run/hoist-notify";
-pub const SOCKET_NAME: &str = "notify.sock";
+pub use hoist_guest::paths::{
+    NOTIFY_GUEST_DIR as GUEST_DIR, NOTIFY_HOST_DIR as HOST_DIR, NOTIFY_SOCKET_NAME as SOCKET_NAME,
+};
 
 /// Parses `KEY=VALUE` lines of an sd_notify datagram.
 pub fn parse(payload: &[u8]) -> (bool, Option<String>) {

@@ -13,12 +13,10 @@ use crate::driver::{Runtime, WaitError};
 use crate::plan::Plan;
 
 /// Per-container writable layers (overlay upper + work dirs) live here, on tmpfs.
-pub const RW_DIR: &str = "/run/hoist/rw";
+pub use hoist_guest::paths::RW_DIR;
 /// containerd's shim starts hoist-logger for each task with its stdout/stderr on fds 3
 /// and 4; the query becomes its arguments (`max_size BYTES`).
-pub fn logger_uri(max_size: u64) -> String {
-    format!("binary:///usr/bin/hoist-logger?max_size={max_size}")
-}
+pub use hoist_guest::paths::logger_uri;
 
 /// Rootfs mounts for the task: an overlay of the unpacked tree with a fresh tmpfs upper
 /// layer (a restarted container starts from its image again). Read-only roots use the

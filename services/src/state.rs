@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-pub const PATH: &str = "/run/hoist/supervisor.toml";
+pub use hoist_guest::paths::SUPERVISOR_STATE as PATH;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Persisted {

@@ -22,18 +22,19 @@ pub fn pid_of(proc: &Path, name: &str) -> Option<String> {
     })
 }
 
-/// `pid1_rss_kb=.. supervisor_rss_kb=.. containerd_rss_kb=..` (fields that cannot be read are left out).
-pub fn memory_line(proc: &Path) -> String {
+/// `pid1_rss_kb`, `supervisor_rss_kb`, `containerd_rss_kb` (those that cannot be read are
+/// left out), for the console's [`hoist_guest::console::Line::Memory`].
+pub fn memory(proc: &Path) -> Vec<(String, u64)> {
     let mut fields = Vec::new();
     let me = std::process::id().to_string();
     for (label, pid) in
         [("pid1", Some("1".to_string())), ("supervisor", Some(me)), ("containerd", pid_of(proc, "containerd"))]
     {
         if let Some(kb) = pid.and_then(|p| rss_of(proc, &p)) {
-            fields.push(format!("{label}_rss_kb={kb}"));
+            fields.push((format!("{label}_rss_kb"), kb));
         }
     }
-    fields.join(" ")
+    fields
 }
 
 #[cfg(test)]
@@ -49,8 +50,8 @@ mod tests {
     }
 
     #[test]
-    fn memory_line_reads_this_machines_proc() {
-        let line = memory_line(Path::new("/proc"));
-        assert!(line.contains("supervisor_rss_kb="), "{line}");
+    fn memory_reads_this_machines_proc() {
+        let fields = memory(Path::new("/proc"));
+        assert!(fields.iter().any(|(k, kb)| k == "supervisor_rss_kb" && *kb > 0), "{fields:?}");
     }
 }

@@ -5,11 +5,15 @@
 //! The tests need the release binaries (`cargo build --release --bins`; `tests/run.sh`
 //! does it) and the packages `tests/install-deps.sh` installs. When something is missing
 //! they fail and say what, instead of skipping quietly.
+//!
+//! Console lines are read with the grammar that printed them (`hoist_guest::console::Line`:
+//! [`field`], [`wait_line`]); the control API through `hoist_api`.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use hoist_guest::console::Line;
 use hoist_images::oci::{self, ImageConfig};
 use hoist_images::tree::Tree;
 
@@ -145,9 +149,22 @@ pub fn http_get(port: u16, path: &str, timeout: Duration) -> Result<String, Stri
     Err(format!("GET 127.0.0.1:{port}{path} did not succeed within {timeout:?}: {last}"))
 }
 
-/// The number after `key=` in a console line.
+/// The number a console line prints as `key=N`, read with the grammar that printed it
+/// ([`Line::parse`], [`Line::field`]); `None` for a line outside the console contract.
 pub fn field(line: &str, key: &str) -> Option<u64> {
-    line.split_whitespace().find_map(|w| w.strip_prefix(&format!("{key}="))?.parse().ok())
+    Line::parse(line)?.field(key)
+}
+
+/// Waits for the first console line that is a [`Line`] for which `pred` holds (already
+/// printed or later), and returns it parsed. `what` names it in the error.
+pub fn wait_line(
+    vm: &hoist_qemu::Vm,
+    what: &str,
+    timeout: Duration,
+    pred: impl Fn(&Line) -> bool,
+) -> Result<Line, String> {
+    let text = vm.wait_for(what, timeout, |l| Line::parse(l).is_some_and(|l| pred(&l))).map_err(|e| e.to_string())?;
+    Line::parse(&text).ok_or_else(|| format!("{what}: {text:?} does not parse"))
 }
 
 /// Polls the console until `needle` occurs at least `n` times, or fails at the deadline.

@@ -14,7 +14,7 @@ use tokio::sync::mpsc::Sender;
 
 use super::pb::LogLine;
 
-pub const LOG_DIR: &str = "/var/log";
+pub use hoist_guest::paths::LOG_DIR;
 const POLL: Duration = Duration::from_millis(200);
 
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +81,7 @@ pub fn stream_file(
 /// NAME.log. If the writer rotated twice between two polls, the generation in between is
 /// NAME.log.1 and is read whole; one rotated away before a poll (the cap written three times
 /// within [`POLL`]) is gone from disk and skipped. A file truncated in place (a rotation
-/// that failed, see `hoist_init::logfile::Capped`) is read again from its start.
+/// that failed, see `hoist_guest::logfile::Capped`) is read again from its start.
 pub struct Follower {
     path: PathBuf,
     file: Option<File>,
@@ -235,7 +235,7 @@ mod tests {
     fn follow_while_writing(cap: u64, lines: &[String], poll_every: usize) -> Vec<String> {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("w.log");
-        let mut writer = hoist_init::logfile::Capped::open(&path, cap);
+        let mut writer = hoist_guest::logfile::Capped::open(&path, cap);
         writer.write_line(b"old\n");
         writer.write_line(b"before\n");
         let (mut follower, mut seen) = Follower::open(path, 1);
@@ -267,7 +267,7 @@ mod tests {
         let path = dir.path().join("w.log");
         // NAME.log.1 in the way: each rotation fails and truncates NAME.log instead.
         std::fs::create_dir_all(dir.path().join("w.log.1/x")).expect("mkdir");
-        let mut writer = hoist_init::logfile::Capped::open(&path, 300);
+        let mut writer = hoist_guest::logfile::Capped::open(&path, 300);
         let (mut follower, mut seen) = Follower::open(path, 10);
         let lines: Vec<String> = (0..200).map(|i| format!("line {i:03}")).collect();
         // Polled after every line: truncation then drops only lines already read.

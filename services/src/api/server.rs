@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use hoist_guest::pki;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -171,7 +172,7 @@ impl Control for ControlService {
             crate::exec::process_with_args(&base, &req.command).map_err(|e| Status::internal(e.to_string()))?;
         let client = self.client.get().ok_or_else(|| Status::unavailable("containerd is not answering yet"))?;
         let id = format!("ctl-{}", self.exec_seq.fetch_add(1, Ordering::Relaxed));
-        let dir = Path::new("/run/hoist/exec");
+        let dir = Path::new(hoist_guest::paths::EXEC_DIR);
         let _ = std::fs::create_dir_all(dir);
         // containerd's shim sends both streams of a file:// stdio to one file, in order.
         let out = dir.join(format!("{id}.out"));
@@ -189,10 +190,12 @@ impl Control for ControlService {
     }
 
     async fn shutdown(&self, r: Request<pb::ShutdownRequest>) -> Result<Response<pb::ActionReply>, Status> {
+        use hoist_guest::signals::Action;
         use nix::sys::signal::{Signal, kill};
         let reboot = r.into_inner().reboot;
-        // PID 1 owns the machine's shutdown; SIGUSR1 asks it to reboot, SIGTERM to power off.
-        let sig = if reboot { Signal::SIGUSR1 } else { Signal::SIGTERM };
+        // PID 1 owns the machine's shutdown; we ask it with its signal protocol.
+        let action = if reboot { Action::Reboot } else { Action::PowerOff };
+        let sig = Signal::try_from(action.signal()).map_err(|e| Status::internal(format!("signal PID 1: {e}")))?;
         kill(nix::unistd::Pid::from_raw(1), sig).map_err(|e| Status::internal(format!("signal PID 1: {e}")))?;
         Ok(Response::new(pb::ActionReply { message: if reboot { "rebooting".into() } else { "powering off".into() } }))
     }
@@ -245,7 +248,7 @@ pub fn spawn(svc: ControlService) {
     }
     let dir = Path::new(super::TLS_DIR);
     let read = |f: &str| std::fs::read(dir.join(f));
-    let (Ok(ca), Ok(cert), Ok(key)) = (read("ca.pem"), read("server.pem"), read("server.key")) else {
+    let (Ok(ca), Ok(cert), Ok(key)) = (read(pki::CA_CERT), read(pki::SERVER_CERT), read(pki::SERVER_KEY)) else {
         log::warn!("no TLS material in {}: control API on the Unix socket only", dir.display());
         return;
     };

@@ -18,6 +18,6 @@ fn main() {
         .find(|kv| kv[0] == "max_size")
         .and_then(|kv| kv.get(1)?.parse().ok())
         .unwrap_or(hoist_config::Logs::DEFAULT_MAX_SIZE);
-    let log_dir = Path::new("/var/log");
+    let log_dir = Path::new(hoist_guest::paths::LOG_DIR);
     hoist_services::logger::run(&name, File::from(stdout), File::from(stderr), File::from(ready), log_dir, cap);
 }

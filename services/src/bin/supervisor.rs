@@ -15,10 +15,7 @@ use tokio::sync::{broadcast, mpsc};
 
 static LOGGER: hoist_services::PrefixLogger = hoist_services::PrefixLogger("hoist-supervisor");
 
-const HOST_CONFIG: &str = "/etc/hoist/host.toml";
-const BUILD_MANIFEST: &str = "/etc/hoist/build.toml";
-const TIMELINE: &str = "/run/hoist/timeline";
-const SOCKET: &str = "/run/containerd/containerd.sock";
+use hoist_guest::paths::{BUILD_MANIFEST, CONTAINERD_SOCKET, HOST_CONFIG, SUPERVISOR_LOG, TIMELINE};
 
 fn main() -> ExitCode {
     let _ = log::set_logger(&LOGGER);
@@ -52,14 +49,10 @@ async fn run() -> Result<(), String> {
         }
     });
     let config = hoist_config::load(Path::new(HOST_CONFIG)).map_err(|e| e.to_string())?;
-    hoist_services::log_to_file(Path::new("/var/log/supervisor.log"), config.logs.max_size);
+    hoist_services::log_to_file(Path::new(SUPERVISOR_LOG), config.logs.max_size);
     let manifest_text = std::fs::read_to_string(BUILD_MANIFEST).map_err(|e| format!("{BUILD_MANIFEST}: {e}"))?;
     let manifest = BuildManifest::from_toml(&manifest_text).map_err(|e| format!("{BUILD_MANIFEST}: {e}"))?;
-    let timeline: Vec<(String, u64)> = std::fs::read_to_string(TIMELINE)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_once(' ').and_then(|(n, ms)| Some((n.to_string(), ms.parse().ok()?))))
-        .collect();
+    let timeline = hoist_guest::timeline::parse(&std::fs::read_to_string(TIMELINE).unwrap_or_default());
     let persisted = state::load(Path::new(state::PATH));
     let core = Core::new(Desired::from_config(&config, &manifest), persisted, timeline);
     let (cmds, cmd_rx) = mpsc::unbounded_channel();
@@ -68,7 +61,7 @@ async fn run() -> Result<(), String> {
     api::server::spawn(api::server::ControlService::new(cmds, events.clone(), client.clone()));
     let connect = async move {
         loop {
-            match Containerd::connect(SOCKET, Duration::from_secs(30)).await {
+            match Containerd::connect(CONTAINERD_SOCKET, Duration::from_secs(30)).await {
                 Ok(c) => {
                     let _ = client.set(c.clone());
                     return c;

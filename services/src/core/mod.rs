@@ -26,6 +26,8 @@ mod view;
 use std::collections::{BTreeMap, VecDeque};
 
 pub use crate::plan::{Desired, Plan, Stage};
+use hoist_guest::console::Line;
+
 use crate::state::Persisted;
 pub use view::{Event, ServiceView};
 
@@ -383,6 +385,11 @@ impl Core {
         self.out.push(Effect::Say(line));
     }
 
+    /// A line others read (the tests, boot-bench): said in the contract's grammar.
+    fn print(&mut self, line: Line) {
+        self.say(line.body().to_string());
+    }
+
     /// Records an event for `describe` and the event stream.
     fn emit(&mut self, now: Ms, service: &str, kind: &'static str, detail: String) {
         let event = Event { uptime_ms: now, service: service.to_string(), kind, detail };
@@ -417,15 +424,12 @@ impl Core {
         if self.connected {
             if let Some(since) = self.lost_at.take() {
                 let n = running.len();
-                self.say(format!(
-                    "containerd back after {} ms: {n} running tasks re-adopted",
-                    now.saturating_sub(since)
-                ));
+                self.print(Line::ContainerdBack { after_ms: now.saturating_sub(since), tasks: n });
             }
             return;
         }
         self.connected = true;
-        self.say(format!("phase containerd uptime_ms={now}"));
+        self.print(Line::Phase { name: "containerd".into(), uptime_ms: now });
         self.timeline.push(("containerd".into(), now));
         if self.phase != Phase::Connecting {
             return;

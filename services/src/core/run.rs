@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use hoist_config::Ready;
+use hoist_guest::console::Line;
 
 use super::{After, Core, Effect, Ms, Phase, StageRun, StartError, State};
 use crate::policy::{Decision, after_exit};
@@ -97,11 +98,12 @@ impl Core {
             return self.begin_stop(now, name, then);
         }
         if ready == Ready::Running {
-            self.say(format!("service {name} running pid={pid} uptime_ms={now}"));
+            self.print(Line::Running { service: name.to_string(), pid, uptime_ms: now, waiting_for: None });
             self.set_state(name, State::Running { pid, ready: false, deadline: None });
             return self.on_ready(now, name, pid);
         }
-        self.say(format!("service {name} running pid={pid} uptime_ms={now}, waiting for readiness ({ready})"));
+        let waiting_for = Some(ready.to_string());
+        self.print(Line::Running { service: name.to_string(), pid, uptime_ms: now, waiting_for });
         let deadline = now.saturating_add(timeout.as_millis() as Ms);
         self.set_state(name, State::Running { pid, ready: false, deadline: Some(deadline) });
         if ready != Ready::Notify {
@@ -151,7 +153,7 @@ impl Core {
         let announce = svc.plan.ready != Ready::Running;
         self.set_state(name, State::Running { pid, ready: true, deadline: None });
         if announce {
-            self.say(format!("service {name} ready uptime_ms={now}"));
+            self.print(Line::ServiceReady { service: name.to_string(), uptime_ms: now });
         }
         self.emit(now, name, "ready", format!("pid {pid}"));
         let waiting: Vec<String> = self
@@ -196,28 +198,24 @@ impl Core {
             Some(p) => after_exit(record, p, status, failure, std::time::Duration::from_millis(ran_ms), now),
             None => Decision::Done,
         };
-        let (line, state, kind) = match decision {
+        let (then, state, kind) = match decision {
             Decision::Restart(delay) => {
                 let until = now.saturating_add(delay.as_millis() as Ms);
                 record.held = Some(Held::Backoff { until_ms: until });
-                let line = format!("restart in {} ms uptime_ms={now}", delay.as_millis());
-                (line, State::Backoff { until }, "exited")
+                (format!("restart in {} ms", delay.as_millis()), State::Backoff { until }, "exited")
             }
             Decision::Done if ran => {
                 record.held = Some(Held::Exited { status });
-                (format!("not restarted uptime_ms={now}"), State::Exited { status }, "exited")
+                ("not restarted".to_string(), State::Exited { status }, "exited")
             }
             Decision::Done => {
                 let reason = what.to_string();
                 record.failed = Some(reason.clone());
-                (format!("not restarted uptime_ms={now}"), State::Failed { reason }, "failed")
+                ("not restarted".to_string(), State::Failed { reason }, "failed")
             }
-            Decision::Failed(reason) => {
-                let line = format!("failed: {reason} uptime_ms={now}");
-                (line, State::Failed { reason }, "failed")
-            }
+            Decision::Failed(reason) => (format!("failed: {reason}"), State::Failed { reason }, "failed"),
         };
-        self.say(format!("service {name} {what}; {line}"));
+        self.print(Line::Outcome { service: name.to_string(), what: what.to_string(), then, uptime_ms: now });
         if !matches!(state, State::Backoff { .. }) {
             self.out.push(Effect::Cleanup { name: name.to_string() });
         }
@@ -272,9 +270,8 @@ impl Core {
         self.out.push(Effect::Persist);
         let ready = self.services.keys().filter(|n| self.is_ready(n)).count();
         self.timeline.push(("ready".into(), now));
-        self.say(format!("ready uptime_ms={now} services={ready}"));
-        let phases: Vec<String> = self.timeline.iter().map(|(n, ms)| format!("{n}={ms}")).collect();
-        self.say(format!("timeline {}", phases.join(" ")));
+        self.print(Line::Ready { uptime_ms: now, services: ready });
+        self.print(Line::Timeline(self.timeline.clone()));
         self.out.push(Effect::Settled);
     }
 

@@ -1,6 +1,8 @@
 //! Taking services down: the stop signal then SIGKILL after the stop timeout, what follows
 //! a stop (stay down, restart, replace, forget), commands by hand, and the ordered shutdown.
 
+use hoist_guest::console::Line;
+
 use super::run::how;
 use super::{After, Command, Core, Effect, KILL_GRACE_MS, Ms, Phase, Refused, State};
 use crate::state::Held;
@@ -53,14 +55,24 @@ impl Core {
         };
         match then {
             After::Stop => {
-                self.say(format!("service {name} exited {how}; stopped by request uptime_ms={now}"));
+                self.print(Line::Outcome {
+                    service: name.to_string(),
+                    what: format!("exited {how}"),
+                    then: "stopped by request".into(),
+                    uptime_ms: now,
+                });
                 self.record(name).held = Some(Held::Stopped);
                 self.set_state(name, State::Stopped);
                 self.out.push(Effect::Cleanup { name: name.to_string() });
                 self.emit(now, name, "stopped", how);
             }
             After::Restart => {
-                self.say(format!("service {name} exited {how}; restarting by request uptime_ms={now}"));
+                self.print(Line::Outcome {
+                    service: name.to_string(),
+                    what: format!("exited {how}"),
+                    then: "restarting by request".into(),
+                    uptime_ms: now,
+                });
                 self.record(name).restarts += 1;
                 self.emit(now, name, "exited", how);
                 self.set_state(name, State::Waiting { on: Vec::new() });
@@ -79,7 +91,12 @@ impl Core {
                 self.emit(now, name, "stopped", how);
             }
             After::Replace => {
-                self.say(format!("service {name} exited {how}; replaced by its new version uptime_ms={now}"));
+                self.print(Line::Outcome {
+                    service: name.to_string(),
+                    what: format!("exited {how}"),
+                    then: "replaced by its new version".into(),
+                    uptime_ms: now,
+                });
                 let plan = self.desired.services.get(name).cloned();
                 if let (Some(svc), Some(plan)) = (self.services.get_mut(name), plan) {
                     svc.plan = plan;
@@ -89,7 +106,12 @@ impl Core {
                 self.try_start(now, name);
             }
             After::Remove => {
-                self.say(format!("service {name} exited {how}; removed from the config uptime_ms={now}"));
+                self.print(Line::Outcome {
+                    service: name.to_string(),
+                    what: format!("exited {how}"),
+                    then: "removed from the config".into(),
+                    uptime_ms: now,
+                });
                 self.emit(now, name, "removed", how);
                 self.forget(name);
             }

@@ -14,8 +14,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use hoist_guest::console::Line;
 use hoist_images::compress::Compression;
-use hoist_tests::{BOOT_TIMEOUT, build_host_with, field};
+use hoist_tests::{BOOT_TIMEOUT, build_host_with, wait_line};
 
 const DEMO: &str = r#"
 version = 1
@@ -40,8 +41,15 @@ struct Variant {
     kernel: PathBuf,
     initrd: PathBuf,
     cmdline: String,
-    ready_marker: &'static str,
+    /// A hoist build (its lines are [`Line`]s); otherwise a baseline that prints [`BASELINE_READY`].
     hoist: bool,
+}
+
+/// What a baseline initrd prints when its services run: `READY <uptime seconds> ...`.
+const BASELINE_READY: &str = "READY ";
+
+fn is_ready(l: &Line) -> bool {
+    matches!(l, Line::Ready { .. })
 }
 
 #[derive(Default)]
@@ -106,7 +114,6 @@ fn main() {
             kernel: out.join("kernel"),
             initrd: out.join("initrd.img"),
             cmdline: std::fs::read_to_string(out.join("cmdline")).expect("cmdline").trim().to_string(),
-            ready_marker: "hoist: ready uptime_ms=",
             hoist: true,
         });
     }
@@ -118,7 +125,6 @@ fn main() {
             kernel,
             initrd: PathBuf::from(initrd),
             cmdline: "console=ttyS0 quiet panic=-1".into(),
-            ready_marker: "READY ",
             hoist: false,
         });
     }
@@ -140,27 +146,26 @@ fn boot_once(v: &Variant, s: &mut Samples) -> Result<(), String> {
         .cmdline(v.cmdline.clone())
         .spawn()
         .map_err(|e| e.to_string())?;
-    let ready = vm.wait_for_line(v.ready_marker, BOOT_TIMEOUT).map_err(|e| e.to_string())?;
-    s.add("host_ready_s", started.elapsed().as_secs_f64());
     if !v.hoist {
-        // baseline: "READY <uptime seconds> ..."
+        let ready = vm.wait_for_line(BASELINE_READY, BOOT_TIMEOUT).map_err(|e| e.to_string())?;
+        s.add("host_ready_s", started.elapsed().as_secs_f64());
         let up = ready.split_whitespace().nth(1).and_then(|x| x.parse::<f64>().ok()).ok_or("no uptime on READY")?;
         s.add("ready", up);
         vm.kill();
         return Ok(());
     }
-    s.add("ready", field(&ready, "uptime_ms").ok_or("no uptime_ms")? as f64 / 1000.0);
-    let timeline = vm.wait_for_line("hoist: timeline ", Duration::from_secs(10)).map_err(|e| e.to_string())?;
-    for kv in timeline.split_whitespace().skip(2) {
-        if let Some((k, ms)) = kv.split_once('=')
-            && let Ok(ms) = ms.parse::<f64>()
-        {
-            s.add(k, ms / 1000.0);
+    let ready = wait_line(&vm, "the ready line", BOOT_TIMEOUT, is_ready)?;
+    s.add("host_ready_s", started.elapsed().as_secs_f64());
+    s.add("ready", ready.field("uptime_ms").ok_or("no uptime_ms")? as f64 / 1000.0);
+    let timeline = wait_line(&vm, "the timeline line", Duration::from_secs(10), |l| matches!(l, Line::Timeline(_)))?;
+    if let Line::Timeline(phases) = timeline {
+        for (k, ms) in phases {
+            s.add(&k, ms as f64 / 1000.0);
         }
     }
-    let memory = vm.wait_for_line("hoist: memory ", Duration::from_secs(10)).map_err(|e| e.to_string())?;
+    let memory = wait_line(&vm, "the memory line", Duration::from_secs(10), |l| matches!(l, Line::Memory(_)))?;
     for key in ["pid1_rss_kb", "supervisor_rss_kb", "containerd_rss_kb"] {
-        if let Some(kb) = field(&memory, key) {
+        if let Some(kb) = memory.field(key) {
             s.add(key, kb as f64);
         }
     }
@@ -243,18 +248,23 @@ fn faults() {
     let work = tempfile::tempdir().expect("tempdir");
     let out = build_host_with(work.path(), FAULTS, Compression::Lz4);
     let mut vm = hoist_qemu::VmBuilder::from_build_dir(&out).expect("build dir").spawn().expect("spawn");
-    vm.wait_for_line("hoist: ready uptime_ms=", BOOT_TIMEOUT).expect("ready");
-    let back = vm.wait_for_line("hoist: containerd back after", Duration::from_secs(120)).expect("containerd back");
-    let lines = vm.console_lines();
+    wait_line(&vm, "the ready line", BOOT_TIMEOUT, is_ready).expect("ready");
+    let back =
+        wait_line(&vm, "containerd back", Duration::from_secs(120), |l| matches!(l, Line::ContainerdBack { .. }))
+            .expect("containerd back");
     let mut latencies = Vec::new();
     let mut exited_at = None;
-    for l in &lines {
-        if l.contains("hoist: service flaky exited") {
-            exited_at = field(l, "uptime_ms");
-        } else if l.contains("hoist: service flaky running")
-            && let (Some(e), Some(r)) = (exited_at.take(), field(l, "uptime_ms"))
-        {
-            latencies.push((r - e) as f64);
+    for line in vm.console_lines().iter().filter_map(|l| Line::parse(l)) {
+        match line {
+            Line::Outcome { service, what, uptime_ms, .. } if service == "flaky" && what.starts_with("exited ") => {
+                exited_at = Some(uptime_ms);
+            }
+            Line::Running { service, uptime_ms, .. } if service == "flaky" => {
+                if let Some(e) = exited_at.take() {
+                    latencies.push(uptime_ms.saturating_sub(e) as f64);
+                }
+            }
+            _ => {}
         }
     }
     let mut s = Samples::default();
@@ -268,23 +278,23 @@ fn faults() {
         latencies.len().min(10),
         s.range("restart_ms")
     );
-    println!("containerd SIGKILL -> answering with its tasks: {}", back.trim_start_matches("hoist: "));
+    println!("containerd SIGKILL -> answering with its tasks: {}", back.body());
     println!("shutdown (powerdown -> QEMU exit, host): {:.2} s, clean={}", t.elapsed().as_secs_f64(), exit.clean);
 }
 
 /// `status` latency from the host through QEMU's port forward and mutual TLS: 20 calls on
 /// one connection, and 20 calls each on a fresh connection (TLS handshake included).
 fn api() {
-    use hoist_services::api::{client, pb};
+    use hoist_api::{client, pb};
     let work = tempfile::tempdir().expect("tempdir");
     let out = build_host_with(work.path(), DEMO, Compression::Lz4);
     let port = hoist_qemu::free_tcp_port().expect("port");
     let mut vm = hoist_qemu::VmBuilder::from_build_dir(&out)
         .expect("build dir")
-        .publish(port, hoist_services::api::PORT)
+        .publish(port, hoist_api::PORT)
         .spawn()
         .expect("spawn");
-    vm.wait_for_line("hoist: ready uptime_ms=", BOOT_TIMEOUT).expect("ready");
+    wait_line(&vm, "the ready line", BOOT_TIMEOUT, is_ready).expect("ready");
     let addr = format!("127.0.0.1:{port}");
     let pki = hoist_tests::pki_dir();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");

@@ -116,3 +116,18 @@ fn long_dependency_chains_settle_in_linear_time() {
     let fx = h.exited("s0", 1, 1);
     line(&fx, "ready uptime_ms=1000 services=0");
 }
+
+#[test]
+fn lines_others_read_are_in_the_contract_grammar() {
+    use hoist_guest::console::Line;
+    let (mut h, _) = H::boot(desired(vec![with_ready(plan("db", &[]), Ready::Tcp { port: 5432 })]));
+    let mut said: Vec<String> = lines(&h.started("db", 10)).iter().map(|l| l.to_string()).collect();
+    said.extend(lines(&h.ready("db", 10)).iter().map(|l| l.to_string()));
+    let parsed: Vec<Line> = said.iter().filter_map(|l| Line::parse_body(l)).collect();
+    let running =
+        Line::Running { service: "db".into(), pid: 10, uptime_ms: 1000, waiting_for: Some("tcp 5432".into()) };
+    assert!(parsed.contains(&running), "{said:#?}");
+    assert!(parsed.contains(&Line::ServiceReady { service: "db".into(), uptime_ms: 1000 }), "{said:#?}");
+    assert!(parsed.contains(&Line::Ready { uptime_ms: 1000, services: 1 }), "{said:#?}");
+    assert!(parsed.iter().any(|l| matches!(l, Line::Timeline(p) if p.last() == Some(&("ready".into(), 1000)))));
+}

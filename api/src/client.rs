@@ -4,9 +4,10 @@
 use std::path::Path;
 use std::time::Duration;
 
+use hoist_guest::pki::{CA_CERT, CLIENT_CERT, CLIENT_KEY};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-use super::pb::control_client::ControlClient;
+use crate::pb::control_client::ControlClient;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -23,9 +24,9 @@ fn read(path: &Path) -> Result<Vec<u8>, ConnectError> {
 /// mTLS over TCP to `addr` ("127.0.0.1:PORT") with `pki/ca.pem`, `pki/client.pem`, `pki/client.key`.
 pub async fn tcp(addr: &str, pki: &Path) -> Result<ControlClient<Channel>, ConnectError> {
     let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(read(&pki.join("ca.pem"))?))
-        .identity(Identity::from_pem(read(&pki.join("client.pem"))?, read(&pki.join("client.key"))?))
-        .domain_name(super::SERVER_NAME);
+        .ca_certificate(Certificate::from_pem(read(&pki.join(CA_CERT))?))
+        .identity(Identity::from_pem(read(&pki.join(CLIENT_CERT))?, read(&pki.join(CLIENT_KEY))?))
+        .domain_name(crate::SERVER_NAME);
     let err = |source| ConnectError::Transport { target: addr.to_string(), source };
     let channel = Endpoint::from_shared(format!("https://{addr}"))
         .map_err(err)?
@@ -35,7 +36,7 @@ pub async fn tcp(addr: &str, pki: &Path) -> Result<ControlClient<Channel>, Conne
         .connect()
         .await
         .map_err(err)?;
-    Ok(ControlClient::new(channel).max_decoding_message_size(super::MAX_MESSAGE))
+    Ok(ControlClient::new(channel).max_decoding_message_size(crate::MAX_MESSAGE))
 }
 
 /// The Unix socket inside the guest.
@@ -51,5 +52,5 @@ pub async fn unix(path: &Path) -> Result<ControlClient<Channel>, ConnectError> {
         }))
         .await
         .map_err(|source| ConnectError::Transport { target, source })?;
-    Ok(ControlClient::new(channel).max_decoding_message_size(super::MAX_MESSAGE))
+    Ok(ControlClient::new(channel).max_decoding_message_size(crate::MAX_MESSAGE))
 }

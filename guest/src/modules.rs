@@ -4,7 +4,7 @@
 //!
 //! Used at build time (which modules go into the initramfs, and small index files for
 //! them) and by PID 1 at boot, so it is std only, does no syscalls beyond reading the
-//! index files, and its alias matching is linear-time ([`glob`]). It reads no `.bin`
+//! index files, and its alias matching is linear-time ([`glob_match`]). It reads no `.bin`
 //! indexes, no modprobe.d configuration, and only the `pre:` part of soft dependencies.
 
 mod glob;

@@ -62,18 +62,19 @@ impl Capped {
 /// A pipe whose read end a thread copies into `path` until every writer has closed it;
 /// returns the write end for the child's stdout and stderr.
 pub fn pipe_to(path: &Path, cap: u64) -> std::io::Result<OwnedFd> {
-    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    // std's pipe is O_CLOEXEC: only the child's stdout and stderr keep the write end.
+    let (read, write) = std::io::pipe()?;
     let path = path.to_path_buf();
     std::thread::Builder::new().name("child-log".into()).spawn(move || {
         let mut out = Capped::open(&path, cap);
-        let mut reader = BufReader::new(std::fs::File::from(read));
+        let mut reader = BufReader::new(read);
         let mut line = Vec::new();
         while reader.by_ref().take(64 * 1024).read_until(b'\n', &mut line).map(|n| n > 0).unwrap_or(false) {
             out.write_line(&line);
             line.clear();
         }
     })?;
-    Ok(write)
+    Ok(write.into())
 }
 
 #[cfg(test)]

@@ -1,0 +1,35 @@
+//! hoist-guest: the guest contract. Every fact that two of hoist's programs must agree on
+//! is defined here once (DESIGN.md decision 8): the builder (`hoist-images`) puts files
+//! where PID 1 (`hoist-init`) and the supervisor (`hoist-services`) look for them, PID 1
+//! prints console lines that `hoist run`, `boot-bench` and the VM tests read, the control
+//! API sends PID 1 the signals it understands.
+//!
+//! - [`paths`]: where things live in the guest, and the logger URI containerd is given;
+//! - [`pki`]: the control API's certificate file names and server name;
+//! - [`api`]: the control API's socket, port and message limit;
+//! - [`signals`]: which signal asks PID 1 to power off or reboot;
+//! - [`kernel`]: the default command line and the modules every image carries;
+//! - [`console`]: the console lines other code reads, as a typed [`console::Line`] that
+//!   prints and parses with one grammar;
+//! - [`timeline`]: the boot timeline file PID 1 hands the supervisor;
+//! - [`modules`]: the kernel's module index, read at build time (what goes into the
+//!   initramfs) and by PID 1 at boot (what to load);
+//! - [`logfile`]: size-capped log files, written by PID 1 (containerd's log), the
+//!   supervisor and every service's logger.
+//!
+//! It is a library of constants and small code on std (plus libc's signal numbers and
+//! thiserror): no async, no gRPC, no syscalls beyond reading and writing files and a
+//! pipe, so PID 1 can link it and stay small. It does not decide anything; the crates on
+//! either side of a contract do. What is not here on purpose: the host side's own
+//! defaults (`hoist-qemu`'s command line for a bare kernel), and free-text console lines
+//! meant for people, which may change wording.
+
+pub mod api;
+pub mod console;
+pub mod kernel;
+pub mod logfile;
+pub mod modules;
+pub mod paths;
+pub mod pki;
+pub mod signals;
+pub mod timeline;

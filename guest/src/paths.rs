@@ -1,0 +1,82 @@
+//! Where things live in the guest. `hoist build` puts files at these paths; PID 1 and the
+//! supervisor read them. One list, shared by build time and boot time.
+
+/// The host config, as the user wrote it.
+pub const HOST_CONFIG: &str = "/etc/hoist/host.toml";
+/// What the build resolved: each service's rootfs tree and image config (TOML, see hoist_config::manifest).
+pub const BUILD_MANIFEST: &str = "/etc/hoist/build.toml";
+/// Kernel modules directory prefix; the version is the running kernel's release.
+pub const MODULES_DIR: &str = "/usr/lib/modules";
+pub const SUPERVISOR: &str = "/usr/bin/hoist-supervisor";
+pub const LOGGER: &str = "/usr/bin/hoist-logger";
+pub const CONTAINERD: &str = "/usr/bin/containerd";
+pub const CONTAINERD_CONFIG: &str = "/etc/containerd/config.toml";
+pub const CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
+/// PID 1's and the supervisor's runtime directory (created by PID 1).
+pub const RUN_DIR: &str = "/run/hoist";
+/// Boot phases recorded by PID 1, read by the supervisor (format: [`crate::timeline`]).
+pub const TIMELINE: &str = "/run/hoist/timeline";
+/// Problems PID 1 keeps reporting (one per line), read by the supervisor for `status`.
+pub const PROBLEMS: &str = "/run/hoist/problems";
+/// What the supervisor keeps across its own restarts (counters, held states).
+pub const SUPERVISOR_STATE: &str = "/run/hoist/supervisor.toml";
+/// The control API's Unix socket (root only: /run/hoist is 0700).
+pub const CONTROL_SOCKET: &str = "/run/hoist/control.sock";
+/// Writable upper layers of service roots (tmpfs).
+pub const RW_DIR: &str = "/run/hoist/rw";
+/// Scratch files of `exec` requests.
+pub const EXEC_DIR: &str = "/run/hoist/exec";
+/// Per-service sd_notify socket directories, on the host side of the bind mount.
+pub const NOTIFY_HOST_DIR: &str = "/run/hoist/notify";
+/// The same directory as a service sees it; `NOTIFY_SOCKET` points into it.
+pub const NOTIFY_GUEST_DIR: &str = "/run/hoist-notify";
+/// The sd_notify socket in either directory.
+pub const NOTIFY_SOCKET_NAME: &str = "notify.sock";
+/// Unpacked service images live below this directory.
+pub const IMAGES_DIR: &str = "/var/lib/hoist/images";
+/// Every log file: `NAME.log` per service, plus the three below.
+pub const LOG_DIR: &str = "/var/log";
+pub const CONTAINERD_LOG: &str = "/var/log/containerd.log";
+pub const SUPERVISOR_LOG: &str = "/var/log/supervisor.log";
+
+/// The stdio URI containerd's shim is given for each task: it runs [`LOGGER`], which
+/// rotates the service's log file at `max_size` bytes.
+pub fn logger_uri(max_size: u64) -> String {
+    format!("binary://{LOGGER}?max_size={max_size}")
+}
+
+/// containerd's config. No CRI (we are not a kubelet's runtime, and it costs start-up
+/// time), no snapshotters we do not use, logs at warn level so the console stays quiet.
+pub const CONTAINERD_CONFIG_TOML: &str = r#"version = 2
+root = "/var/lib/containerd"
+state = "/run/containerd"
+oom_score = -999
+disabled_plugins = [
+  "io.containerd.grpc.v1.cri",
+  "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.tracing.processor.v1.otlp",
+  "io.containerd.internal.v1.tracing",
+]
+
+[grpc]
+  address = "/run/containerd/containerd.sock"
+
+[debug]
+  level = "warn"
+"#;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_logger_uri_is_what_containerd_expects() {
+        assert_eq!(super::logger_uri(1024), "binary:///usr/bin/hoist-logger?max_size=1024");
+    }
+
+    #[test]
+    fn containerd_listens_where_the_supervisor_connects() {
+        assert!(super::CONTAINERD_CONFIG_TOML.contains(&format!("address = \"{}\"", super::CONTAINERD_SOCKET)));
+    }
+}
