@@ -11,14 +11,14 @@ use crate::pb::control_client::ControlClient;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("{path}: {source}")]
-    Read { path: String, source: std::io::Error },
-    #[error("connecting to {target}: {source}")]
-    Transport { target: String, source: tonic::transport::Error },
+    #[error("{path}: {cause}")]
+    Read { path: String, cause: std::io::Error },
+    #[error("connecting to {target}: {cause}")]
+    Transport { target: String, cause: tonic::transport::Error },
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, ConnectError> {
-    std::fs::read(path).map_err(|source| ConnectError::Read { path: path.display().to_string(), source })
+    std::fs::read(path).map_err(|cause| ConnectError::Read { path: path.display().to_string(), cause })
 }
 
 /// mTLS over TCP to `addr` ("127.0.0.1:PORT") with `pki/ca.pem`, `pki/client.pem`, `pki/client.key`.
@@ -27,7 +27,7 @@ pub async fn tcp(addr: &str, pki: &Path) -> Result<ControlClient<Channel>, Conne
         .ca_certificate(Certificate::from_pem(read(&pki.join(CA_CERT))?))
         .identity(Identity::from_pem(read(&pki.join(CLIENT_CERT))?, read(&pki.join(CLIENT_KEY))?))
         .domain_name(crate::SERVER_NAME);
-    let err = |source| ConnectError::Transport { target: addr.to_string(), source };
+    let err = |cause| ConnectError::Transport { target: addr.to_string(), cause };
     let channel = Endpoint::from_shared(format!("https://{addr}"))
         .map_err(err)?
         .tls_config(tls)
@@ -51,6 +51,6 @@ pub async fn unix(path: &Path) -> Result<ControlClient<Channel>, ConnectError> {
             }
         }))
         .await
-        .map_err(|source| ConnectError::Transport { target, source })?;
+        .map_err(|cause| ConnectError::Transport { target, cause })?;
     Ok(ControlClient::new(channel).max_decoding_message_size(crate::MAX_MESSAGE))
 }

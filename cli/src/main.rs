@@ -65,18 +65,16 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            // The whole chain, once, at the top; a cause a message already quotes is not repeated.
-            let mut text = e.to_string();
-            for cause in e.chain().skip(1) {
-                let cause = cause.to_string();
-                if !text.contains(&cause) {
-                    text = format!("{text}: {cause}");
-                }
-            }
-            eprintln!("hoist: error: {text}");
+            eprintln!("hoist: error: {}", error_text(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The whole chain, once, at the top: each context, then each cause. Our errors never
+/// quote a cause they also expose as their source, so nothing is said twice.
+fn error_text(e: &anyhow::Error) -> String {
+    format!("{e:#}")
 }
 
 fn check(file: &std::path::Path) -> anyhow::Result<ExitCode> {
@@ -117,4 +115,22 @@ fn build(
         report.services.keys().cloned().collect::<Vec<_>>().join(", ")
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use anyhow::Context;
+
+    use super::*;
+
+    #[test]
+    fn every_cause_is_said_once() {
+        let io = std::fs::read("/nonexistent/hoist-test").context("--add x:/x");
+        let text = error_text(&io.expect_err("no such file"));
+        assert_eq!(text.matches("No such file or directory").count(), 1, "{text}");
+        assert!(text.starts_with("--add x:/x: "), "{text}");
+        let kernel = hoist_images::kernel::newest_kernel(std::path::Path::new("/nonexistent/boot"));
+        let text = error_text(&anyhow::Error::from(kernel.expect_err("no /boot")).context("hoist build"));
+        assert_eq!(text.matches("No such file or directory").count(), 1, "{text}");
+    }
 }

@@ -9,12 +9,8 @@ use serde_path_to_error::{Path, Segment};
 /// so callers print it as is.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{file}: {source}")]
-    Io {
-        file: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{file}: {cause}")]
+    Io { file: String, cause: std::io::Error },
     #[error("{file}:{line}:{column}: {key}: {message}")]
     Invalid { file: String, line: usize, column: usize, key: String, message: String },
 }

@@ -19,8 +19,8 @@ pub enum ImageError {
     NotTar(String),
     #[error("invalid image {0:?}: it contains a NUL byte")]
     Nul(String),
-    #[error("invalid image {image:?}: {source}")]
-    Reference { image: String, source: crate::ReferenceError },
+    #[error("invalid image {image:?}: {cause}")]
+    Reference { image: String, cause: crate::ReferenceError },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,7 +108,7 @@ impl FromStr for ImageSource {
                     return Err(err(ImageError::EmptyTag));
                 }
                 if let Some(Err(source)) = reference.map(Reference::parse) {
-                    return Err(ImageError::Reference { image: s.to_string(), source });
+                    return Err(ImageError::Reference { image: s.to_string(), cause: source });
                 }
                 Ok(ImageSource::DockerArchive { file: file.into(), reference: reference.map(str::to_string) })
             }

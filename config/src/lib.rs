@@ -113,7 +113,7 @@ use error::Source;
 /// against the file's directory, so the result does not depend on the working directory.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let file = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| ConfigError::Io { file: file.clone(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| ConfigError::Io { file: file.clone(), cause: source })?;
     let text = error::utf8(&file, &bytes)?;
     let mut config = parse(text, &file)?;
     let base = path.parent().unwrap_or(Path::new(""));

@@ -76,7 +76,7 @@ fn a_missing_file_is_an_io_error() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let file = tmp.path().join("absent.toml");
     match load(&file) {
-        Err(ConfigError::Io { file: name, source }) => {
+        Err(ConfigError::Io { file: name, cause: source }) => {
             assert_eq!(name, file.display().to_string());
             assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
         }

@@ -16,8 +16,8 @@ pub use glob::glob_match;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModuleError {
-    #[error("{path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {cause}")]
+    Read { path: PathBuf, cause: std::io::Error },
     #[error("unknown kernel module {0}")]
     Unknown(String),
     #[error("module {module}: dependency {dependency} is not in modules.dep")]
@@ -240,7 +240,7 @@ fn normalized_set(names: &[String]) -> BTreeSet<String> {
 fn read(path: &Path, optional: bool) -> Result<String, ModuleError> {
     match std::fs::read_to_string(path) {
         Err(e) if optional && e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-        other => other.map_err(|source| ModuleError::Read { path: path.to_path_buf(), source }),
+        other => other.map_err(|cause| ModuleError::Read { path: path.to_path_buf(), cause }),
     }
 }
 

@@ -35,26 +35,26 @@ pub enum BuildError {
     Config(#[from] hoist_config::ConfigError),
     #[error(transparent)]
     Kernel(#[from] kernel::KernelError),
-    #[error("kernel modules for {release}: {source}")]
-    Modules { release: String, source: ModuleError },
+    #[error("kernel modules for {release}: {cause}")]
+    Modules { release: String, cause: ModuleError },
     #[error("{0} not found (install it: apt-get install containerd runc)")]
     MissingRuntime(String),
     #[error("{name} not found in {dir} (build it first: cargo build --release)")]
     MissingOwnBinary { name: &'static str, dir: PathBuf },
     #[error(transparent)]
     Elf(#[from] elf::ElfError),
-    #[error("service {service}: image {image}: {source}")]
-    Image { service: String, image: String, source: Box<oci::OciError> },
-    #[error("service {service}: image {image}: user {user:?}: {source}")]
-    User { service: String, image: String, user: String, source: crate::resolve::UserError },
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("service {service}: image {image}: {cause}")]
+    Image { service: String, image: String, cause: Box<oci::OciError> },
+    #[error("service {service}: image {image}: user {user:?}: {cause}")]
+    User { service: String, image: String, user: String, cause: crate::resolve::UserError },
+    #[error("{path}: {cause}")]
+    Io { path: PathBuf, cause: std::io::Error },
     #[error(transparent)]
     Pki(#[from] crate::pki::PkiError),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
-    move |source| BuildError::Io { path: path.to_path_buf(), source }
+    move |cause| BuildError::Io { path: path.to_path_buf(), cause }
 }
 
 /// Progress of a long build, shown by the CLI.
@@ -130,7 +130,7 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport
         let image = oci::import(image_source).map_err(|e| BuildError::Image {
             service: name.clone(),
             image: source.clone(),
-            source: Box::new(e),
+            cause: Box::new(e),
         })?;
         let hex = image.digest.trim_start_matches("sha256:");
         let rootfs = format!("{}/{}/rootfs", paths::IMAGES_DIR, &hex[..hex.len().min(16)]);
@@ -196,7 +196,7 @@ fn manifest_entry(
             service: name.to_string(),
             image: source.to_string(),
             user: c.user.clone(),
-            source: err,
+            cause: err,
         })?,
     };
     Ok(ServiceImage {
@@ -262,7 +262,7 @@ fn skeleton() -> Tree {
 
 fn add_modules(tree: &mut Tree, config: &Config, release: &str) -> Result<Vec<String>, BuildError> {
     let host_dir = Path::new("/lib/modules").join(release);
-    let err = |source| BuildError::Modules { release: release.to_string(), source };
+    let err = |cause| BuildError::Modules { release: release.to_string(), cause };
     let index = ModuleIndex::load(&host_dir).map_err(err)?;
     let mut wanted: Vec<&str> =
         DEVICE_MODULES.iter().chain(ALWAYS_MODULES).copied().filter(|m| index.resolve(&[m]).is_ok()).collect();

@@ -32,10 +32,10 @@ const MAX_LINKS: usize = 40;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ElfError {
-    #[error("{path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("{path}: not a readable ELF file: {source}")]
-    Parse { path: PathBuf, source: goblin::error::Error },
+    #[error("{path}: {cause}")]
+    Read { path: PathBuf, cause: std::io::Error },
+    #[error("{path}: not a readable ELF file: {cause}")]
+    Parse { path: PathBuf, cause: goblin::error::Error },
     #[error("{library} (needed by {needed_by}) not found")]
     NotFound { library: String, needed_by: PathBuf },
     #[error("{path}: interpreter {interpreter} not found")]
@@ -198,8 +198,8 @@ impl Parsed {
 }
 
 fn parse(path: &Path) -> Result<Object, ElfError> {
-    let bytes = std::fs::read(path).map_err(|source| ElfError::Read { path: path.to_path_buf(), source })?;
-    let elf = Elf::parse(&bytes).map_err(|source| ElfError::Parse { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|cause| ElfError::Read { path: path.to_path_buf(), cause })?;
+    let elf = Elf::parse(&bytes).map_err(|cause| ElfError::Parse { path: path.to_path_buf(), cause })?;
     let split = |entries: &[&str]| -> Vec<String> {
         entries.iter().flat_map(|e| e.split(':')).filter(|d| !d.is_empty()).map(str::to_string).collect()
     };

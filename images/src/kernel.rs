@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 pub enum KernelError {
     #[error("no kernel found in {0} (install linux-image-cloud-amd64 or set [kernel] path)")]
     NotFound(PathBuf),
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {cause}")]
+    Io { path: PathBuf, cause: std::io::Error },
     #[error("{0}: not a bzImage with a version string")]
     NoVersion(PathBuf),
 }
@@ -21,7 +21,7 @@ fn version_key(name: &str) -> Vec<u64> {
 
 /// The newest `vmlinuz-*` in `boot`.
 pub fn newest_kernel(boot: &Path) -> Result<PathBuf, KernelError> {
-    let entries = std::fs::read_dir(boot).map_err(|source| KernelError::Io { path: boot.to_path_buf(), source })?;
+    let entries = std::fs::read_dir(boot).map_err(|cause| KernelError::Io { path: boot.to_path_buf(), cause })?;
     entries
         .flatten()
         .map(|e| e.file_name().to_string_lossy().to_string())

@@ -15,16 +15,16 @@ use hoist_guest::pki::{CA_CERT, CA_KEY, CLIENT_CERT, CLIENT_KEY, FILES, SERVER_C
 
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("generating {what}: {source}")]
-    Generate { what: &'static str, source: rcgen::Error },
+    #[error("{path}: {cause}")]
+    Io { path: PathBuf, cause: std::io::Error },
+    #[error("generating {what}: {cause}")]
+    Generate { what: &'static str, cause: rcgen::Error },
 }
 
 fn write_private(path: &Path, data: &[u8]) -> Result<(), PkiError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let err = |source| PkiError::Io { path: path.to_path_buf(), source };
+    let err = |cause| PkiError::Io { path: path.to_path_buf(), cause };
     let mut f =
         std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).map_err(err)?;
     f.write_all(data).map_err(err)
@@ -35,8 +35,8 @@ pub fn ensure(dir: &Path) -> Result<(), PkiError> {
     if FILES.iter().all(|f| dir.join(f).is_file()) {
         return Ok(());
     }
-    std::fs::create_dir_all(dir).map_err(|source| PkiError::Io { path: dir.to_path_buf(), source })?;
-    let gen_err = |what| move |source| PkiError::Generate { what, source };
+    std::fs::create_dir_all(dir).map_err(|cause| PkiError::Io { path: dir.to_path_buf(), cause })?;
+    let gen_err = |what| move |cause| PkiError::Generate { what, cause };
     let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(gen_err("CA"))?;
     ca.distinguished_name.push(DnType::CommonName, "hoist control CA");
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);

@@ -60,11 +60,11 @@ const API_MOUNTS: &[ApiMount] = &[
 ];
 
 #[derive(Debug, thiserror::Error)]
-#[error("mount {fstype} on {target}: {source}")]
+#[error("mount {fstype} on {target}: {cause}")]
 pub struct MountError {
     fstype: &'static str,
     target: &'static str,
-    source: nix::errno::Errno,
+    cause: nix::errno::Errno,
 }
 
 /// Mounts /proc, /sys, /dev (+pts, shm), /run, /tmp and cgroup2, then makes every mount
@@ -75,7 +75,7 @@ pub fn mount_api_filesystems() -> Result<(), MountError> {
         let data = (!m.data.is_empty()).then_some(m.data);
         match mount(Some(m.source), m.target, Some(m.fstype), m.flags, data) {
             Ok(()) | Err(nix::errno::Errno::EBUSY) => {}
-            Err(source) => return Err(MountError { fstype: m.fstype, target: m.target, source }),
+            Err(cause) => return Err(MountError { fstype: m.fstype, target: m.target, cause }),
         }
     }
     for (link, target) in [
@@ -87,7 +87,7 @@ pub fn mount_api_filesystems() -> Result<(), MountError> {
         let _ = std::os::unix::fs::symlink(target, link);
     }
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SHARED, None::<&str>)
-        .map_err(|source| MountError { fstype: "shared", target: "/", source })
+        .map_err(|cause| MountError { fstype: "shared", target: "/", cause })
 }
 
 /// Mount points from a /proc/self/mounts text, innermost (last mounted) first.

@@ -63,11 +63,11 @@ impl VmBuilder {
         let kernel = dir.join("kernel");
         let initrd = dir.join("initrd.img");
         for path in [&kernel, &initrd] {
-            std::fs::metadata(path).map_err(|source| QemuError::Input { path: path.clone(), source })?;
+            std::fs::metadata(path).map_err(|source| QemuError::Input { path: path.clone(), cause: source })?;
         }
         let cmdline_path = dir.join("cmdline");
-        let cmdline =
-            std::fs::read_to_string(&cmdline_path).map_err(|source| QemuError::Input { path: cmdline_path, source })?;
+        let cmdline = std::fs::read_to_string(&cmdline_path)
+            .map_err(|source| QemuError::Input { path: cmdline_path, cause: source })?;
         Ok(Self::new(kernel, initrd).cmdline(cmdline.trim()))
     }
 
@@ -165,7 +165,7 @@ impl VmBuilder {
     /// Starts QEMU, connects QMP and lets the guest run.
     pub fn spawn(self) -> Result<Vm, QemuError> {
         for path in [&self.kernel, &self.initrd] {
-            std::fs::metadata(path).map_err(|source| QemuError::Input { path: path.clone(), source })?;
+            std::fs::metadata(path).map_err(|source| QemuError::Input { path: path.clone(), cause: source })?;
         }
         let work = WorkDir::create(self.work_dir.as_deref())?;
         let socket = work.path().join("qmp.sock");
@@ -174,7 +174,7 @@ impl VmBuilder {
         }
         let work_err = |path: &Path| {
             let path = path.to_path_buf();
-            move |source| QemuError::WorkDir { path, source }
+            move |source| QemuError::WorkDir { path, cause: source }
         };
         match std::fs::remove_file(&socket) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(work_err(&socket)(e)),
@@ -188,7 +188,7 @@ impl VmBuilder {
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
         log::info!("starting {cmd:?}");
         let child = crate::process::spawn_tied(cmd)
-            .map_err(|source| QemuError::Spawn { program: self.qemu.display().to_string(), source })?;
+            .map_err(|source| QemuError::Spawn { program: self.qemu.display().to_string(), cause: source })?;
         Vm::start(child, work, log, log_path, socket, self.echo_console, QMP_CONNECT_TIMEOUT)
     }
 }
@@ -247,11 +247,13 @@ mod tests {
     fn build_dir() {
         let dir = tempfile::tempdir().expect("tempdir");
         let err = VmBuilder::from_build_dir(dir.path()).expect_err("empty dir");
-        assert_eq!(err.to_string(), format!("cannot read {}", dir.path().join("kernel").display()));
+        let want =
+            format!("cannot read {}: No such file or directory (os error 2)", dir.path().join("kernel").display());
+        assert_eq!(err.to_string(), want);
         std::fs::write(dir.path().join("kernel"), "k").expect("kernel");
         std::fs::write(dir.path().join("initrd.img"), "i").expect("initrd");
         let err = VmBuilder::from_build_dir(dir.path()).expect_err("no cmdline");
-        assert!(err.to_string().ends_with("/cmdline"), "{err}");
+        assert!(err.to_string().contains("/cmdline: No such file"), "{err}");
         std::fs::write(dir.path().join("cmdline"), "console=ttyS0 quiet\n").expect("cmdline");
         let b = VmBuilder::from_build_dir(dir.path()).expect("complete").accel(Accel::Tcg);
         let a = args(&b.command());
@@ -266,6 +268,6 @@ mod tests {
     #[test]
     fn spawn_reports_a_missing_kernel() {
         let err = VmBuilder::new("/nonexistent/kernel", "/nonexistent/initrd").spawn().expect_err("missing kernel");
-        assert_eq!(err.to_string(), "cannot read /nonexistent/kernel");
+        assert_eq!(err.to_string(), "cannot read /nonexistent/kernel: No such file or directory (os error 2)");
     }
 }

@@ -69,39 +69,18 @@ pub use vm::{Vm, VmExit};
 #[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum QemuError {
-    #[error("cannot read {path}")]
-    Input {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("work dir {path}")]
-    WorkDir {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot read {path}: {cause}")]
+    Input { path: PathBuf, cause: std::io::Error },
+    #[error("work dir {path}: {cause}")]
+    WorkDir { path: PathBuf, cause: std::io::Error },
     #[error("QMP socket path {path} is longer than a unix socket allows (107 bytes)")]
     SocketPath { path: PathBuf },
-    #[error("cannot start {program}")]
-    Spawn {
-        program: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("QMP socket {path}: no connection within {after:?}")]
-    QmpConnect {
-        path: PathBuf,
-        after: Duration,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("QMP socket {path}")]
-    QmpIo {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot start {program}: {cause}")]
+    Spawn { program: String, cause: std::io::Error },
+    #[error("QMP socket {path}: no connection within {after:?}: {cause}")]
+    QmpConnect { path: PathBuf, after: Duration, cause: std::io::Error },
+    #[error("QMP socket {path}: {cause}")]
+    QmpIo { path: PathBuf, cause: std::io::Error },
     #[error("QMP socket {path}: {detail}")]
     QmpProtocol { path: PathBuf, detail: String },
     #[error("QMP {command}: {class}: {desc}")]
@@ -112,25 +91,16 @@ pub enum QemuError {
     Timeout { what: String, after: Duration, tail: String },
     #[error("QEMU exited ({status}) before {what}{tail}")]
     Exited { what: String, status: String, tail: String },
-    #[error("reaping QEMU pid {pid}")]
-    Wait {
-        pid: u32,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("no free TCP port on 127.0.0.1")]
-    FreePort(#[source] std::io::Error),
+    #[error("reaping QEMU pid {pid}: {cause}")]
+    Wait { pid: u32, cause: std::io::Error },
+    #[error("no free TCP port on 127.0.0.1: {0}")]
+    FreePort(std::io::Error),
 }
 
 impl std::fmt::Debug for QemuError {
+    /// The message, which carries its cause (tests print errors with `{:?}`).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{self}")?;
-        let mut source = std::error::Error::source(self);
-        while let Some(cause) = source {
-            write!(f, "\ncaused by: {cause}")?;
-            source = cause.source();
-        }
-        Ok(())
+        write!(f, "{self}")
     }
 }
 
@@ -161,6 +131,7 @@ mod tests {
         };
         assert_eq!(e.to_string(), "timed out after 3s waiting for a line\n--- last console lines ---\nboot");
         let e = QemuError::FreePort(std::io::Error::other("no ports"));
-        assert_eq!(format!("{e:?}"), "no free TCP port on 127.0.0.1\ncaused by: no ports");
+        assert_eq!(format!("{e:?}"), "no free TCP port on 127.0.0.1: no ports");
+        assert!(std::error::Error::source(&e).is_none(), "the cause is in the message, not exposed twice");
     }
 }

@@ -53,7 +53,7 @@ pub(crate) struct Qmp {
 impl Qmp {
     /// Reads the greeting, negotiates capabilities before `deadline`, and starts the reader.
     pub(crate) fn handshake(path: &Path, stream: UnixStream, deadline: Instant) -> Result<Qmp, QemuError> {
-        let io = |source| QemuError::QmpIo { path: path.to_path_buf(), source };
+        let io = |source| QemuError::QmpIo { path: path.to_path_buf(), cause: source };
         let protocol = |detail: String| QemuError::QmpProtocol { path: path.to_path_buf(), detail };
         let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
         stream.set_read_timeout(Some(left)).map_err(io)?;
@@ -93,7 +93,7 @@ impl Qmp {
         if let Err(source) = writeln!(writer, "{msg}") {
             return Err(match source.kind() {
                 std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => closed(),
-                _ => QemuError::QmpIo { path: self.path.clone(), source },
+                _ => QemuError::QmpIo { path: self.path.clone(), cause: source },
             });
         }
         let deadline = Instant::now() + timeout;

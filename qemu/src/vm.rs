@@ -78,17 +78,19 @@ impl Vm {
         };
         let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
             let e = std::io::Error::other("stdout and stderr must be pipes");
-            return Err(fail(&mut child, QemuError::Spawn { program: crate::builder::QEMU.into(), source: e }));
+            return Err(fail(&mut child, QemuError::Spawn { program: crate::builder::QEMU.into(), cause: e }));
         };
         let console = match Console::start(stdout, stderr, log, echo) {
             Ok(c) => c,
             Err(source) => {
-                return Err(fail(&mut child, QemuError::Spawn { program: "console threads".into(), source }));
+                return Err(fail(&mut child, QemuError::Spawn { program: "console threads".into(), cause: source }));
             }
         };
         let exit_watch = match ExitWatch::start(pid) {
             Ok(w) => w,
-            Err(source) => return Err(fail(&mut child, QemuError::Spawn { program: "exit watcher".into(), source })),
+            Err(source) => {
+                return Err(fail(&mut child, QemuError::Spawn { program: "exit watcher".into(), cause: source }));
+            }
         };
         let tail = || tail_text(&console, &log_path, ERROR_TAIL);
         let qmp = connect(&socket, &exit_watch, connect_timeout)
@@ -171,7 +173,7 @@ impl Vm {
         if self.exit_watch.wait(Instant::now() + timeout).is_none() {
             return Err(QemuError::Timeout { what: "QEMU to exit".into(), after: timeout, tail: self.tail() });
         }
-        let status = self.child.wait().map_err(|source| QemuError::Wait { pid: self.child.id(), source })?;
+        let status = self.child.wait().map_err(|source| QemuError::Wait { pid: self.child.id(), cause: source })?;
         Ok(self.finish(status, None))
     }
 
@@ -299,10 +301,10 @@ fn connect(socket: &Path, exit_watch: &ExitWatch, timeout: Duration) -> Result<Q
             Err(source) => {
                 if exit_watch.status().is_some() {
                     // start() turns this into an Exited error, once stderr has been read.
-                    return Err(QemuError::QmpConnect { path: socket.to_path_buf(), after: timeout, source });
+                    return Err(QemuError::QmpConnect { path: socket.to_path_buf(), after: timeout, cause: source });
                 }
                 if Instant::now() >= deadline {
-                    return Err(QemuError::QmpConnect { path: socket.to_path_buf(), after: timeout, source });
+                    return Err(QemuError::QmpConnect { path: socket.to_path_buf(), after: timeout, cause: source });
                 }
                 // The socket appears within milliseconds of exec; a short pause between tries is enough.
                 std::thread::sleep(Duration::from_millis(10));

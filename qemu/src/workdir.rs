@@ -17,7 +17,7 @@ impl WorkDir {
         match dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir)
-                    .map_err(|source| QemuError::WorkDir { path: dir.to_path_buf(), source })?;
+                    .map_err(|source| QemuError::WorkDir { path: dir.to_path_buf(), cause: source })?;
                 Ok(WorkDir { path: dir.to_path_buf(), temporary: false })
             }
             None => Self::fresh(),
@@ -33,7 +33,7 @@ impl WorkDir {
                 Ok(()) => return Ok(WorkDir { path, temporary: true }),
                 // Left over from an earlier process with our pid: take the next number.
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(source) => return Err(QemuError::WorkDir { path, source }),
+                Err(source) => return Err(QemuError::WorkDir { path, cause: source }),
             }
         }
     }

@@ -60,8 +60,8 @@ pub enum SpecError {
     User { service: String, user: String },
     #[error("service {service}: {reason}")]
     Caps { service: String, reason: String },
-    #[error("service {service}: {source}")]
-    Build { service: String, source: oci_spec::OciSpecError },
+    #[error("service {service}: {cause}")]
+    Build { service: String, cause: oci_spec::OciSpecError },
 }
 
 /// What a container needs from the config, shared by services and one-shot stages.
@@ -241,7 +241,7 @@ pub fn build(name: &str, settings: &Settings, image: &ServiceImage) -> Result<Sp
         return Err(SpecError::NoCommand(name.to_string()));
     }
     let (uid, gid) = user(name, settings, image)?;
-    let err = |source| SpecError::Build { service: name.to_string(), source };
+    let err = |cause| SpecError::Build { service: name.to_string(), cause };
     let caps =
         capabilities(&settings.capabilities).map_err(|e| SpecError::Caps { service: name.to_string(), reason: e })?;
     let capabilities = oci_spec::runtime::LinuxCapabilitiesBuilder::default()

@@ -21,8 +21,8 @@ const POLL: Duration = Duration::from_millis(200);
 pub enum LogError {
     #[error("no log source {0:?} (a service name, supervisor, containerd or kernel)")]
     Unknown(String),
-    #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    #[error("{path}: {cause}")]
+    Io { path: String, cause: std::io::Error },
 }
 
 /// The file of a source; names are checked so a request cannot point outside the log dir.
