@@ -15,7 +15,9 @@
 //! - [`modules`]: the kernel's module index, read at build time (what goes into the
 //!   initramfs) and by PID 1 at boot (what to load);
 //! - [`logfile`]: size-capped log files, written by PID 1 (containerd's log), the
-//!   supervisor and every service's logger.
+//!   supervisor and every service's logger;
+//! - [`atomic`]: replacing a small state file whole (PID 1's problems, the supervisor's
+//!   persisted state).
 //!
 //! It is a library of constants and small code on std (plus libc's signal numbers and
 //! thiserror): no async, no gRPC, no syscalls beyond reading and writing files and a
@@ -25,6 +27,7 @@
 //! meant for people, which may change wording.
 
 pub mod api;
+pub mod atomic;
 pub mod console;
 pub mod kernel;
 pub mod logfile;

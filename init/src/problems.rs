@@ -30,17 +30,12 @@ pub fn report(problem: String) {
     }
 }
 
-/// Writes the whole list at `path` through a temporary file and a rename, so a reader
-/// sees the old list or the new one, never half of one.
+/// Writes the whole list at `path`, replaced whole, so a reader sees the old list or the
+/// new one, never half of one.
 pub fn write(path: &Path, problems: &[String]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("tmp");
     let mut text = problems.join("\n");
     text.push('\n');
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
+    hoist_guest::atomic::write(path, text.as_bytes())
 }
 
 #[cfg(test)]
@@ -54,6 +49,6 @@ mod tests {
         write(&path, &["module kvm_intel: No such device".into()]).expect("write");
         write(&path, &["a".into(), "b".into()]).expect("write");
         assert_eq!(std::fs::read_to_string(&path).expect("read"), "a\nb\n");
-        assert!(!path.with_extension("tmp").exists());
+        assert!(!path.with_file_name("problems.tmp").exists());
     }
 }

@@ -4,8 +4,8 @@
 //! its policy, or waiting out a backoff until a given time); and whether the onboot stage
 //! already ran. Times are CLOCK_BOOTTIME milliseconds, which
 //! keep counting across our own restarts and ignore wall-clock jumps. Written to a small
-//! TOML file under /run (tmpfs: it lives exactly as long as the boot) with write-temp-then-
-//! rename, so a crash mid-write leaves the previous version.
+//! TOML file under /run (tmpfs: it lives exactly as long as the boot), replaced whole
+//! ([`hoist_guest::atomic`]), so a crash mid-write leaves the previous version.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -71,12 +71,7 @@ pub fn load(path: &Path) -> Persisted {
 
 pub fn save(path: &Path, state: &Persisted) -> std::io::Result<()> {
     let text = toml::to_string(state).map_err(std::io::Error::other)?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("toml.tmp");
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
+    hoist_guest::atomic::write(path, text.as_bytes())
 }
 
 #[cfg(test)]
