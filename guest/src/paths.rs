@@ -32,6 +32,11 @@ pub const NOTIFY_HOST_DIR: &str = "/run/hoist/notify";
 pub const NOTIFY_GUEST_DIR: &str = "/run/hoist-notify";
 /// The sd_notify socket in either directory.
 pub const NOTIFY_SOCKET_NAME: &str = "notify.sock";
+
+/// A service's sd_notify directory on the host side (bind-mounted at [`NOTIFY_GUEST_DIR`]).
+pub fn notify_host_dir(service: &str) -> std::path::PathBuf {
+    std::path::Path::new(NOTIFY_HOST_DIR).join(service)
+}
 /// Unpacked service images live below this directory.
 pub const IMAGES_DIR: &str = "/var/lib/hoist/images";
 /// Every log file: `NAME.log` per service, plus the three below.

@@ -5,7 +5,6 @@
 //! or an exec'd helper cannot declare the service ready.
 
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
 
 use nix::sys::socket::{
     AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType, UnixAddr, bind, recvmsg, setsockopt, socket,
@@ -34,9 +33,7 @@ pub fn parse(payload: &[u8]) -> (bool, Option<String>) {
     (ready, status)
 }
 
-pub fn host_dir(service: &str) -> PathBuf {
-    Path::new(HOST_DIR).join(service)
-}
+pub use hoist_guest::paths::notify_host_dir as host_dir;
 
 /// Binds the service's socket and forwards every `READY=1`, with its sender pid, to `tx`
 /// (as [`Input::Notify`]) from a thread (recvmsg with credentials is a blocking call with

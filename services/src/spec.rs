@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use hoist_config::Service;
 use hoist_config::manifest::ServiceImage;
+use hoist_guest::paths;
 use oci_spec::runtime::{
     Capability, LinuxBuilder, LinuxDeviceCgroupBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
     LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec,
@@ -136,7 +137,7 @@ pub fn env(settings: &Settings, image: &ServiceImage) -> Vec<String> {
         vars.insert(k.clone(), v.clone());
     }
     if settings.notify {
-        vars.insert("NOTIFY_SOCKET".into(), format!("{}/{}", crate::notify::GUEST_DIR, crate::notify::SOCKET_NAME));
+        vars.insert("NOTIFY_SOCKET".into(), format!("{}/{}", paths::NOTIFY_GUEST_DIR, paths::NOTIFY_SOCKET_NAME));
     }
     let mut out: Vec<String> = vars.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
     if !out.iter().any(|kv| kv.starts_with("PATH=")) {
@@ -211,8 +212,8 @@ fn mounts(name: &str, settings: &Settings) -> Result<Vec<Mount>, oci_spec::OciSp
         m.push(mount(&b.dest, "bind", &b.source, &["rbind", if b.readonly { "ro" } else { "rw" }])?);
     }
     if settings.notify {
-        let dir = crate::notify::host_dir(name);
-        m.push(mount(crate::notify::GUEST_DIR, "bind", &dir.to_string_lossy(), &["rbind", "rw"])?);
+        let dir = paths::notify_host_dir(name);
+        m.push(mount(paths::NOTIFY_GUEST_DIR, "bind", &dir.to_string_lossy(), &["rbind", "rw"])?);
     }
     Ok(m)
 }
@@ -403,7 +404,7 @@ ready = { notify = true }
         assert!(
             mounts.iter().any(|m| m["destination"] == "/data" && m["source"] == "/var/data" && m["options"][1] == "ro")
         );
-        assert!(mounts.iter().any(|m| m["destination"] == crate::notify::GUEST_DIR));
+        assert!(mounts.iter().any(|m| m["destination"] == paths::NOTIFY_GUEST_DIR));
         let env = json["process"]["env"].as_array().expect("env");
         assert!(env.iter().any(|e| e == "NOTIFY_SOCKET=/run/hoist-notify/notify.sock"));
     }
