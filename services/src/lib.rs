@@ -25,9 +25,10 @@
 //! (paths, the console lines it prints, PID 1's signals, the logger URI) is `hoist-guest`'s;
 //! this crate does not depend on PID 1.
 //!
-//! Modules depend one way: `core` on `plan`, `policy`, `state` and the console grammar
-//! (`hoist_guest::console::Line`) only (no I/O); `driver` on `core` and `api`; `runner`,
-//! `ready` and `notify` on `containerd` and `core`'s types.
+//! Modules depend one way, with no cycle: `core` on `plan`, `policy` and `state` only (no
+//! I/O); `plan` on `spec` and `policy`; `driver` on `core`, `api` and `notify`; `runner` on
+//! `driver`'s trait, `plan`, `ready` and `containerd`; `notify` on `core`'s input type.
+//! Nothing depends back on `driver` or `runner`.
 
 pub mod api;
 pub mod containerd;
