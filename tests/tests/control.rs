@@ -4,8 +4,8 @@
 use std::io::Write;
 use std::time::Duration;
 
+use hoist_api::{client, pb};
 use hoist_guest::console::Line;
-use hoist_services::api::{client, pb};
 use hoist_tests::{BOOT_TIMEOUT, boot, build_host, count_lines, outcome, pki_dir, wait_line};
 use tokio_stream::StreamExt;
 
@@ -62,7 +62,7 @@ fn control_api_end_to_end() {
     let work = tempfile::tempdir().expect("tempdir");
     let out = build_host(work.path(), HOST);
     let port = hoist_qemu::free_tcp_port().expect("port");
-    let mut vm = boot(&out, &[(port, hoist_services::api::PORT)]);
+    let mut vm = boot(&out, &[(port, hoist_api::PORT)]);
     wait_line(&vm, "ready", BOOT_TIMEOUT, is_ready).expect("ready");
     let addr = format!("127.0.0.1:{port}");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
@@ -194,7 +194,7 @@ fn control_api_end_to_end() {
             let mut s = std::net::TcpStream::connect(&addr).expect("connect");
             let _ = s.write_all(junk);
         }
-        let huge = "x".repeat(hoist_services::api::MAX_MESSAGE + 1024);
+        let huge = "x".repeat(hoist_api::MAX_MESSAGE + 1024);
         let too_big = c.exec(pb::ExecRequest { service: "web".into(), command: vec![huge], timeout_secs: 5 }).await;
         assert!(too_big.is_err(), "an oversized message was accepted");
         let mut fresh = client::tcp(&addr, pki_dir()).await.expect("a good client after the junk");
@@ -228,7 +228,7 @@ command = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
 "#;
     let out = build_host(work.path(), toml);
     let port = hoist_qemu::free_tcp_port().expect("port");
-    let mut vm = boot(&out, &[(port, hoist_services::api::PORT)]);
+    let mut vm = boot(&out, &[(port, hoist_api::PORT)]);
     wait_line(&vm, "ready", BOOT_TIMEOUT, is_ready).expect("ready");
     vm.wait_for_line("lines not shown here: hoist ctl logs flood", Duration::from_secs(60))
         .expect("console rate limit note");
@@ -305,7 +305,7 @@ command = ["sh", "-c", "echo web should not start"]
 "#;
     let out = build_host(work.path(), toml);
     let port = hoist_qemu::free_tcp_port().expect("port");
-    let mut vm = boot(&out, &[(port, hoist_services::api::PORT)]);
+    let mut vm = boot(&out, &[(port, hoist_api::PORT)]);
     vm.wait_for_line("[slow] slow stage starts", BOOT_TIMEOUT).expect("stage runs");
     let addr = format!("127.0.0.1:{port}");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
@@ -366,7 +366,7 @@ command = ["sh", "-c", "while [ ! -f /go ]; do sleep 0.5; done; echo chaos: cont
 "#;
     let out = build_host(work.path(), toml);
     let port = hoist_qemu::free_tcp_port().expect("port");
-    let mut vm = boot(&out, &[(port, hoist_services::api::PORT)]);
+    let mut vm = boot(&out, &[(port, hoist_api::PORT)]);
     let missing = vm.wait_for_line("module kvm_intel (from [kernel] modules) did not load", BOOT_TIMEOUT);
     missing.expect("the missing module is said on the console");
     wait_line(&vm, "ready", BOOT_TIMEOUT, is_ready).expect("boot goes on");
