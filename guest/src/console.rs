@@ -27,6 +27,10 @@ pub enum Line {
     /// status=N`, `failed to start: ...`) and what the supervisor does about it (`restart in
     /// N ms`, `not restarted`, `stopped by request`, ...).
     Outcome { service: String, what: String, then: String, uptime_ms: u64 },
+    /// `service NAME stopped (HOW)`: a service stopped by the shutdown; HOW is its exit
+    /// (`status=0`), `killed after N ms stop timeout, status=137` or `did not stop after
+    /// SIGKILL`.
+    Stopped { service: String, how: String },
     /// `ready uptime_ms=N services=N`: every service settled; N of them ready.
     Ready { uptime_ms: u64, services: usize },
     /// `timeline NAME=MS ...`: every boot phase, printed after the ready line.
@@ -97,9 +101,10 @@ impl Line {
     /// The service the line is about.
     pub fn service(&self) -> Option<&str> {
         match self {
-            Line::Running { service, .. } | Line::ServiceReady { service, .. } | Line::Outcome { service, .. } => {
-                Some(service)
-            }
+            Line::Running { service, .. }
+            | Line::ServiceReady { service, .. }
+            | Line::Outcome { service, .. }
+            | Line::Stopped { service, .. } => Some(service),
             _ => None,
         }
     }
@@ -144,6 +149,9 @@ fn parse_service(rest: &str) -> Option<Line> {
     }
     if let Some(ms) = rest.strip_prefix("ready uptime_ms=") {
         return Some(Line::ServiceReady { service, uptime_ms: ms.parse().ok()? });
+    }
+    if let Some(how) = rest.strip_prefix("stopped (") {
+        return Some(Line::Stopped { service, how: how.strip_suffix(')')?.to_string() });
     }
     let (what, tail) = rest.split_once("; ")?;
     let (then, ms) = tail.rsplit_once(" uptime_ms=")?;
@@ -193,6 +201,7 @@ impl fmt::Display for Body<'_> {
             Line::Outcome { service, what, then, uptime_ms } => {
                 write!(f, "service {service} {what}; {then} uptime_ms={uptime_ms}")
             }
+            Line::Stopped { service, how } => write!(f, "service {service} stopped ({how})"),
             Line::Ready { uptime_ms, services } => write!(f, "ready uptime_ms={uptime_ms} services={services}"),
             Line::Timeline(pairs) => {
                 f.write_str("timeline ")?;

@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc};
 
-use crate::api::pb;
 use crate::api::server::Cmd;
 use crate::core::{Core, Effect, Input, Ms, Plan, StartError};
 use crate::{say, state};
+use hoist_api::pb;
 
 /// What the driver needs of the container runtime. Every call is one task's work; a call
 /// cut by the runtime going away reports [`WaitError::Lost`] where it matters.

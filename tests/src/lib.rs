@@ -7,7 +7,9 @@
 //! they fail and say what, instead of skipping quietly.
 //!
 //! Console lines are read with the grammar that printed them (`hoist_guest::console::Line`:
-//! [`field`], [`wait_line`]); the control API through `hoist_api`.
+//! [`wait_line`], [`line_index`], [`count_lines`], [`outcome`]); only lines outside that
+//! contract (service output, free-text supervisor and PID 1 lines) are matched as text.
+//! The control API is reached through `hoist_api`.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -149,12 +151,6 @@ pub fn http_get(port: u16, path: &str, timeout: Duration) -> Result<String, Stri
     Err(format!("GET 127.0.0.1:{port}{path} did not succeed within {timeout:?}: {last}"))
 }
 
-/// The number a console line prints as `key=N`, read with the grammar that printed it
-/// ([`Line::parse`], [`Line::field`]); `None` for a line outside the console contract.
-pub fn field(line: &str, key: &str) -> Option<u64> {
-    Line::parse(line)?.field(key)
-}
-
 /// Waits for the first console line that is a [`Line`] for which `pred` holds (already
 /// printed or later), and returns it parsed. `what` names it in the error.
 pub fn wait_line(
@@ -165,6 +161,28 @@ pub fn wait_line(
 ) -> Result<Line, String> {
     let text = vm.wait_for(what, timeout, |l| Line::parse(l).is_some_and(|l| pred(&l))).map_err(|e| e.to_string())?;
     Line::parse(&text).ok_or_else(|| format!("{what}: {text:?} does not parse"))
+}
+
+/// Index of the first console line that is a [`Line`] for which `pred` holds; `what`
+/// names it when there is none (it panics, showing the console).
+pub fn line_index(vm: &hoist_qemu::Vm, what: &str, pred: impl Fn(&Line) -> bool) -> usize {
+    let lines = vm.console_lines();
+    lines
+        .iter()
+        .position(|l| Line::parse(l).is_some_and(|l| pred(&l)))
+        .unwrap_or_else(|| panic!("no {what} line:\n{}", lines.join("\n")))
+}
+
+/// How many console lines so far are a [`Line`] for which `pred` holds.
+pub fn count_lines(vm: &hoist_qemu::Vm, pred: impl Fn(&Line) -> bool) -> usize {
+    vm.console_lines().iter().filter(|l| Line::parse(l).is_some_and(|l| pred(&l))).count()
+}
+
+/// A predicate for [`wait_line`], [`line_index`] and [`count_lines`]: the
+/// [`Line::Outcome`] of `service` whose `what` (`exited status=N`, ...) and `then`
+/// (`restart in N ms`, `not restarted`, ...) satisfy `pred`.
+pub fn outcome(service: &str, pred: impl Fn(&str, &str) -> bool) -> impl Fn(&Line) -> bool {
+    move |l| matches!(l, Line::Outcome { service: s, what, then, .. } if s == service && pred(what, then))
 }
 
 /// Polls the console until `needle` occurs at least `n` times, or fails at the deadline.

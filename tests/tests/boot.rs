@@ -3,7 +3,12 @@
 
 use std::time::Duration;
 
-use hoist_tests::{BOOT_TIMEOUT, boot, build_host, field, http_get};
+use hoist_guest::console::Line;
+use hoist_tests::{BOOT_TIMEOUT, boot, build_host, http_get, wait_line};
+
+fn is_ready(l: &Line) -> bool {
+    matches!(l, Line::Ready { .. })
+}
 
 const DEMO: &str = r#"
 version = 1
@@ -26,12 +31,13 @@ fn demo_boots_serves_the_page_and_powers_off_cleanly() {
     let port = hoist_qemu::free_tcp_port().expect("port");
     let mut vm = boot(&out, &[(port, 80)]);
 
-    let ready = vm.wait_for_line("hoist: ready uptime_ms=", BOOT_TIMEOUT).expect("ready line");
-    assert_eq!(field(&ready, "services"), Some(2), "{ready}");
-    assert!(field(&ready, "uptime_ms").is_some_and(|ms| ms > 0), "{ready}");
-    let timeline = vm.wait_for_line("hoist: timeline ", Duration::from_secs(5)).expect("timeline");
-    for phase in ["init=", "modules=", "network=", "containerd=", "web=", "ticker=", "ready="] {
-        assert!(timeline.contains(phase), "timeline lacks {phase}: {timeline}");
+    let ready = wait_line(&vm, "ready", BOOT_TIMEOUT, is_ready).expect("ready line");
+    assert_eq!(ready.field("services"), Some(2), "{ready:?}");
+    assert!(ready.field("uptime_ms").is_some_and(|ms| ms > 0), "{ready:?}");
+    let timeline =
+        wait_line(&vm, "timeline", Duration::from_secs(5), |l| matches!(l, Line::Timeline(_))).expect("timeline");
+    for phase in ["init", "modules", "network", "containerd", "web", "ticker", "ready"] {
+        assert!(timeline.field(phase).is_some(), "timeline lacks {phase}: {timeline:?}");
     }
     vm.wait_for_line("[ticker] ticker started", Duration::from_secs(30)).expect("ticker output on the console");
 
@@ -41,9 +47,12 @@ fn demo_boots_serves_the_page_and_powers_off_cleanly() {
 
     vm.powerdown().expect("system_powerdown");
     vm.wait_for_line("[ticker] ticker got SIGTERM", Duration::from_secs(30)).expect("service saw SIGTERM");
-    vm.wait_for_line("hoist: service web stopped", Duration::from_secs(30)).expect("web stopped");
-    let swept = vm.wait_for_line("hoist: all processes stopped", Duration::from_secs(60)).expect("sweep");
-    assert_eq!(field(&swept, "zombies"), Some(0), "{swept}");
+    let web_stopped = |l: &Line| matches!(l, Line::Stopped { service, .. } if service == "web");
+    wait_line(&vm, "web stopped", Duration::from_secs(30), web_stopped).expect("web stopped");
+    let swept =
+        wait_line(&vm, "all processes stopped", Duration::from_secs(60), |l| matches!(l, Line::AllStopped { .. }))
+            .expect("sweep");
+    assert_eq!(swept.field("zombies"), Some(0), "{swept:?}");
     let exit = vm.wait_exit(Duration::from_secs(60)).expect("QEMU exits");
     assert!(exit.clean, "guest did not power off cleanly: {exit:?}");
 }
@@ -64,8 +73,8 @@ command = ["/no/such/binary"]
     let mut vm = boot(&out, &[]);
     let failed = vm.wait_for_line("hoist: service broken failed:", BOOT_TIMEOUT).expect("failure reported");
     assert!(failed.contains("/no/such/binary"), "message does not name the binary: {failed}");
-    let ready = vm.wait_for_line("hoist: ready uptime_ms=", BOOT_TIMEOUT).expect("ready line");
-    assert_eq!(field(&ready, "services"), Some(1), "{ready}");
+    let ready = wait_line(&vm, "ready", BOOT_TIMEOUT, is_ready).expect("ready line");
+    assert_eq!(ready.field("services"), Some(1), "{ready:?}");
     vm.wait_for_line("[good] good is up", Duration::from_secs(30)).expect("the other service runs");
     let exit = vm.shutdown(Duration::from_secs(60)).expect("shutdown");
     assert!(exit.clean, "{exit:?}");

@@ -4,8 +4,9 @@
 use std::io::Write;
 use std::time::Duration;
 
-use hoist_services::api::{client, pb};
-use hoist_tests::{BOOT_TIMEOUT, boot, build_host, pki_dir};
+use hoist_api::{client, pb};
+use hoist_guest::console::Line;
+use hoist_tests::{BOOT_TIMEOUT, boot, build_host, count_lines, outcome, pki_dir, wait_line};
 use tokio_stream::StreamExt;
 
 const HOST: &str = r#"
@@ -21,6 +22,10 @@ image = "@IMAGE@"
 command = ["sh", "-c", "trap 'exit 0' TERM; while [ ! -f /crash ]; do sleep 0.2; done; exit 7"]
 restart = "on-failure"
 "#;
+
+fn is_ready(l: &Line) -> bool {
+    matches!(l, Line::Ready { .. })
+}
 
 /// For waits on a host under memory pressure or without containerd.
 const WAIT_LONG: Duration = Duration::from_secs(120);
@@ -57,8 +62,8 @@ fn control_api_end_to_end() {
     let work = tempfile::tempdir().expect("tempdir");
     let out = build_host(work.path(), HOST);
     let port = hoist_qemu::free_tcp_port().expect("port");
-    let mut vm = boot(&out, &[(port, hoist_services::api::PORT)]);
-    vm.wait_for_line("hoist: ready uptime_ms=", BOOT_TIMEOUT).expect("ready");
+    let mut vm = boot(&out, &[(port, hoist_api::PORT)]);
+    wait_line(&vm, "ready", BOOT_TIMEOUT, is_ready).expect("ready");
     let addr = format!("127.0.0.1:{port}");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
@@ -116,7 +121,12 @@ fn control_api_end_to_end() {
             .into_inner();
         let mut found = false;
         while let Some(l) = sup.next().await {
-            found |= l.expect("line").line.contains("ready uptime_ms=");
+            // `SECS.MS BODY`: the supervisor logs the body of each console line it prints.
+            let line = l.expect("line").line;
+            found |= line
+                .split_once(' ')
+                .and_then(|(_, body)| Line::parse_body(body.trim_end()))
+                .is_some_and(|l| is_ready(&l));
         }
         assert!(found, "the supervisor's log lacks its ready line");
         c.logs(pb::LogsRequest { source: "containerd".into(), tail: 10, follow: false })
@@ -184,7 +194,7 @@ fn control_api_end_to_end() {
             let mut s = std::net::TcpStream::connect(&addr).expect("connect");
             let _ = s.write_all(junk);
         }
-        let huge = "x".repeat(hoist_services::api::MAX_MESSAGE + 1024);
+        let huge = "x".repeat(hoist_api::MAX_MESSAGE + 1024);
         let too_big = c.exec(pb::ExecRequest { service: "web".into(), command: vec![huge], timeout_secs: 5 }).await;
         assert!(too_big.is_err(), "an oversized message was accepted");
         let mut fresh = client::tcp(&addr, pki_dir()).await.expect("a good client after the junk");
@@ -218,8 +228,8 @@ command = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
 "#;
     let out = build_host(work.path(), toml);
     let port = hoist_qemu::free_tcp_port().expect("port");
-    let mut vm = boot(&out, &[(port, hoist_services::api::PORT)]);
-    vm.wait_for_line("hoist: ready uptime_ms=", BOOT_TIMEOUT).expect("ready");
+    let mut vm = boot(&out, &[(port, hoist_api::PORT)]);
+    wait_line(&vm, "ready", BOOT_TIMEOUT, is_ready).expect("ready");
     vm.wait_for_line("lines not shown here: hoist ctl logs flood", Duration::from_secs(60))
         .expect("console rate limit note");
     let addr = format!("127.0.0.1:{port}");
@@ -295,7 +305,7 @@ command = ["sh", "-c", "echo web should not start"]
 "#;
     let out = build_host(work.path(), toml);
     let port = hoist_qemu::free_tcp_port().expect("port");
-    let mut vm = boot(&out, &[(port, hoist_services::api::PORT)]);
+    let mut vm = boot(&out, &[(port, hoist_api::PORT)]);
     vm.wait_for_line("[slow] slow stage starts", BOOT_TIMEOUT).expect("stage runs");
     let addr = format!("127.0.0.1:{port}");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
@@ -356,12 +366,13 @@ command = ["sh", "-c", "while [ ! -f /go ]; do sleep 0.5; done; echo chaos: cont
 "#;
     let out = build_host(work.path(), toml);
     let port = hoist_qemu::free_tcp_port().expect("port");
-    let mut vm = boot(&out, &[(port, hoist_services::api::PORT)]);
+    let mut vm = boot(&out, &[(port, hoist_api::PORT)]);
     let missing = vm.wait_for_line("module kvm_intel (from [kernel] modules) did not load", BOOT_TIMEOUT);
     missing.expect("the missing module is said on the console");
-    vm.wait_for_line("hoist: ready uptime_ms=", BOOT_TIMEOUT).expect("boot goes on");
-    let oom = vm.wait_for_line("hoist: service hog exited", Duration::from_secs(180)).expect("hog killed");
-    assert!(oom.contains("status=137 (OOM killed)"), "{oom}");
+    wait_line(&vm, "ready", BOOT_TIMEOUT, is_ready).expect("boot goes on");
+    let hog = outcome("hog", |what, _| what.starts_with("exited "));
+    let oom = wait_line(&vm, "hog exited", Duration::from_secs(180), hog).expect("hog killed");
+    assert!(matches!(&oom, Line::Outcome { what, .. } if what == "exited status=137 (OOM killed)"), "{oom:?}");
     let lines = vm.console_lines();
     for keeper in ["containerd (pid", "supervisor (pid"] {
         assert!(
@@ -393,7 +404,8 @@ command = ["sh", "-c", "while [ ! -f /go ]; do sleep 0.5; done; echo chaos: cont
         let refused = c.restart(pb::ServiceRequest { name: "steady".into() }).await.expect_err("no containerd");
         assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
     });
-    assert_eq!(vm.console_lines().iter().filter(|l| l.contains("hoist: phase init")).count(), 1, "no reboot");
+    let init_phase = |l: &Line| matches!(l, Line::Phase { name, .. } if name == "init");
+    assert_eq!(count_lines(&vm, init_phase), 1, "no reboot");
     let exit = vm.shutdown(Duration::from_secs(120)).expect("shutdown");
     assert!(exit.clean, "{exit:?}");
 }

@@ -4,13 +4,15 @@
 
 use std::time::Duration;
 
+use hoist_guest::console::Line;
 use hoist_qemu::Vm;
-use hoist_tests::{BOOT_TIMEOUT, boot, build_host, field, wait_count};
+use hoist_tests::{BOOT_TIMEOUT, boot, build_host, count_lines, line_index, outcome, wait_count, wait_line};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// Index of the first console line containing `needle` (panics with the console if none).
-fn line_index(vm: &Vm, needle: &str) -> usize {
+/// Index of the first console line containing `needle`, for lines outside the console
+/// contract (service output, onboot results); panics with the console if none.
+fn text_index(vm: &Vm, needle: &str) -> usize {
     let lines = vm.console_lines();
     lines
         .iter()
@@ -18,8 +20,47 @@ fn line_index(vm: &Vm, needle: &str) -> usize {
         .unwrap_or_else(|| panic!("no line with {needle:?}:\n{}", lines.join("\n")))
 }
 
-fn count(vm: &Vm, needle: &str) -> usize {
+/// How many console lines contain `needle` (for lines outside the console contract).
+fn text_count(vm: &Vm, needle: &str) -> usize {
     vm.console_lines().iter().filter(|l| l.contains(needle)).count()
+}
+
+/// The service's exit, whatever the supervisor does about it.
+fn exited(service: &str) -> impl Fn(&Line) -> bool {
+    outcome(service, |what, _| what.starts_with("exited "))
+}
+
+fn running(name: &str) -> impl Fn(&Line) -> bool {
+    move |l| matches!(l, Line::Running { service, .. } if service == name)
+}
+
+fn ready(name: &str) -> impl Fn(&Line) -> bool {
+    move |l| matches!(l, Line::ServiceReady { service, .. } if service == name)
+}
+
+/// Stopped by the shutdown.
+fn stopped(name: &str) -> impl Fn(&Line) -> bool {
+    move |l| matches!(l, Line::Stopped { service, .. } if service == name)
+}
+
+fn is_ready(l: &Line) -> bool {
+    matches!(l, Line::Ready { .. })
+}
+
+fn is_all_stopped(l: &Line) -> bool {
+    matches!(l, Line::AllStopped { .. })
+}
+
+fn is_shutdown_started(l: &Line) -> bool {
+    matches!(l, Line::ShutdownStarted(_))
+}
+
+/// How the shutdown stopped `name` (the HOW of [`Line::Stopped`]).
+fn how_stopped(line: &Line) -> &str {
+    match line {
+        Line::Stopped { how, .. } => how,
+        other => panic!("not a stopped line: {other:?}"),
+    }
 }
 
 fn clean_shutdown(vm: &mut Vm) {
@@ -69,32 +110,39 @@ command = ["sh", "-c", "date -s '2040-01-01 00:00:00' >/dev/null && echo clock j
 "#;
     let out = build_host(work.path(), toml);
     let mut vm = boot(&out, &[]);
-    vm.wait_for_line("hoist: service crasher exited status=3; failed: start limit", BOOT_TIMEOUT).expect("start limit");
+    let crasher_exit =
+        |then: &'static str| outcome("crasher", move |what, t| what == "exited status=3" && t.starts_with(then));
+    wait_line(&vm, "start limit", BOOT_TIMEOUT, crasher_exit("failed: start limit")).expect("start limit");
     vm.wait_for_line("[clock] clock jumped back", WAIT).expect("clock jumps");
-    line_index(&vm, "[clock] clock jumped ahead");
+    text_index(&vm, "[clock] clock jumped ahead");
     let delays: Vec<u64> = vm
         .console_lines()
         .iter()
-        .filter(|l| l.contains("service crasher exited status=3; restart in"))
-        .filter_map(|l| l.split("restart in ").nth(1)?.split_whitespace().next()?.parse().ok())
+        .filter_map(|l| match Line::parse(l)? {
+            Line::Outcome { service, what, then, .. } if service == "crasher" && what == "exited status=3" => {
+                then.strip_prefix("restart in ")?.strip_suffix(" ms")?.parse().ok()
+            }
+            _ => None,
+        })
         .collect();
     assert_eq!(delays, [100, 200, 400], "backoff delays");
-    vm.wait_for_line("hoist: service done exited status=0; not restarted", WAIT).expect("on-failure, status 0");
-    let oom = vm.wait_for_line("hoist: service hog exited", WAIT).expect("hog OOM");
-    assert!(oom.contains("status=137 (OOM killed)"), "{oom}");
+    let done = outcome("done", |what, then| what == "exited status=0" && then == "not restarted");
+    wait_line(&vm, "done exited", WAIT, done).expect("on-failure, status 0");
+    let oom = wait_line(&vm, "hog exited", WAIT, exited("hog")).expect("hog OOM");
+    assert!(matches!(&oom, Line::Outcome { what, .. } if what == "exited status=137 (OOM killed)"), "{oom:?}");
     vm.wait_for_line("[steady] steady up", WAIT).expect("steady runs");
     // The fork bomb is held by its pids limit: the machine still starts and stops services.
-    assert_eq!(count(&vm, "service steady exited"), 0);
-    assert_eq!(count(&vm, "service stubborn exited"), 0);
+    assert_eq!(count_lines(&vm, exited("steady")), 0);
+    assert_eq!(count_lines(&vm, exited("stubborn")), 0);
     vm.powerdown().expect("powerdown");
     vm.wait_for_line("[stubborn] stubborn ignores TERM", WAIT).expect("stubborn got TERM");
-    let stopped = vm.wait_for_line("hoist: service stubborn stopped", WAIT).expect("stubborn stopped");
-    assert!(stopped.contains("killed after 2000 ms stop timeout"), "{stopped}");
-    let swept = vm.wait_for_line("hoist: all processes stopped", WAIT).expect("sweep");
-    assert_eq!(field(&swept, "zombies"), Some(0), "{swept}");
+    let stubborn = wait_line(&vm, "stubborn stopped", WAIT, stopped("stubborn")).expect("stubborn stopped");
+    assert!(how_stopped(&stubborn).starts_with("killed after 2000 ms stop timeout"), "{stubborn:?}");
+    let swept = wait_line(&vm, "all processes stopped", WAIT, is_all_stopped).expect("sweep");
+    assert_eq!(swept.field("zombies"), Some(0), "{swept:?}");
     let exit = vm.wait_exit(Duration::from_secs(90)).expect("exit");
     assert!(exit.clean, "{exit:?}");
-    assert_eq!(count(&vm, "shutdown started"), 1);
+    assert_eq!(count_lines(&vm, is_shutdown_started), 1);
 }
 
 /// A three-level chain starts in order and stops in reverse; tcp, file and exec readiness;
@@ -160,33 +208,34 @@ command = ["sh", "-c", "echo farewell ran"]
 "#;
     let out = build_host(work.path(), toml);
     let mut vm = boot(&out, &[]);
-    let ready = vm.wait_for_line("hoist: ready uptime_ms=", BOOT_TIMEOUT).expect("ready line");
+    let ready_line = wait_line(&vm, "ready", BOOT_TIMEOUT, is_ready).expect("ready line");
     // a, b, c, notified, props
-    assert_eq!(field(&ready, "services"), Some(5), "{ready}");
-    let onboot = line_index(&vm, "hoist: onboot first done");
-    let optional = line_index(&vm, "hoist: onboot optional failed: exited status=7; not required");
-    assert!(onboot < optional && optional < line_index(&vm, "hoist: service a running"));
-    assert!(line_index(&vm, "hoist: service a ready") < line_index(&vm, "hoist: service b running"));
-    assert!(line_index(&vm, "hoist: service b ready") < line_index(&vm, "hoist: service c running"));
-    line_index(&vm, "hoist: service c ready");
-    line_index(&vm, "hoist: service never not ready after 3000 ms");
-    line_index(&vm, "hoist: service blocked waiting for never");
-    assert_eq!(count(&vm, "blocked should not run"), 0);
-    assert_eq!(count(&vm, "hoist: service blocked running"), 0);
+    assert_eq!(ready_line.field("services"), Some(5), "{ready_line:?}");
+    let onboot = text_index(&vm, "hoist: onboot first done");
+    let optional = text_index(&vm, "hoist: onboot optional failed: exited status=7; not required");
+    assert!(onboot < optional && optional < line_index(&vm, "a running", running("a")));
+    assert!(line_index(&vm, "a ready", ready("a")) < line_index(&vm, "b running", running("b")));
+    assert!(line_index(&vm, "b ready", ready("b")) < line_index(&vm, "c running", running("c")));
+    line_index(&vm, "c ready", ready("c"));
+    text_index(&vm, "hoist: service never not ready after 3000 ms");
+    text_index(&vm, "hoist: service blocked waiting for never");
+    assert_eq!(text_count(&vm, "blocked should not run"), 0);
+    assert_eq!(count_lines(&vm, running("blocked")), 0);
     // sd_notify: READY=1 counts from the main process only.
-    line_index(&vm, "hoist: service notified ready");
-    line_index(&vm, "hoist: service impostor not ready after 3000 ms");
-    assert_eq!(count(&vm, "hoist: service impostor ready"), 0);
+    line_index(&vm, "notified ready", ready("notified"));
+    text_index(&vm, "hoist: service impostor not ready after 3000 ms");
+    assert_eq!(count_lines(&vm, ready("impostor")), 0);
     // user, read-only rootfs, bind mount
-    line_index(&vm, "[props] uid=1000");
-    line_index(&vm, "[props] rootfs is read-only");
-    line_index(&vm, "[props] host is hoist");
+    text_index(&vm, "[props] uid=1000");
+    text_index(&vm, "[props] rootfs is read-only");
+    text_index(&vm, "[props] host is hoist");
     vm.powerdown().expect("powerdown");
-    vm.wait_for_line("hoist: service a stopped", WAIT).expect("a stopped");
-    assert!(line_index(&vm, "hoist: service c stopped") < line_index(&vm, "hoist: service b stopped"));
-    assert!(line_index(&vm, "hoist: service b stopped") < line_index(&vm, "hoist: service a stopped"));
+    wait_line(&vm, "a stopped", WAIT, stopped("a")).expect("a stopped");
+    let stopped_at = |name: &str| line_index(&vm, &format!("{name} stopped"), stopped(name));
+    assert!(stopped_at("c") < stopped_at("b"));
+    assert!(stopped_at("b") < stopped_at("a"));
     vm.wait_for_line("[farewell] farewell ran", WAIT).expect("onshutdown stage ran");
-    assert!(line_index(&vm, "hoist: service a stopped") < line_index(&vm, "[farewell] farewell ran"));
+    assert!(stopped_at("a") < text_index(&vm, "[farewell] farewell ran"));
     let exit = vm.wait_exit(Duration::from_secs(90)).expect("exit");
     assert!(exit.clean, "{exit:?}");
 }
@@ -212,7 +261,7 @@ command = ["sh", "-c", "echo web should not start"]
     let failed = vm.wait_for_line("hoist: boot failed:", BOOT_TIMEOUT).expect("boot failed line");
     assert!(failed.contains("required onboot format failed: exited status=2"), "{failed}");
     vm.wait_for_line("[format] cannot format", WAIT).expect("its output");
-    assert_eq!(count(&vm, "web should not start"), 0);
+    assert_eq!(text_count(&vm, "web should not start"), 0);
     clean_shutdown(&mut vm);
 }
 
@@ -252,26 +301,28 @@ sleep 6; echo chaos: storm; kill -TERM 1; kill -INT 1; kill -TERM 1; sleep 1000
 "#;
     let out = build_host(work.path(), toml);
     let mut vm = boot(&out, &[]);
-    vm.wait_for_line("hoist: ready uptime_ms=", BOOT_TIMEOUT).expect("ready");
+    wait_line(&vm, "ready", BOOT_TIMEOUT, is_ready).expect("ready");
     vm.wait_for_line("[chaos] chaos: supervisor", WAIT).expect("chaos 1");
     let adopted = vm.wait_for_line("hoist: service steady adopted", WAIT).expect("re-adopted after supervisor crash");
     assert!(adopted.contains("restarts=0"), "{adopted}");
-    assert_eq!(count(&vm, "hoist: ready uptime_ms="), 1, "the ready line is printed once per boot");
-    assert!(line_index(&vm, "hoist: service once exited status=0") < line_index(&vm, "[chaos] chaos: supervisor"));
+    assert_eq!(count_lines(&vm, is_ready), 1, "the ready line is printed once per boot");
+    let once = line_index(&vm, "once exited", outcome("once", |what, _| what == "exited status=0"));
+    assert!(once < text_index(&vm, "[chaos] chaos: supervisor"));
     vm.wait_for_line("[chaos] chaos: containerd", WAIT).expect("chaos 2");
-    vm.wait_for_line("hoist: service late exited status=4; not restarted", WAIT)
-        .expect("exit seen after containerd restart");
+    let late = outcome("late", |what, then| what == "exited status=4" && then == "not restarted");
+    wait_line(&vm, "late exited", WAIT, late).expect("exit seen after containerd restart");
     vm.wait_for_line("[chaos] chaos: shim", WAIT).expect("chaos 3");
-    vm.wait_for_line("hoist: service victim exited", WAIT).expect("victim's exit seen");
+    wait_line(&vm, "victim exited", WAIT, exited("victim")).expect("victim's exit seen");
     wait_count(&vm, "[victim] victim up", 2, WAIT).expect("victim restarted");
-    assert_eq!(count(&vm, "[steady] steady up"), 1, "steady never restarted");
-    assert_eq!(count(&vm, "hoist: service steady exited"), 0);
-    vm.wait_for_line("hoist: all processes stopped", Duration::from_secs(90)).expect("storm shut the machine down");
-    assert_eq!(count(&vm, "[victim] victim up"), 2, "victim restarted exactly once");
-    assert_eq!(count(&vm, "[once] once ran"), 1, "an exit under restart=never survives a supervisor restart");
+    assert_eq!(text_count(&vm, "[steady] steady up"), 1, "steady never restarted");
+    assert_eq!(count_lines(&vm, exited("steady")), 0);
+    let storm = Duration::from_secs(90);
+    wait_line(&vm, "all processes stopped", storm, is_all_stopped).expect("storm shut the machine down");
+    assert_eq!(text_count(&vm, "[victim] victim up"), 2, "victim restarted exactly once");
+    assert_eq!(text_count(&vm, "[once] once ran"), 1, "an exit under restart=never survives a supervisor restart");
     let exit = vm.wait_exit(Duration::from_secs(60)).expect("exit");
     assert!(exit.clean, "{exit:?}");
-    assert_eq!(count(&vm, "shutdown started"), 1, "one shutdown for three signals");
+    assert_eq!(count_lines(&vm, is_shutdown_started), 1, "one shutdown for three signals");
 }
 
 /// FAULTS 6: containerd frozen for longer than a shim retries its exit event (~15 s) while
@@ -300,18 +351,20 @@ command = ["sh", "-c", "sleep 2; echo chaos: freeze; killall -STOP containerd; s
 "#;
     let out = build_host(work.path(), toml);
     let mut vm = boot(&out, &[]);
-    vm.wait_for_line("hoist: ready uptime_ms=", BOOT_TIMEOUT).expect("ready");
+    wait_line(&vm, "ready", BOOT_TIMEOUT, is_ready).expect("ready");
     vm.wait_for_line("[chaos] chaos: freeze", WAIT).expect("freeze");
     vm.wait_for_line("[brief] brief exits", WAIT).expect("brief's output still reaches the console");
     vm.wait_for_line("[chaos] chaos: thaw", WAIT).expect("thaw");
-    let exited = vm.wait_for_line("hoist: service brief exited status=5; not restarted", WAIT).expect("exit found");
-    assert!(line_index(&vm, "[chaos] chaos: thaw") < line_index(&vm, "hoist: service brief exited"), "{exited}");
-    assert_eq!(count(&vm, "[steady] steady up"), 1);
-    assert_eq!(count(&vm, "hoist: service steady exited"), 0);
+    let brief = outcome("brief", |what, then| what == "exited status=5" && then == "not restarted");
+    let brief = wait_line(&vm, "brief exited", WAIT, brief).expect("exit found");
+    let brief_at = line_index(&vm, "brief exited", exited("brief"));
+    assert!(text_index(&vm, "[chaos] chaos: thaw") < brief_at, "{brief:?}");
+    assert_eq!(text_count(&vm, "[steady] steady up"), 1);
+    assert_eq!(count_lines(&vm, exited("steady")), 0);
     vm.wait_for_line("[chaos] chaos: shutdown", WAIT).expect("supervisor killed, then a power-off");
-    let stopped = vm.wait_for_line("hoist: service steady stopped", WAIT).expect("steady stopped in order");
-    assert!(stopped.contains("(status=0)"), "{stopped}");
+    let steady = wait_line(&vm, "steady stopped", WAIT, stopped("steady")).expect("steady stopped in order");
+    assert_eq!(how_stopped(&steady), "status=0", "{steady:?}");
     let exit = vm.wait_exit(Duration::from_secs(90)).expect("exit");
     assert!(exit.clean, "{exit:?}");
-    assert_eq!(count(&vm, "[steady] steady up"), 1, "nothing started during the shutdown");
+    assert_eq!(text_count(&vm, "[steady] steady up"), 1, "nothing started during the shutdown");
 }

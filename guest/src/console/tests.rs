@@ -44,6 +44,15 @@ fn examples() -> Vec<(&'static str, Line)> {
                 uptime_ms: 3,
             },
         ),
+        ("hoist: service c stopped (status=0)", Line::Stopped { service: s("c"), how: s("status=0") }),
+        (
+            "hoist: service c stopped (killed after 10000 ms stop timeout, status=137)",
+            Line::Stopped { service: s("c"), how: s("killed after 10000 ms stop timeout, status=137") },
+        ),
+        (
+            "hoist: service b stopped (did not stop after SIGKILL)",
+            Line::Stopped { service: s("b"), how: s("did not stop after SIGKILL") },
+        ),
         ("hoist: ready uptime_ms=5520 services=3", Line::Ready { uptime_ms: 5520, services: 3 }),
         (
             "hoist: timeline init=1650 containerd=2690 ready=5520",
@@ -94,7 +103,8 @@ fn other_lines_are_not_read_as_contract_lines() {
         "hoist-init: phase init uptime_ms=1",
         "hoist: phase init uptime_ms=x",
         "hoist: ready uptime_ms=1",
-        "hoist: service a stopped (status=0)",
+        "hoist: service a stopped status=0",
+        "hoist: service a stopped by request",
         "hoist: service a waiting for b",
         "hoist: timeline a=1 b",
         "hoist: fatal: no /proc; powering off",

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc::Sender;
 
-use super::pb::LogLine;
+use hoist_api::pb::LogLine;
 
 pub use hoist_guest::paths::LOG_DIR;
 const POLL: Duration = Duration::from_millis(200);

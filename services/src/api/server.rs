@@ -14,9 +14,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 
-use super::pb::{self, control_server::Control, control_server::ControlServer};
 use crate::containerd::Containerd;
 use crate::core::{Command, Event, Refused, ServiceView};
+use hoist_api::pb::{self, control_server::Control, control_server::ControlServer};
 
 /// What the API asks the supervisor's state owner (the driver, which asks the core).
 #[derive(Debug)]
@@ -225,13 +225,16 @@ fn read_capped(path: &Path, max: u64) -> std::io::Result<(Vec<u8>, bool)> {
 }
 
 fn server(svc: ControlService) -> ControlServer<ControlService> {
-    ControlServer::new(svc).max_decoding_message_size(super::MAX_MESSAGE).max_encoding_message_size(super::MAX_MESSAGE)
+    ControlServer::new(svc)
+        .max_decoding_message_size(hoist_api::MAX_MESSAGE)
+        .max_encoding_message_size(hoist_api::MAX_MESSAGE)
 }
 
 /// Serves on the Unix socket, and on TCP with mutual TLS when the build put a PKI in
-/// [`super::TLS_DIR`]. Failures to listen are logged; the supervisor goes on without the API.
+/// [`hoist_api::TLS_DIR`]. Failures to listen are logged; the supervisor goes on without
+/// the API.
 pub fn spawn(svc: ControlService) {
-    let socket = Path::new(super::SOCKET);
+    let socket = Path::new(hoist_api::SOCKET);
     if let Some(dir) = socket.parent() {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::create_dir_all(dir);
@@ -246,7 +249,7 @@ pub fn spawn(svc: ControlService) {
         }
         Err(e) => log::warn!("control socket {}: {e}", socket.display()),
     }
-    let dir = Path::new(super::TLS_DIR);
+    let dir = Path::new(hoist_api::TLS_DIR);
     let read = |f: &str| std::fs::read(dir.join(f));
     let (Ok(ca), Ok(cert), Ok(key)) = (read(pki::CA_CERT), read(pki::SERVER_CERT), read(pki::SERVER_KEY)) else {
         log::warn!("no TLS material in {}: control API on the Unix socket only", dir.display());
@@ -257,10 +260,10 @@ pub fn spawn(svc: ControlService) {
         .client_ca_root(Certificate::from_pem(ca))
         .timeout(Duration::from_secs(10));
     tokio::spawn(async move {
-        let listener = match tokio::net::TcpListener::bind(("0.0.0.0", super::PORT)).await {
+        let listener = match tokio::net::TcpListener::bind(("0.0.0.0", hoist_api::PORT)).await {
             Ok(l) => l,
             Err(e) => {
-                log::warn!("control API port {}: {e}", super::PORT);
+                log::warn!("control API port {}: {e}", hoist_api::PORT);
                 return;
             }
         };

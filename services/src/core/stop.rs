@@ -85,7 +85,7 @@ impl Core {
                     Some(_) if killed => format!("killed after {stop_ms} ms stop timeout, {how}"),
                     Some(_) => how.clone(),
                 };
-                self.say(format!("service {name} stopped ({outcome})"));
+                self.print(Line::Stopped { service: name.to_string(), how: outcome });
                 self.set_state(name, State::Stopped);
                 self.out.push(Effect::Cleanup { name: name.to_string() });
                 self.emit(now, name, "stopped", how);
