@@ -150,6 +150,23 @@ fn control_api_end_to_end() {
         assert_eq!(r.exit_code, 3);
         // stdout and stderr arrive merged, in order
         assert_eq!(r.stdout, b"out\nerr\n");
+        assert!(!r.truncated);
+        // output is capped at 1 MiB, and the reply says it was cut
+        let flood = vec!["sh".into(), "-c".into(), "head -c 3000000 /dev/zero".into()];
+        let r = c.exec(pb::ExecRequest { service: "web".into(), command: flood, timeout_secs: 30 }).await;
+        let r = r.expect("exec with a big output").into_inner();
+        assert_eq!((r.exit_code, r.stdout.len(), r.truncated), (0, 1 << 20, true));
+        // an exec past its timeout is killed, not left running in the service
+        let slow = vec!["sh".into(), "-c".into(), "exec sleep 4321".into()];
+        let late = c.exec(pb::ExecRequest { service: "web".into(), command: slow, timeout_secs: 2 }).await;
+        assert_eq!(late.expect_err("past its timeout").code(), tonic::Code::DeadlineExceeded);
+        let check = vec!["sh".into(), "-c".into(), "ps -o args | grep -c '^sleep 432[1]'".into()];
+        let left = c.exec(pb::ExecRequest { service: "web".into(), command: check, timeout_secs: 20 }).await;
+        assert_eq!(
+            String::from_utf8_lossy(&left.expect("ps").into_inner().stdout).trim(),
+            "0",
+            "the sleep was left running"
+        );
         let crash = tokio::time::timeout(Duration::from_secs(30), async {
             while let Some(e) = events.next().await {
                 let e = e.expect("event");
