@@ -366,10 +366,6 @@ impl Core {
         &self.persisted
     }
 
-    pub fn phase(&self) -> &Phase {
-        &self.phase
-    }
-
     pub fn timeline(&self) -> &[(String, Ms)] {
         &self.timeline
     }

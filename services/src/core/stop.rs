@@ -55,24 +55,14 @@ impl Core {
         };
         match then {
             After::Stop => {
-                self.print(Line::Outcome {
-                    service: name.to_string(),
-                    what: format!("exited {how}"),
-                    then: "stopped by request".into(),
-                    uptime_ms: now,
-                });
+                self.exited(now, name, &how, "stopped by request");
                 self.record(name).held = Some(Held::Stopped);
                 self.set_state(name, State::Stopped);
                 self.out.push(Effect::Cleanup { name: name.to_string() });
                 self.emit(now, name, "stopped", how);
             }
             After::Restart => {
-                self.print(Line::Outcome {
-                    service: name.to_string(),
-                    what: format!("exited {how}"),
-                    then: "restarting by request".into(),
-                    uptime_ms: now,
-                });
+                self.exited(now, name, &how, "restarting by request");
                 self.record(name).restarts += 1;
                 self.emit(now, name, "exited", how);
                 self.set_state(name, State::Waiting { on: Vec::new() });
@@ -91,12 +81,7 @@ impl Core {
                 self.emit(now, name, "stopped", how);
             }
             After::Replace => {
-                self.print(Line::Outcome {
-                    service: name.to_string(),
-                    what: format!("exited {how}"),
-                    then: "replaced by its new version".into(),
-                    uptime_ms: now,
-                });
+                self.exited(now, name, &how, "replaced by its new version");
                 let plan = self.desired.services.get(name).cloned();
                 if let (Some(svc), Some(plan)) = (self.services.get_mut(name), plan) {
                     svc.plan = plan;
@@ -106,17 +91,18 @@ impl Core {
                 self.try_start(now, name);
             }
             After::Remove => {
-                self.print(Line::Outcome {
-                    service: name.to_string(),
-                    what: format!("exited {how}"),
-                    then: "removed from the config".into(),
-                    uptime_ms: now,
-                });
+                self.exited(now, name, &how, "removed from the config");
                 self.emit(now, name, "removed", how);
                 self.forget(name);
             }
         }
         self.out.push(Effect::Persist);
+    }
+
+    /// `service NAME exited HOW; THEN uptime_ms=N` for a task gone after a stop we asked for.
+    fn exited(&mut self, now: Ms, name: &str, how: &str, then: &str) {
+        let what = format!("exited {how}");
+        self.print(Line::Outcome { service: name.to_string(), what, then: then.to_string(), uptime_ms: now });
     }
 
     /// Drops a service that left the config, and what containerd still holds of it.
