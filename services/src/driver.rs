@@ -15,8 +15,9 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc};
 
-use crate::api::server::Cmd;
-use crate::core::{Core, Effect, Input, Ms, Plan, StartError};
+use crate::api::server::{Cmd, Rollout, to_status};
+use crate::apply::Generations;
+use crate::core::{Command, Core, Effect, Input, Ms, Plan, StartError};
 use crate::{say, state};
 use hoist_api::pb;
 
@@ -54,6 +55,7 @@ pub struct Driver<R: Runtime> {
     state_path: PathBuf,
     /// Services whose sd_notify socket is bound.
     notify: BTreeSet<String>,
+    generations: Generations,
 }
 
 /// Boot time in ms (CLOCK_BOOTTIME).
@@ -62,9 +64,14 @@ pub fn now() -> Ms {
 }
 
 impl<R: Runtime> Driver<R> {
-    pub fn new(core: Core, events: broadcast::Sender<pb::Event>, state_path: PathBuf) -> Self {
+    pub fn new(
+        core: Core,
+        events: broadcast::Sender<pb::Event>,
+        state_path: PathBuf,
+        generations: Generations,
+    ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        Driver { core, runtime: None, tx, rx, events, state_path, notify: BTreeSet::new() }
+        Driver { core, runtime: None, tx, rx, events, state_path, notify: BTreeSet::new(), generations }
     }
 
     /// Runs until the core says everything stopped. `connect` yields the runtime once
@@ -106,6 +113,7 @@ impl<R: Runtime> Driver<R> {
                 Effect::Event(e) => {
                     let _ = self.events.send(crate::api::server::event_to_pb(e));
                 }
+                Effect::Progress(p) => self.generations.on_progress(now(), &p),
                 // Once per batch, after the effects that led to it were started.
                 Effect::Persist => persist = true,
                 Effect::Settled => {
@@ -252,8 +260,71 @@ impl<R: Runtime> Driver<R> {
             Cmd::Timeline(tx) => {
                 let _ = tx.send(self.core.timeline().to_vec());
             }
+            Cmd::Plan(req, tx) => {
+                let reply = self.generations.plan(&req).map(|(c, d)| self.generations.plan_reply(&c, &d));
+                let _ = tx.send(reply);
+            }
+            Cmd::Apply(req, tx) => {
+                if let Some(g) = self.core.rollout_generation() {
+                    let _ = tx.send(Err(tonic::Status::aborted(format!(
+                        "generation {g} is being applied or is tentative; one apply at a time"
+                    ))));
+                    return Vec::new();
+                }
+                match self.generations.begin(&req) {
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                    Ok((plan, None)) => {
+                        let _ = tx.send(Ok(Rollout { generation: plan.current, plan, progress: None }));
+                    }
+                    Ok((plan, Some(apply))) => return self.start_rollout(now, plan, apply, tx),
+                }
+            }
+            Cmd::Rollback(target, tx) => {
+                if let Some(generation) = self.core.rollout_generation() {
+                    // The tentative generation (or the one under way) is what gets undone.
+                    let progress = Some(self.generations.subscribe());
+                    let (reply, fx) = self.core.command(now, Command::Reject);
+                    let reply = reply.map(|_| Rollout { generation, plan: Default::default(), progress });
+                    let _ = tx.send(reply.map_err(to_status));
+                    return fx;
+                }
+                match self.generations.begin_rollback(target) {
+                    Ok((plan, apply)) => return self.start_rollout(now, plan, apply, tx),
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            }
+            Cmd::History(tx) => {
+                let _ = tx.send(self.generations.history());
+            }
         }
         Vec::new()
+    }
+
+    /// Hands a generation to the core, with a progress stream subscribed before anything moves.
+    fn start_rollout(
+        &mut self,
+        now: Ms,
+        plan: pb::PlanReply,
+        apply: crate::core::Apply,
+        tx: tokio::sync::oneshot::Sender<Result<Rollout, tonic::Status>>,
+    ) -> Vec<Effect> {
+        let generation = apply.generation;
+        let progress = Some(self.generations.subscribe());
+        let (reply, fx) = self.core.command(now, Command::Apply(Box::new(apply)));
+        match reply {
+            Ok(_) => {
+                let _ = tx.send(Ok(Rollout { generation, plan, progress }));
+            }
+            Err(e) => {
+                self.generations.abandon(generation, &e.to_string());
+                let _ = tx.send(Err(to_status(e)));
+            }
+        }
+        fx
     }
 }
 

@@ -31,10 +31,14 @@
 //! Nothing depends back on `driver` or `runner`.
 
 pub mod api;
+pub mod apply;
+pub mod candidate;
 pub mod containerd;
 pub mod core;
+pub mod diff;
 pub mod driver;
 pub mod exec;
+pub mod generations;
 pub mod logger;
 pub mod notify;
 pub mod plan;

@@ -30,6 +30,20 @@ pub struct Plan {
     pub log_max: u64,
 }
 
+impl Plan {
+    /// What identifies the container this plan makes: its spec and rootfs, hashed. Two
+    /// plans with one id run the same thing (supervision settings aside).
+    pub fn id(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update((self.spec.len() as u64).to_le_bytes());
+        h.update(&self.spec);
+        h.update(self.rootfs.as_bytes());
+        let digest = h.finalize();
+        digest[..12].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
 /// A plan from container settings; service-only fields are filled in by [`service`].
 pub fn container(name: &str, settings: &Settings, image: Option<&ServiceImage>, source: &str) -> Plan {
     let mut plan = Plan {

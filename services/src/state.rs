@@ -44,6 +44,9 @@ pub struct Record {
     pub started_ms: Option<u64>,
     #[serde(default)]
     pub last_exit: Option<u32>,
+    /// [`crate::plan::Plan::id`] of the plan the current task was started from.
+    #[serde(default)]
+    pub plan: Option<String>,
 }
 
 /// A service that is not running on purpose.

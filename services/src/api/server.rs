@@ -28,6 +28,62 @@ pub enum Cmd {
     /// The process JSON to exec with, if the service runs.
     ExecPlan(String, oneshot::Sender<Result<Vec<u8>, Refused>>),
     Timeline(oneshot::Sender<Vec<(String, u64)>>),
+    /// What a config would change.
+    Plan(Box<pb::ApplyRequest>, oneshot::Sender<Result<pb::PlanReply, Status>>),
+    /// Roll a config out.
+    Apply(Box<pb::ApplyRequest>, oneshot::Sender<Result<Rollout, Status>>),
+    /// Roll back to a generation (0: the one before), or the tentative one back.
+    Rollback(u64, oneshot::Sender<Result<Rollout, Status>>),
+    History(oneshot::Sender<pb::HistoryReply>),
+}
+
+/// A rollout under way: its generation, its plan, and its progress (none when there is
+/// nothing to change).
+#[derive(Debug)]
+pub struct Rollout {
+    pub generation: u64,
+    pub plan: pb::PlanReply,
+    pub progress: Option<broadcast::Receiver<pb::ApplyProgress>>,
+}
+
+/// The end of a rollout, for the stream that follows it.
+fn is_final(p: &pb::ApplyProgress) -> bool {
+    p.service.is_empty() && matches!(p.kind.as_str(), "done" | "tentative" | "rolled-back" | "confirmed")
+}
+
+/// The plan, then the rollout's progress until its end.
+fn follow(r: Rollout) -> Stream_<pb::ApplyProgress> {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        let generation = r.generation;
+        let first = pb::ApplyProgress { generation, kind: "plan".into(), plan: Some(r.plan), ..Default::default() };
+        if tx.send(Ok(first)).await.is_err() {
+            return;
+        }
+        let Some(mut sub) = r.progress else {
+            let done = pb::ApplyProgress {
+                generation,
+                kind: "done".into(),
+                detail: "nothing to change".into(),
+                ..Default::default()
+            };
+            let _ = tx.send(Ok(done)).await;
+            return;
+        };
+        loop {
+            let p = match sub.recv().await {
+                Ok(p) if p.generation == generation => p,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            let last = is_final(&p);
+            // A client gone does not stop the rollout; only this stream ends.
+            if tx.send(Ok(p)).await.is_err() || last {
+                return;
+            }
+        }
+    });
+    Box::pin(ReceiverStream::new(rx))
 }
 
 /// How long a handler waits for the state owner's answer.
@@ -42,6 +98,7 @@ pub fn to_status(e: Refused) -> Status {
         Refused::Conflict(_) => Status::failed_precondition(e.to_string()),
         Refused::Unavailable(_) => Status::unavailable(e.to_string()),
         Refused::Invalid(_) => Status::invalid_argument(e.to_string()),
+        Refused::Busy(_) => Status::aborted(e.to_string()),
     }
 }
 
@@ -198,6 +255,33 @@ impl Control for ControlService {
         let sig = Signal::try_from(action.signal()).map_err(|e| Status::internal(format!("signal PID 1: {e}")))?;
         kill(nix::unistd::Pid::from_raw(1), sig).map_err(|e| Status::internal(format!("signal PID 1: {e}")))?;
         Ok(Response::new(pb::ActionReply { message: if reboot { "rebooting".into() } else { "powering off".into() } }))
+    }
+
+    async fn plan(&self, r: Request<pb::ApplyRequest>) -> Result<Response<pb::PlanReply>, Status> {
+        let req = Box::new(r.into_inner());
+        Ok(Response::new(self.ask(|tx| Cmd::Plan(req, tx)).await??))
+    }
+
+    type ApplyStream = Stream_<pb::ApplyProgress>;
+
+    async fn apply(&self, r: Request<pb::ApplyRequest>) -> Result<Response<Self::ApplyStream>, Status> {
+        let req = Box::new(r.into_inner());
+        Ok(Response::new(follow(self.ask(|tx| Cmd::Apply(req, tx)).await??)))
+    }
+
+    async fn confirm(&self, _: Request<pb::ConfirmRequest>) -> Result<Response<pb::ActionReply>, Status> {
+        self.action(Command::Confirm).await
+    }
+
+    type RollbackStream = Stream_<pb::ApplyProgress>;
+
+    async fn rollback(&self, r: Request<pb::RollbackRequest>) -> Result<Response<Self::RollbackStream>, Status> {
+        let target = r.into_inner().generation;
+        Ok(Response::new(follow(self.ask(|tx| Cmd::Rollback(target, tx)).await??)))
+    }
+
+    async fn history(&self, _: Request<pb::HistoryRequest>) -> Result<Response<pb::HistoryReply>, Status> {
+        Ok(Response::new(self.ask(Cmd::History).await?))
     }
 
     async fn version(&self, _: Request<pb::VersionRequest>) -> Result<Response<pb::VersionReply>, Status> {

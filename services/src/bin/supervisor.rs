@@ -6,10 +6,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use hoist_config::manifest::BuildManifest;
+use hoist_services::apply::Generations;
 use hoist_services::containerd::Containerd;
-use hoist_services::core::{Core, Desired};
+use hoist_services::core::Core;
 use hoist_services::driver::Driver;
-use hoist_services::{api, state};
+use hoist_services::{api, generations, state};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{broadcast, mpsc};
 
@@ -48,13 +49,15 @@ async fn run() -> Result<(), String> {
             }
         }
     });
-    let config = hoist_config::load(Path::new(HOST_CONFIG)).map_err(|e| e.to_string())?;
+    let config_text = std::fs::read_to_string(HOST_CONFIG).map_err(|e| format!("{HOST_CONFIG}: {e}"))?;
+    let config = hoist_config::parse(&config_text, HOST_CONFIG).map_err(|e| e.to_string())?;
     hoist_services::log_to_file(Path::new(SUPERVISOR_LOG), config.logs.max_size);
     let manifest_text = std::fs::read_to_string(BUILD_MANIFEST).map_err(|e| format!("{BUILD_MANIFEST}: {e}"))?;
     let manifest = BuildManifest::from_toml(&manifest_text).map_err(|e| format!("{BUILD_MANIFEST}: {e}"))?;
     let timeline = hoist_guest::timeline::parse(&std::fs::read_to_string(TIMELINE).unwrap_or_default());
     let persisted = state::load(Path::new(state::PATH));
-    let core = Core::new(Desired::from_config(&config, &manifest), persisted, timeline);
+    let generations = Generations::open(Path::new(generations::DIR), &config_text, &config, &manifest);
+    let core = Core::new(generations.desired(), persisted, timeline);
     let (cmds, cmd_rx) = mpsc::unbounded_channel();
     let events = broadcast::channel(256).0;
     let client = Arc::new(OnceLock::new());
@@ -70,6 +73,6 @@ async fn run() -> Result<(), String> {
             }
         }
     };
-    Driver::new(core, events, PathBuf::from(state::PATH)).run(connect, cmd_rx, stop_rx).await;
+    Driver::new(core, events, PathBuf::from(state::PATH), generations).run(connect, cmd_rx, stop_rx).await;
     Ok(())
 }

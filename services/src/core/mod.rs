@@ -17,6 +17,7 @@
 //! their policy, and waits out the rest of a backoff.
 
 mod desired;
+mod rollout;
 mod run;
 mod stop;
 #[cfg(test)]
@@ -29,6 +30,7 @@ pub use crate::plan::{Desired, Plan, Stage};
 use hoist_guest::console::Line;
 
 use crate::state::Persisted;
+pub use rollout::{Apply, Progress};
 pub use view::{Event, ServiceView};
 
 /// CLOCK_BOOTTIME milliseconds: keeps counting across supervisor restarts, ignores
@@ -85,8 +87,6 @@ pub enum Input {
     Timer,
     /// SIGTERM: stop everything in order, then exit.
     Shutdown,
-    /// A new desired state (a new config generation).
-    Desired(Box<Desired>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,6 +132,8 @@ pub enum Effect {
     /// A warning for the supervisor's own log.
     Warn(String),
     Event(Event),
+    /// A step of the rollout of a generation.
+    Progress(Progress),
     /// Write [`Core::persisted`].
     Persist,
     /// Every service settled: print the memory figures after the ready line.
@@ -141,11 +143,17 @@ pub enum Effect {
 }
 
 /// A control command that changes something.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     Start(String),
     Stop(String),
     Restart(String),
+    /// Roll a new generation out ([`Apply`]).
+    Apply(Box<Apply>),
+    /// Keep the tentative generation.
+    Confirm,
+    /// Roll the tentative generation back now.
+    Reject,
 }
 
 /// Why a command was not carried out.
@@ -159,6 +167,9 @@ pub enum Refused {
     Unavailable(String),
     #[error("{0}")]
     Invalid(String),
+    /// Another apply is under way (or tentative).
+    #[error("{0}")]
+    Busy(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -290,6 +301,8 @@ pub struct Core {
     connected: bool,
     lost_at: Option<Ms>,
     timeline: Vec<(String, Ms)>,
+    /// The generation being applied, tentative, or rolled back.
+    rollout: Option<rollout::Rollout>,
     out: Vec<Effect>,
 }
 
@@ -308,6 +321,7 @@ impl Core {
             connected: false,
             lost_at: None,
             timeline,
+            rollout: None,
             out: Vec::new(),
         }
     }
@@ -325,7 +339,6 @@ impl Core {
             Input::StageDone { name, result } => self.on_stage_done(now, &name, result),
             Input::Timer => self.on_timer(now),
             Input::Shutdown => self.on_shutdown(now),
-            Input::Desired(desired) => self.on_desired(now, *desired),
         }
         self.after(now)
     }
@@ -345,7 +358,8 @@ impl Core {
             _ => None,
         });
         let stage = self.stage.as_ref().map(|s| s.give_up_at.unwrap_or(s.deadline));
-        services.chain(stage).chain(self.stop_when_connected).min()
+        let rollout = self.rollout.as_ref().and_then(|r| r.deadline());
+        services.chain(stage).chain(self.stop_when_connected).chain(rollout).min()
     }
 
     /// The plan a `Start` effect means.
@@ -373,6 +387,7 @@ impl Core {
     /// Work that follows any input: settle the ready line, move the shutdown on.
     fn after(&mut self, now: Ms) -> Vec<Effect> {
         self.check_settled(now);
+        self.check_rollout(now);
         self.advance_shutdown(now);
         std::mem::take(&mut self.out)
     }

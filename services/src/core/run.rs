@@ -17,6 +17,26 @@ impl Core {
         for name in self.adopt(now, running) {
             self.try_start(now, &name);
         }
+        // A task started from another plan than the one in force (a supervisor restarted in
+        // the middle of an apply): replaced, so the host runs one generation, consistently.
+        let stale: Vec<String> = self
+            .services
+            .iter()
+            .filter(|(name, svc)| {
+                running.contains_key(*name)
+                    && self
+                        .persisted
+                        .service
+                        .get(*name)
+                        .and_then(|r| r.plan.as_ref())
+                        .is_some_and(|id| *id != svc.plan.id())
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in stale {
+            self.say(format!("service {name} runs another version than the generation in force: replacing it"));
+            self.begin_stop(now, &name, After::Replace);
+        }
     }
 
     /// Takes over the tasks that run and the states that must outlive a supervisor
@@ -63,6 +83,9 @@ impl Core {
             return;
         }
         let Some(svc) = self.services.get(name) else { return };
+        if self.rollout.as_ref().is_some_and(|r| r.holds(name)) {
+            return; // replaced once the dependencies it shares the rollout with are ready
+        }
         let waiting: Vec<String> = svc.plan.depends_on.iter().filter(|d| !self.is_ready(d)).cloned().collect();
         if !waiting.is_empty() {
             if !matches!(&svc.state, State::Waiting { on } if *on == waiting) {
@@ -72,9 +95,14 @@ impl Core {
             self.set_state(name, State::Waiting { on: waiting });
             return;
         }
+        let id = svc.plan.id();
         self.set_state(name, State::Starting { notified: None, then: None });
-        self.record(name).held = None;
+        let record = self.record(name);
+        record.held = None;
+        // Before the task exists, so a supervisor restarted at any point knows what it runs.
+        record.plan = Some(id);
         self.out.push(Effect::Start { name: name.to_string() });
+        self.out.push(Effect::Persist);
     }
 
     pub(super) fn on_started(&mut self, now: Ms, name: &str, result: Result<u32, StartError>) {
@@ -275,7 +303,7 @@ impl Core {
         self.out.push(Effect::Settled);
     }
 
-    fn settled<'a>(&'a self, name: &'a str, memo: &mut BTreeMap<&'a str, bool>) -> bool {
+    pub(super) fn settled<'a>(&'a self, name: &'a str, memo: &mut BTreeMap<&'a str, bool>) -> bool {
         if let Some(&known) = memo.get(name) {
             return known;
         }

@@ -7,6 +7,14 @@ use super::run::how;
 use super::{After, Command, Core, Effect, KILL_GRACE_MS, Ms, Phase, Refused, State};
 use crate::state::Held;
 
+/// A command on one service.
+#[derive(Clone, Copy)]
+enum Act {
+    Start,
+    Stop,
+    Restart,
+}
+
 impl Core {
     /// Sends the stop signal and arms the SIGKILL deadline; `then` says what follows.
     pub(super) fn begin_stop(&mut self, now: Ms, name: &str, then: After) {
@@ -20,8 +28,14 @@ impl Core {
                 self.out.push(Effect::Signal { name: name.to_string(), signal });
             }
             State::Starting { then: pending, .. } => *pending = Some(then),
-            // A shutdown or a removal wins over a stop already under way.
+            // A shutdown or a removal wins over a stop already under way; a new version
+            // wins over anything but a shutdown or a stop by hand.
             State::Stopping { then: current, .. } if matches!(then, After::Shutdown | After::Remove) => *current = then,
+            State::Stopping { then: current, .. }
+                if then == After::Replace && !matches!(current, After::Shutdown | After::Stop) =>
+            {
+                *current = then
+            }
             _ => {}
         }
     }
@@ -56,6 +70,11 @@ impl Core {
         match then {
             After::Stop => {
                 self.exited(now, name, &how, "stopped by request");
+                // A config applied meanwhile is what the next start by hand runs.
+                let plan = self.desired.services.get(name).cloned();
+                if let (Some(svc), Some(plan)) = (self.services.get_mut(name), plan) {
+                    svc.plan = plan;
+                }
                 self.record(name).held = Some(Held::Stopped);
                 self.set_state(name, State::Stopped);
                 self.out.push(Effect::Cleanup { name: name.to_string() });
@@ -116,23 +135,26 @@ impl Core {
         if let Some(reason) = self.unavailable() {
             return Err(Refused::Unavailable(reason));
         }
-        let name = match &cmd {
-            Command::Start(n) | Command::Stop(n) | Command::Restart(n) => n.clone(),
+        let (act, name) = match cmd {
+            Command::Apply(apply) => return self.apply(now, *apply),
+            Command::Confirm => return self.confirm(),
+            Command::Reject => return self.reject(now),
+            Command::Start(n) => (Act::Start, n),
+            Command::Stop(n) => (Act::Stop, n),
+            Command::Restart(n) => (Act::Restart, n),
         };
         let Some(svc) = self.services.get_mut(&name) else { return Err(Refused::NoService(name)) };
         let state = svc.state.clone();
-        match (cmd, &state) {
-            (Command::Start(_), s) | (Command::Restart(_), s) if s.active() && !matches!(s, State::Running { .. }) => {
+        match (act, &state) {
+            (Act::Start, s) | (Act::Restart, s) if s.active() && !matches!(s, State::Running { .. }) => {
                 Err(Refused::Conflict(format!("service {name} is already {}", s.name())))
             }
-            (Command::Start(_), State::Running { .. }) => {
-                Err(Refused::Conflict(format!("service {name} is already running")))
-            }
-            (Command::Restart(_), State::Running { .. }) => {
+            (Act::Start, State::Running { .. }) => Err(Refused::Conflict(format!("service {name} is already running"))),
+            (Act::Restart, State::Running { .. }) => {
                 self.begin_stop(now, &name, After::Restart);
                 Ok(format!("restarting {name}"))
             }
-            (Command::Start(_) | Command::Restart(_), _) => {
+            (Act::Start | Act::Restart, _) => {
                 let record = self.record(&name);
                 record.failed = None;
                 record.exits_ms.clear();
@@ -144,21 +166,21 @@ impl Core {
                 self.out.push(Effect::Persist);
                 Ok(format!("starting {name}"))
             }
-            (Command::Stop(_), State::Running { .. } | State::Starting { .. }) => {
+            (Act::Stop, State::Running { .. } | State::Starting { .. }) => {
                 self.begin_stop(now, &name, After::Stop);
                 Ok(format!("stopping {name}"))
             }
-            (Command::Stop(_), State::Waiting { .. } | State::Backoff { .. }) => {
+            (Act::Stop, State::Waiting { .. } | State::Backoff { .. }) => {
                 self.record(&name).held = Some(Held::Stopped);
                 self.set_state(&name, State::Stopped);
                 self.emit(now, &name, "stopped", "by request".into());
                 self.out.push(Effect::Persist);
                 Ok(format!("stopped {name}"))
             }
-            (Command::Stop(_), State::Stopping { .. }) => {
+            (Act::Stop, State::Stopping { .. }) => {
                 Err(Refused::Conflict(format!("service {name} is already stopping")))
             }
-            (Command::Stop(_), s) => Err(Refused::Conflict(format!("service {name} is {}, not running", s.name()))),
+            (Act::Stop, s) => Err(Refused::Conflict(format!("service {name} is {}, not running", s.name()))),
         }
     }
 

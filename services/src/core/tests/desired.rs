@@ -10,7 +10,7 @@ fn a_new_config_changes_only_what_differs() {
     h.started("gone", 3);
     let mut new = plan("changed", &[]);
     new.spec = b"spec of changed, v2".to_vec();
-    let fx = h.input(Input::Desired(Box::new(desired(vec![plan("same", &[]), new.clone(), plan("added", &[])]))));
+    let fx = h.apply(desired(vec![plan("same", &[]), new.clone(), plan("added", &[])]));
     assert_eq!(starts(&fx), ["added"]);
     assert_eq!(signals(&fx), [("gone", libc::SIGTERM), ("changed", libc::SIGTERM)]);
     assert!(!fx.iter().any(|e| format!("{e:?}").contains("\"same\"")), "no effect on an unchanged service: {fx:?}");
@@ -32,7 +32,7 @@ fn a_changed_service_that_had_failed_gets_a_fresh_start() {
     h.input(Input::Started { name: "a".into(), result: Err(StartError { reason: "bad".into(), permanent: true }) });
     let mut fixed = plan("a", &[]);
     fixed.rootfs = "/images/a-v2".into();
-    let fx = h.input(Input::Desired(Box::new(desired(vec![fixed]))));
+    let fx = h.apply(desired(vec![fixed]));
     assert_eq!(starts(&fx), ["a"]);
 }
 
@@ -41,7 +41,7 @@ fn an_added_service_waits_for_its_dependencies() {
     let (mut h, _) = H::boot(desired(vec![with_ready(plan("db", &[]), hoist_config::Ready::Tcp { port: 1 })]));
     h.started("db", 1);
     let d = desired(vec![with_ready(plan("db", &[]), hoist_config::Ready::Tcp { port: 1 }), plan("api", &["db"])]);
-    let fx = h.input(Input::Desired(Box::new(d)));
+    let fx = h.apply(d);
     assert!(starts(&fx).is_empty());
     assert_eq!(starts(&h.ready("db", 1)), ["api"]);
 }
@@ -52,5 +52,6 @@ fn the_same_config_again_changes_nothing() {
     let (mut h, _) = H::boot(d.clone());
     h.started("a", 1);
     h.started("b", 2);
-    assert!(h.input(Input::Desired(Box::new(d))).is_empty());
+    let fx = h.apply(d);
+    assert!(starts(&fx).is_empty() && signals(&fx).is_empty(), "{fx:?}");
 }

@@ -155,7 +155,7 @@ fn a_supervisor_restart_adopts_running_tasks_and_keeps_what_must_stay_down() {
 
     // The supervisor dies 40 ms later; a new one finds `run` still running.
     let running: BTreeMap<String, u32> = [("run".to_string(), 1)].into();
-    let mut h2 = H { core: Core::new(d(), persisted, Vec::new()), now: 50_040, log: Vec::new() };
+    let mut h2 = H { core: Core::new(d(), persisted, Vec::new()), now: 50_040, log: Vec::new(), generation: 1 };
     let fx = h2.input(Input::Connected { running });
     line(&fx, "service run adopted pid=1 restarts=0");
     assert!(has(&fx, &Effect::Wait { name: "run".into(), pid: 1 }));

@@ -4,6 +4,7 @@
 mod desired;
 mod faults;
 mod manual;
+mod rollout;
 mod shutdown;
 mod stages;
 mod start;
@@ -60,6 +61,8 @@ pub struct H {
     pub core: Core,
     pub now: Ms,
     pub log: Vec<Effect>,
+    /// The generation the next [`H::apply`] rolls out.
+    pub generation: u64,
 }
 
 impl H {
@@ -70,7 +73,7 @@ impl H {
 
     /// A supervisor (re)started with this persisted state, containerd running these tasks.
     pub fn resume(d: Desired, persisted: Persisted, running: BTreeMap<String, u32>) -> (H, Vec<Effect>) {
-        let mut h = H { core: Core::new(d, persisted, Vec::new()), now: 1000, log: Vec::new() };
+        let mut h = H { core: Core::new(d, persisted, Vec::new()), now: 1000, log: Vec::new(), generation: 1 };
         let fx = h.input(Input::Connected { running });
         (h, fx)
     }
@@ -97,6 +100,19 @@ impl H {
         }
         self.now = end;
         fx
+    }
+
+    /// Rolls `d` out as the next generation (10 s settle, not tentative); it must be taken.
+    pub fn apply(&mut self, d: Desired) -> Vec<Effect> {
+        self.apply_with(d, 10_000, None).expect("apply taken")
+    }
+
+    pub fn apply_with(&mut self, d: Desired, settle_ms: Ms, try_ms: Option<Ms>) -> Result<Vec<Effect>, Refused> {
+        let apply = Apply { generation: self.generation, desired: d, settle_ms, try_ms };
+        let (reply, fx) = self.cmd(Command::Apply(Box::new(apply)));
+        reply?;
+        self.generation += 1;
+        Ok(fx)
     }
 
     pub fn started(&mut self, name: &str, pid: u32) -> Vec<Effect> {
@@ -151,6 +167,24 @@ pub fn lines(fx: &[Effect]) -> Vec<&str> {
 pub fn line(fx: &[Effect], needle: &str) -> usize {
     let all = lines(fx);
     all.iter().position(|l| l.contains(needle)).unwrap_or_else(|| panic!("no line with {needle:?} in {all:#?}"))
+}
+
+/// (service, kind) of every rollout step among the effects.
+pub fn progress(fx: &[Effect]) -> Vec<(String, &'static str)> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Progress(p) => Some((p.service.clone(), p.kind)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The final step of a rollout among the effects, if any: (kind, detail).
+pub fn outcome(fx: &[Effect]) -> Option<(&'static str, String)> {
+    fx.iter().find_map(|e| match e {
+        Effect::Progress(p) if p.is_final() => Some((p.kind, p.detail.clone())),
+        _ => None,
+    })
 }
 
 pub fn has(fx: &[Effect], e: &Effect) -> bool {
