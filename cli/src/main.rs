@@ -3,6 +3,7 @@
 //! hoist-api client, and `hoist run` reads the guest's console with hoist-guest's
 //! `Line`. It links neither the supervisor (hoist-services) nor PID 1 (hoist-init).
 
+mod conn;
 mod ctl;
 mod image;
 mod progress;
