@@ -8,6 +8,7 @@ use hoist_api::pb;
 use tokio_stream::StreamExt;
 
 use crate::conn::{Conn, status_err};
+use crate::{history, rollout};
 
 #[derive(clap::Args)]
 pub struct CtlArgs {
@@ -58,6 +59,17 @@ enum CtlCommand {
     Reboot,
     /// Supervisor version and the boot timeline
     Version,
+    /// Keep the tentative generation of an `hoist apply --try` (else it rolls back by itself)
+    Confirm,
+    /// Every generation of this boot: when, config digest, result; `*` marks the one in use
+    History,
+    /// Roll back to the previous generation, or to GEN; follows the progress like `hoist apply`
+    Rollback {
+        /// The generation to go back to (default: the one before the current). Not 0: the
+        /// API reads 0 as "the one before the current", so generation 0 cannot be named.
+        #[arg(value_name = "GEN", value_parser = clap::value_parser!(u64).range(1..))]
+        generation: Option<u64>,
+    },
 }
 
 pub fn run(args: CtlArgs) -> anyhow::Result<ExitCode> {
@@ -147,6 +159,22 @@ async fn run_async(args: CtlArgs) -> anyhow::Result<ExitCode> {
             for p in v.timeline {
                 println!("  {:<12} {:>7} ms", p.name, p.uptime_ms);
             }
+        }
+        CtlCommand::Confirm => action(c.confirm(pb::ConfirmRequest {}).await)?,
+        CtlCommand::History => {
+            let reply = c.history(pb::HistoryRequest {}).await.map_err(status_err)?.into_inner();
+            if json {
+                println!("{}", history::json(&reply));
+            } else {
+                for line in history::table(&reply) {
+                    println!("{line}");
+                }
+            }
+        }
+        CtlCommand::Rollback { generation } => {
+            let request = pb::RollbackRequest { generation: generation.unwrap_or(0) };
+            let stream = c.rollback(request).await.map_err(status_err)?.into_inner();
+            return rollout::follow(stream, json, false).await;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -5,8 +5,10 @@
 
 mod conn;
 mod ctl;
+mod history;
 mod image;
 mod progress;
+mod rollout;
 mod run;
 
 use std::path::PathBuf;
@@ -47,7 +49,8 @@ enum Command {
     },
     /// Boot a built host under QEMU with its console on this terminal; Ctrl-C powers it off.
     Run(run::RunArgs),
-    /// Talk to a running host: status, logs, events, start/stop/restart, exec, shutdown.
+    /// Talk to a running host: status, logs, events, start/stop/restart, exec, shutdown,
+    /// and the generations `hoist apply` makes: history, confirm, rollback.
     Ctl(ctl::CtlArgs),
     /// Make and inspect service images.
     #[command(subcommand)]
