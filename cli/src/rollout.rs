@@ -56,6 +56,11 @@ pub fn plan_summary(plan: &pb::PlanReply) -> String {
     )
 }
 
+/// Like terraform's `-detailed-exitcode`: 0 when nothing would change, 2 when something would.
+pub fn plan_exit_code(plan: &pb::PlanReply) -> u8 {
+    if plan.changes { 2 } else { 0 }
+}
+
 pub fn change_json(c: &pb::ServiceChange) -> serde_json::Value {
     serde_json::json!({ "service": c.service, "action": c.action, "keys": c.keys })
 }
@@ -249,6 +254,14 @@ mod tests {
             ]
         );
         assert!(plan_lines(&plan(), true)[4].contains("--allow-reboot applies the rest"));
+    }
+
+    #[test]
+    fn the_plan_exit_code_says_whether_anything_would_change() {
+        let mut p = plan();
+        assert_eq!(plan_exit_code(&p), 2);
+        p.changes = false;
+        assert_eq!(plan_exit_code(&p), 0);
     }
 
     #[test]
