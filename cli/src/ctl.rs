@@ -1,28 +1,19 @@
-//! `hoist ctl`: talk to a running host's control API over mutual TLS. `--target DIR`
-//! (a `hoist build` output that `hoist run` is booting) finds the address in DIR/run.json
-//! and the client certificate in DIR/pki; `--api` and `--pki` name them directly.
+//! `hoist ctl`: talk to a running host's control API over mutual TLS; how it is reached
+//! (`--target`, `--api`, `--pki`) is [`crate::conn`].
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use hoist_api::pb;
 use tokio_stream::StreamExt;
 
-pub const RUN_RECORD: &str = "run.json";
+use crate::conn::{Conn, status_err};
+use crate::{history, rollout};
 
 #[derive(clap::Args)]
 pub struct CtlArgs {
-    /// A build directory being run by `hoist run` (reads DIR/run.json and DIR/pki)
-    #[arg(long, short, value_name = "DIR", default_value = "out/demo", global = true)]
-    target: PathBuf,
-    /// API address HOST:PORT (default: from the target's run.json)
-    #[arg(long, global = true)]
-    api: Option<String>,
-    /// Directory with ca.pem, client.pem, client.key (default: TARGET/pki)
-    #[arg(long, global = true)]
-    pki: Option<PathBuf>,
+    #[command(flatten)]
+    conn: Conn,
     /// Machine-readable JSON instead of tables
     #[arg(long, global = true)]
     json: bool,
@@ -68,18 +59,17 @@ enum CtlCommand {
     Reboot,
     /// Supervisor version and the boot timeline
     Version,
-}
-
-fn address(args: &CtlArgs) -> anyhow::Result<String> {
-    if let Some(a) = &args.api {
-        return Ok(a.clone());
-    }
-    let path = args.target.join(RUN_RECORD);
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!("{}: is `hoist run {}` running? (or pass --api)", path.display(), args.target.display())
-    })?;
-    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?;
-    v["api"].as_str().map(String::from).with_context(|| format!("{}: no \"api\" address", path.display()))
+    /// Keep the tentative generation of an `hoist apply --try` (else it rolls back by itself)
+    Confirm,
+    /// Every generation of this boot: when, config digest, result; `*` marks the one in use
+    History,
+    /// Roll back to the previous generation, or to GEN; follows the progress like `hoist apply`
+    Rollback {
+        /// The generation to go back to (default: the one before the current). Not 0: the
+        /// API reads 0 as "the one before the current", so generation 0 cannot be named.
+        #[arg(value_name = "GEN", value_parser = clap::value_parser!(u64).range(1..))]
+        generation: Option<u64>,
+    },
 }
 
 pub fn run(args: CtlArgs) -> anyhow::Result<ExitCode> {
@@ -87,21 +77,8 @@ pub fn run(args: CtlArgs) -> anyhow::Result<ExitCode> {
     rt.block_on(run_async(args))
 }
 
-fn status_err(e: tonic::Status) -> anyhow::Error {
-    // A refused client certificate only shows up on the first call, as a transport error.
-    let mut text = e.message().to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        text = format!("{text}: {s}");
-        source = s.source();
-    }
-    anyhow::anyhow!("{:?}: {text}", e.code())
-}
-
 async fn run_async(args: CtlArgs) -> anyhow::Result<ExitCode> {
-    let addr = address(&args)?;
-    let pki = args.pki.clone().unwrap_or_else(|| args.target.join("pki"));
-    let mut c = hoist_api::client::tcp(&addr, &pki).await?;
+    let mut c = args.conn.connect().await?;
     let json = args.json;
     match args.command {
         CtlCommand::Status => {
@@ -183,6 +160,22 @@ async fn run_async(args: CtlArgs) -> anyhow::Result<ExitCode> {
                 println!("  {:<12} {:>7} ms", p.name, p.uptime_ms);
             }
         }
+        CtlCommand::Confirm => action(c.confirm(pb::ConfirmRequest {}).await)?,
+        CtlCommand::History => {
+            let reply = c.history(pb::HistoryRequest {}).await.map_err(status_err)?.into_inner();
+            if json {
+                println!("{}", history::json(&reply));
+            } else {
+                for line in history::table(&reply) {
+                    println!("{line}");
+                }
+            }
+        }
+        CtlCommand::Rollback { generation } => {
+            let request = pb::RollbackRequest { generation: generation.unwrap_or(0) };
+            let stream = c.rollback(request).await.map_err(status_err)?.into_inner();
+            return rollout::follow(stream, json, false).await;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -233,28 +226,5 @@ fn print_status(services: &[pb::ServiceStatus], json: bool) {
             if s.ready { "yes" } else { "no" },
             s.reason
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_address_comes_from_run_json() {
-        let dir = tempfile_dir();
-        std::fs::write(dir.join(RUN_RECORD), r#"{"api":"127.0.0.1:4321","qemu_pid":1}"#).expect("write");
-        let args = CtlArgs { target: dir.clone(), api: None, pki: None, json: false, command: CtlCommand::Status };
-        assert_eq!(address(&args).expect("addr"), "127.0.0.1:4321");
-        std::fs::remove_file(dir.join(RUN_RECORD)).expect("rm");
-        let err = address(&args).expect_err("no record");
-        assert!(err.to_string().contains("is `hoist run"), "{err}");
-        let _ = std::fs::remove_dir_all(dir);
-    }
-
-    fn tempfile_dir() -> PathBuf {
-        let d = std::env::temp_dir().join(format!("hoist-ctl-test-{}", std::process::id()));
-        std::fs::create_dir_all(&d).expect("mkdir");
-        d
     }
 }

@@ -3,9 +3,13 @@
 //! hoist-api client, and `hoist run` reads the guest's console with hoist-guest's
 //! `Line`. It links neither the supervisor (hoist-services) nor PID 1 (hoist-init).
 
+mod apply;
+mod conn;
 mod ctl;
+mod history;
 mod image;
 mod progress;
+mod rollout;
 mod run;
 
 use std::path::PathBuf;
@@ -46,7 +50,11 @@ enum Command {
     },
     /// Boot a built host under QEMU with its console on this terminal; Ctrl-C powers it off.
     Run(run::RunArgs),
-    /// Talk to a running host: status, logs, events, start/stop/restart, exec, shutdown.
+    /// Roll a changed host config out to a running host as a new generation (--plan: only
+    /// show what would change). Validates the file and resolves its images here first.
+    Apply(apply::ApplyArgs),
+    /// Talk to a running host: status, logs, events, start/stop/restart, exec, shutdown,
+    /// and the generations `hoist apply` makes: history, confirm, rollback.
     Ctl(ctl::CtlArgs),
     /// Make and inspect service images.
     #[command(subcommand)]
@@ -60,6 +68,7 @@ fn main() -> ExitCode {
         Command::Build { file, out, compress, bin_dir, pki } => build(file, out, compress, bin_dir, pki),
         Command::Run(args) => run::run(args),
         Command::Image(cmd) => image::run(cmd),
+        Command::Apply(args) => apply::run(args),
         Command::Ctl(args) => ctl::run(args),
     };
     match result {
@@ -122,6 +131,28 @@ mod tests {
     use anyhow::Context;
 
     use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        // ctl's connection flags go before or after the subcommand, as they always did.
+        for argv in [
+            &["hoist", "ctl", "--target", "out/x", "status", "--json"][..],
+            &["hoist", "ctl", "history", "--api", "127.0.0.1:1", "--pki", "p"],
+            &["hoist", "ctl", "rollback", "2"],
+            &["hoist", "apply", "host.toml", "-t", "out/x", "--plan", "--try", "2m", "--settle", "20s"],
+        ] {
+            Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        }
+        for argv in [
+            &["hoist", "apply", "host.toml", "--try", "0"][..],
+            &["hoist", "apply", "host.toml", "--settle", "2 minutes"],
+            &["hoist", "ctl", "rollback", "0"],
+        ] {
+            assert!(Cli::try_parse_from(argv).is_err(), "{argv:?}");
+        }
+    }
 
     #[test]
     fn every_cause_is_said_once() {

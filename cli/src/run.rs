@@ -64,7 +64,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         signal_hook::flag::register(sig, Arc::clone(&stop))?;
     }
     let mut vm = builder.spawn()?;
-    let record = args.dir.join(crate::ctl::RUN_RECORD);
+    let record = args.dir.join(crate::conn::RUN_RECORD);
     let api = format!("127.0.0.1:{api_port}");
     std::fs::write(&record, serde_json::json!({ "api": api, "qemu_pid": vm.pid() }).to_string())?;
     let _remove_record = RemoveOnDrop(record);

@@ -1,0 +1,219 @@
+//! `hoist apply FILE`: roll a changed host config out to a running host as a new
+//! generation. The config is validated here first and every container's image resolved to
+//! its digest (imported from the same sources `hoist build` reads), so a broken file or a
+//! missing image never reaches the host. The host works out the plan from what it runs and
+//! does the rollout itself; this command shows the plan, then follows the progress.
+//!
+//! It does not copy images to the host: the host runs only images it already holds under
+//! the digests sent, and refuses the config otherwise.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use hoist_api::pb;
+use hoist_config::ImageSource;
+
+use crate::conn::{Conn, status_err};
+use crate::rollout;
+
+#[derive(clap::Args)]
+pub struct ApplyArgs {
+    /// The host config (host.toml) to roll out
+    file: PathBuf,
+    #[command(flatten)]
+    conn: Conn,
+    /// Only show what would change, and exit 0 when nothing would, 2 when something would
+    /// (1 on an error)
+    #[arg(long)]
+    plan: bool,
+    /// JSON: the plan as one object with --plan, else one object per progress message
+    #[arg(long)]
+    json: bool,
+    /// Apply what can change live even when some host-level keys (kernel, modules,
+    /// network, ...) need a reboot; those keys stay as they are
+    #[arg(long)]
+    allow_reboot: bool,
+    /// Tentative: the host rolls the new generation back by itself unless `hoist ctl
+    /// confirm` comes within DURATION (e.g. 2m, 90s)
+    #[arg(long = "try", value_name = "DURATION", value_parser = positive_duration)]
+    try_for: Option<Duration>,
+    /// How long replaced and started services must keep running once ready before the
+    /// apply succeeds (e.g. 20s, 500ms; default: the host's, 10s)
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
+    settle: Option<Duration>,
+}
+
+/// A duration flag: `hoist_config::parse_duration`, and more than 0 (0 is the API's "not
+/// set", so it would not mean what it says).
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match hoist_config::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("must be more than 0 (leave the flag out for the default)".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn millis(d: Option<Duration>) -> u64 {
+    d.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
+    let config = match hoist_config::load(&args.file) {
+        Ok(config) => config,
+        Err(e) => {
+            // Already `file:line:column: key: message`, as `hoist check` prints it.
+            eprintln!("{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let file = args.file.display().to_string();
+    let text = std::fs::read_to_string(&args.file).with_context(|| file.clone())?;
+    let images = resolve_images(
+        &containers(&config),
+        |source| Ok(hoist_images::oci::import(source)?.digest),
+        &mut std::io::stderr(),
+    )?;
+    let request = pb::ApplyRequest {
+        config: text,
+        file,
+        images,
+        allow_reboot: args.allow_reboot,
+        settle_ms: millis(args.settle),
+        try_ms: millis(args.try_for),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(send(&args, request))
+}
+
+async fn send(args: &ApplyArgs, request: pb::ApplyRequest) -> anyhow::Result<ExitCode> {
+    let mut c = args.conn.connect().await?;
+    if args.plan {
+        let plan = c.plan(request).await.map_err(status_err)?.into_inner();
+        if args.json {
+            println!("{}", rollout::plan_json(&plan));
+        } else {
+            for line in rollout::plan_lines(&plan, args.allow_reboot) {
+                println!("{line}");
+            }
+        }
+        return Ok(ExitCode::from(rollout::plan_exit_code(&plan)));
+    }
+    let stream = c.apply(request).await.map_err(status_err)?.into_inner();
+    rollout::follow(stream, args.json, args.allow_reboot).await
+}
+
+/// A container the config runs: a service or an onboot/onshutdown one-shot.
+struct Container<'a> {
+    kind: &'static str,
+    name: &'a str,
+    image: &'a ImageSource,
+}
+
+fn containers(config: &hoist_config::Config) -> Vec<Container<'_>> {
+    let mut list: Vec<_> =
+        config.service.iter().map(|(name, s)| Container { kind: "service", name, image: &s.image }).collect();
+    for (kind, oneshots) in [("onboot", &config.onboot), ("onshutdown", &config.onshutdown)] {
+        list.extend(oneshots.iter().map(|o| Container { kind, name: &o.name, image: &o.image }));
+    }
+    list
+}
+
+/// Every container's image digest by name, importing each distinct source once and saying
+/// so on `log` as it goes (an import takes seconds).
+fn resolve_images(
+    containers: &[Container<'_>],
+    mut import: impl FnMut(&ImageSource) -> anyhow::Result<String>,
+    log: &mut impl Write,
+) -> anyhow::Result<HashMap<String, String>> {
+    // source text -> (digest, the first container that used it)
+    let mut seen: HashMap<String, (String, &str)> = HashMap::new();
+    let mut digests = HashMap::new();
+    for c in containers {
+        let source = c.image.describe();
+        write!(log, "resolving image {} ({source})... ", c.name)?;
+        log.flush()?;
+        let digest = match seen.get(&source) {
+            Some((digest, first)) => {
+                writeln!(log, "{} (same as {first})", short(digest))?;
+                digest.clone()
+            }
+            None => {
+                let started = Instant::now();
+                let digest = match import(c.image) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        writeln!(log, "failed")?;
+                        return Err(e.context(format!("{} {}: image {source}", c.kind, c.name)));
+                    }
+                };
+                writeln!(log, "{} ({:.1} s)", short(&digest), started.elapsed().as_secs_f64())?;
+                seen.insert(source, (digest.clone(), c.name));
+                digest
+            }
+        };
+        digests.insert(c.name.to_string(), digest);
+    }
+    Ok(digests)
+}
+
+/// `sha256:` and the first 12 hex digits.
+fn short(digest: &str) -> String {
+    format!("sha256:{}", crate::history::short_digest(digest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duration_flags() {
+        assert_eq!(positive_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(positive_duration("500ms"), Ok(Duration::from_millis(500)));
+        let e = positive_duration("0").expect_err("zero");
+        assert!(e.contains("more than 0"), "{e}");
+        let e = positive_duration("20").expect_err("no unit");
+        assert!(e.contains("expected a number followed by ms, s, m or h"), "{e}");
+        let e = positive_duration("10s1m").expect_err("order");
+        assert!(e.contains("largest to smallest"), "{e}");
+        assert_eq!(millis(None), 0);
+        assert_eq!(millis(Some(Duration::from_secs(20))), 20_000);
+    }
+
+    #[test]
+    fn each_image_source_is_imported_once() {
+        let web = ImageSource::Dir { dir: "/images/web".into() };
+        let base = ImageSource::Dir { dir: "/images/base".into() };
+        let list = [
+            Container { kind: "service", name: "api", image: &base },
+            Container { kind: "service", name: "web", image: &web },
+            Container { kind: "onboot", name: "migrate", image: &base },
+        ];
+        let mut imported = Vec::new();
+        let mut log = Vec::new();
+        let digests = resolve_images(
+            &list,
+            |s| {
+                imported.push(s.describe());
+                Ok(format!("sha256:{}", if s == &web { "aa".repeat(32) } else { "bb".repeat(32) }))
+            },
+            &mut log,
+        )
+        .expect("resolved");
+        assert_eq!(imported, ["dir:/images/base", "dir:/images/web"]);
+        assert_eq!(digests["migrate"], digests["api"]);
+        assert_eq!(digests["web"], format!("sha256:{}", "aa".repeat(32)));
+        let log = String::from_utf8(log).expect("utf-8");
+        assert!(
+            log.contains("resolving image migrate (dir:/images/base)... sha256:bbbbbbbbbbbb (same as api)"),
+            "{log}"
+        );
+
+        let err = resolve_images(&list[1..], |_| Err(anyhow::anyhow!("cannot read /images/web")), &mut Vec::new())
+            .expect_err("import fails");
+        assert_eq!(format!("{err:#}"), "service web: image dir:/images/web: cannot read /images/web");
+    }
+}
