@@ -65,9 +65,8 @@ enum CtlCommand {
     History,
     /// Roll back to the previous generation, or to GEN; follows the progress like `hoist apply`
     Rollback {
-        /// The generation to go back to (default: the one before the current). Not 0: the
-        /// API reads 0 as "the one before the current", so generation 0 cannot be named.
-        #[arg(value_name = "GEN", value_parser = clap::value_parser!(u64).range(1..))]
+        /// The generation to go back to (default: the one before the current; 0 is the build's)
+        #[arg(value_name = "GEN")]
         generation: Option<u64>,
     },
 }
@@ -172,7 +171,7 @@ async fn run_async(args: CtlArgs) -> anyhow::Result<ExitCode> {
             }
         }
         CtlCommand::Rollback { generation } => {
-            let request = pb::RollbackRequest { generation: generation.unwrap_or(0) };
+            let request = pb::RollbackRequest { generation };
             let stream = c.rollback(request).await.map_err(status_err)?.into_inner();
             return rollout::follow(stream, json, false).await;
         }

@@ -171,10 +171,10 @@ impl Generations {
         Ok((pb::PlanReply { current: record.previous, ..reply }, Some(apply)))
     }
 
-    /// A rollback to `target` (0: the generation before the one in force).
-    pub fn begin_rollback(&mut self, target: u64) -> Result<(pb::PlanReply, Apply), Status> {
+    /// A rollback to `target` (none: the generation before the one in force).
+    pub fn begin_rollback(&mut self, target: Option<u64>) -> Result<(pb::PlanReply, Apply), Status> {
         let current = self.store.current();
-        let target = if target != 0 {
+        let target = if let Some(target) = target {
             target
         } else {
             let r = self

@@ -30,6 +30,27 @@ pub struct Plan {
     pub log_max: u64,
 }
 
+/// JSON with every object's keys sorted, and capability sets too. oci-spec keeps maps
+/// (sysctls, annotations) in `HashMap`s and capabilities in `HashSet`s, whose order
+/// differs from one value to the next; plans are compared and hashed by these bytes, so
+/// the same settings must always give the same bytes.
+fn canonical_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
+    // serde_json's own map is a BTreeMap (no preserve_order feature here): sorted.
+    let mut v = serde_json::to_value(value)?;
+    let caps = match v.get_mut("process") {
+        Some(process) => process.get_mut("capabilities"),
+        None => v.get_mut("capabilities"),
+    };
+    if let Some(serde_json::Value::Object(sets)) = caps {
+        for set in sets.values_mut() {
+            if let serde_json::Value::Array(items) = set {
+                items.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+            }
+        }
+    }
+    serde_json::to_vec(&v)
+}
+
 impl Plan {
     /// What identifies the container this plan makes: its spec and rootfs, hashed. Two
     /// plans with one id run the same thing (supervision settings aside).
@@ -60,8 +81,8 @@ pub fn container(name: &str, settings: &Settings, image: Option<&ServiceImage>, 
     plan.rootfs = image.rootfs.clone();
     match crate::spec::build(name, settings, image) {
         Ok(spec) => {
-            plan.process = spec.process().as_ref().and_then(|p| serde_json::to_vec(p).ok()).unwrap_or_default();
-            match serde_json::to_vec(&spec) {
+            plan.process = spec.process().as_ref().and_then(|p| canonical_json(p).ok()).unwrap_or_default();
+            match canonical_json(&spec) {
                 Ok(json) => plan.spec = json,
                 Err(e) => plan.problem = Some(format!("spec: {e}")),
             }
@@ -116,5 +137,35 @@ impl Desired {
             onboot: config.onboot.iter().map(stage).collect(),
             onshutdown: config.onshutdown.iter().map(stage).collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn json_of_maps_is_the_same_bytes_whatever_their_order() {
+        let mut a = std::collections::HashMap::new();
+        let mut b = std::collections::HashMap::new();
+        for i in 0..32 {
+            a.insert(format!("k{i}"), i);
+        }
+        for i in (0..32).rev() {
+            b.insert(format!("k{i}"), i);
+        }
+        assert_eq!(super::canonical_json(&a).expect("a"), super::canonical_json(&b).expect("b"));
+    }
+
+    #[test]
+    fn the_same_service_twice_is_the_same_plan_byte_for_byte() {
+        let text = "version = 1\n[service.web]\nimage = \"oci:/x\"\ncapabilities = { add = [\"CAP_NET_ADMIN\", \"CAP_SYS_TIME\"] }\n";
+        let config = hoist_config::parse(text, "host.toml").expect("config");
+        let mut manifest = hoist_config::manifest::BuildManifest::default();
+        let image =
+            hoist_config::manifest::ServiceImage { rootfs: "/r".into(), cmd: vec!["sh".into()], ..Default::default() };
+        manifest.service.insert("web".into(), image);
+        let plans: Vec<super::Plan> =
+            (0..8).map(|_| super::Desired::from_config(&config, &manifest).services["web"].clone()).collect();
+        assert!(plans[0].problem.is_none(), "{:?}", plans[0].problem);
+        assert!(plans.iter().all(|p| *p == plans[0]), "capability sets must serialize in one order");
     }
 }

@@ -32,8 +32,8 @@ pub enum Cmd {
     Plan(Box<pb::ApplyRequest>, oneshot::Sender<Result<pb::PlanReply, Status>>),
     /// Roll a config out.
     Apply(Box<pb::ApplyRequest>, oneshot::Sender<Result<Rollout, Status>>),
-    /// Roll back to a generation (0: the one before), or the tentative one back.
-    Rollback(u64, oneshot::Sender<Result<Rollout, Status>>),
+    /// Roll back to a generation (none: the one before), or the tentative one back.
+    Rollback(Option<u64>, oneshot::Sender<Result<Rollout, Status>>),
     History(oneshot::Sender<pb::HistoryReply>),
 }
 
