@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use flate2::{Compression, write::GzEncoder};
 use hoist_images::oci::{
-    ImageConfig, OciError, create_oci_layout, import_dir, import_docker_archive, import_oci_layout,
+    ImageConfig, OciError, create_layered_oci_layout, create_oci_layout, import_dir, import_docker_archive,
+    import_oci_layout,
 };
 use hoist_images::tree::{Entry, Node, Tree};
 use serde_json::{Value, json};
@@ -663,4 +664,28 @@ fn directories_import_with_modes_and_symlinks() {
     fs::write(root.join("config"), b"k=w").expect("change");
     assert_ne!(import_dir(&root).expect("changed").digest, image.digest);
     assert!(import_dir(&root.join("config")).is_err());
+}
+
+#[test]
+fn a_layered_layout_stacks_its_layers_and_shares_lower_blobs() {
+    let mut top1 = Tree::new();
+    top1.insert_file("www/index.html", 0o644, b"v1\n".to_vec());
+    let mut top2 = Tree::new();
+    top2.insert_file("www/index.html", 0o644, b"v2\n".to_vec());
+    let (a, b) = (tempdir(), tempdir());
+    let da = create_layered_oci_layout(&a.path().join("img"), "latest", &[sample_tree(), top1], &sample_config())
+        .expect("create a");
+    let db = create_layered_oci_layout(&b.path().join("img"), "latest", &[sample_tree(), top2], &sample_config())
+        .expect("create b");
+    assert_ne!(da, db);
+    let image = import_oci_layout(&b.path().join("img"), None).expect("import b");
+    assert_eq!(file_data(&image.rootfs, "www/index.html"), Some(&b"v2\n"[..]));
+    let blobs = |dir: &Path| -> std::collections::BTreeSet<String> {
+        fs::read_dir(dir.join("img/blobs/sha256"))
+            .expect("blobs")
+            .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+            .collect()
+    };
+    let shared = blobs(a.path()).intersection(&blobs(b.path())).count();
+    assert_eq!(shared, 1, "the base layer is one blob in both");
 }

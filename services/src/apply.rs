@@ -6,14 +6,15 @@
 use std::collections::BTreeMap;
 
 use hoist_api::pb;
-use hoist_config::manifest::{BuildManifest, ServiceImage};
+use hoist_config::manifest::BuildManifest;
 use tokio::sync::broadcast;
 use tonic::Status;
 
-use crate::candidate::{self, Candidate};
+use crate::candidate::{self, Candidate, Missing};
 use crate::core::{Apply, Desired, Ms, Progress};
 use crate::diff::{self, PlanDiff};
 use crate::generations::{PlanEntry, Record, Store, now_unix};
+use crate::images::Library;
 
 /// Settle window when the request leaves it at 0.
 pub const DEFAULT_SETTLE_MS: Ms = 10_000;
@@ -23,7 +24,7 @@ pub const MAX_TRY_MS: Ms = 24 * 3_600_000;
 
 pub struct Generations {
     store: Store,
-    known: BTreeMap<String, ServiceImage>,
+    library: std::sync::Arc<Library>,
     kernel_release: String,
     /// The config the host booted with: host-level keys are compared against it.
     booted: toml::Table,
@@ -45,6 +46,7 @@ impl Generations {
         built_text: &str,
         config: &hoist_config::Config,
         manifest: &BuildManifest,
+        library: std::sync::Arc<Library>,
     ) -> Self {
         let built_images: BTreeMap<String, String> =
             manifest.service.iter().map(|(n, s)| (n.clone(), s.digest.clone())).collect();
@@ -66,10 +68,9 @@ impl Generations {
         for note in notes {
             crate::say(&note);
         }
-        let known = candidate::known_images(manifest);
         let mut g = Generations {
             store,
-            known,
+            library,
             kernel_release: manifest.kernel_release.clone(),
             booted,
             running: built.clone(),
@@ -104,17 +105,27 @@ impl Generations {
         }
         let record = self.store.record(id).ok_or_else(|| format!("no generation {id}"))?;
         let text = self.store.config(id).ok_or_else(|| format!("generation {id}: config missing"))?;
-        candidate::make(&text, &format!("generation {id}"), &record.images, &self.known, &self.kernel_release)
+        let known = self.library.known();
+        candidate::make(
+            &text,
+            &format!("generation {id}"),
+            &record.images,
+            &known,
+            &self.kernel_release,
+            Missing::Refuse,
+        )
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<pb::ApplyProgress> {
         self.progress.subscribe()
     }
 
-    /// The plan for a request, against what runs now.
-    pub fn plan(&self, req: &pb::ApplyRequest) -> Result<(Candidate, PlanDiff), Status> {
+    /// The plan for a request, against what runs now. `missing`: whether images the host
+    /// does not hold may stand in by their digest (a plan only) or not (to apply).
+    pub fn plan(&self, req: &pb::ApplyRequest, missing: Missing) -> Result<(Candidate, PlanDiff), Status> {
         let images: BTreeMap<String, String> = req.images.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let c = candidate::make(&req.config, &req.file, &images, &self.known, &self.kernel_release)
+        let known = self.library.known();
+        let c = candidate::make(&req.config, &req.file, &images, &known, &self.kernel_release, missing)
             .map_err(Status::invalid_argument)?;
         let d = self.diff(&c);
         Ok((c, d))
@@ -139,7 +150,7 @@ impl Generations {
     /// roll out. `Ok(None)` when nothing would change.
     pub fn begin(&mut self, req: &pb::ApplyRequest) -> Result<(pb::PlanReply, Option<Apply>), Status> {
         let (settle_ms, try_ms) = timing(req)?;
-        let (c, d) = self.plan(req)?;
+        let (c, d) = self.plan(req, Missing::Refuse)?;
         let reply = self.plan_reply(&c, &d);
         if !d.reboot_required.is_empty() && !req.allow_reboot {
             return Err(Status::failed_precondition(format!(
@@ -236,6 +247,24 @@ impl Generations {
         if let Err(e) = result {
             log::warn!("generation {}: {e}", p.generation);
         }
+        self.library.spawn_collect(self.images_in_use());
+    }
+
+    /// Images a generation may still need: the one in force, the two before it (what a
+    /// rollback goes back to), and one under way. Older generations keep their record, and a
+    /// rollback to them needs their images sent again.
+    pub fn images_in_use(&self) -> std::collections::BTreeSet<String> {
+        let mut keep: std::collections::BTreeSet<String> = self.running.images.values().cloned().collect();
+        if let Some((before, _)) = &self.before {
+            keep.extend(before.images.values().cloned());
+        }
+        let mut id = Some(self.store.current());
+        for _ in 0..3 {
+            let Some(record) = id.and_then(|i| self.store.record(i)) else { break };
+            keep.extend(record.images.values().cloned());
+            id = (record.id != 0).then_some(record.previous);
+        }
+        keep
     }
 
     pub fn history(&self) -> pb::HistoryReply {

@@ -1,8 +1,9 @@
 //! A config sent by `hoist apply`, made into what the core can roll out: validated exactly
 //! as `hoist check` does, each container's image found on this host by the digest the
 //! client resolved, and turned into a [`Desired`]. Nothing is trusted: the text is parsed
-//! here, and an image is used only when the host already holds it under that digest (the
-//! images built into the initramfs); the client's paths never reach the host.
+//! here, and an image is used only when the host holds it under that digest (built into
+//! the initramfs, or sent and imported: [`crate::images`]); the client's paths never reach
+//! the host.
 
 use std::collections::BTreeMap;
 
@@ -37,9 +38,12 @@ fn resolved(user: &str) -> bool {
     user.is_empty() || user.split(':').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
-fn valid_digest(d: &str) -> bool {
-    d.strip_prefix("sha256:")
-        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+/// Whether an image the host does not hold is an error ([`Missing::Refuse`], to run it) or
+/// stands in by its digest alone ([`Missing::Allow`], enough for a plan).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    Refuse,
+    Allow,
 }
 
 /// Validates `text` and finds every image; the error says what and where.
@@ -49,6 +53,7 @@ pub fn make(
     images: &BTreeMap<String, String>,
     known: &BTreeMap<String, ServiceImage>,
     kernel_release: &str,
+    missing: Missing,
 ) -> Result<Candidate, String> {
     let file = if file.is_empty() { "host.toml" } else { file };
     let config = hoist_config::parse(text, file).map_err(|e| e.to_string())?;
@@ -66,13 +71,21 @@ pub fn make(
         let Some(digest) = images.get(name) else {
             return Err(format!("{what} {name}: the request gives no image digest for it ({source})"));
         };
-        if !valid_digest(digest) {
+        if !crate::images::valid_digest(digest) {
             return Err(format!("{what} {name}: invalid image digest {digest:?}: expected sha256:<64 lowercase hex>"));
         }
-        let Some(image) = known.get(digest) else {
-            return Err(format!(
-                "{what} {name}: image {source} ({digest}) is not on this host; an apply can use the images built into it so far"
-            ));
+        let stand_in;
+        let image = match known.get(digest) {
+            Some(image) => image,
+            None if missing == Missing::Allow => {
+                stand_in = ServiceImage { digest: digest.clone(), ..Default::default() };
+                &stand_in
+            }
+            None => {
+                return Err(format!(
+                    "{what} {name}: image {source} ({digest}) is not on this host and was not sent with the apply"
+                ));
+            }
         };
         if user.is_none() && !resolved(&image.user) {
             return Err(format!(
@@ -117,7 +130,7 @@ mod tests {
     #[test]
     fn a_known_image_is_used_from_its_host_path_whatever_the_client_path() {
         let text = "version = 1\n[service.web]\nimage = \"oci:/client/side/img\"\n";
-        let c = make(text, "host.toml", &images(&[("web", D1)]), &known(), "6.1").expect("candidate");
+        let c = make(text, "host.toml", &images(&[("web", D1)]), &known(), "6.1", Missing::Refuse).expect("candidate");
         let plan = &c.desired.services["web"];
         assert!(plan.problem.is_none(), "{:?}", plan.problem);
         assert!(plan.rootfs.starts_with("/var/lib/hoist/images/"), "{}", plan.rootfs);
@@ -128,7 +141,8 @@ mod tests {
     #[test]
     fn an_invalid_config_names_file_line_and_key() {
         let text = "version = 1\n[service.web]\nimage = \"oci:x\"\nstop_timeout = \"5x\"\n";
-        let err = make(text, "edited.toml", &images(&[("web", D1)]), &known(), "6.1").expect_err("invalid");
+        let err =
+            make(text, "edited.toml", &images(&[("web", D1)]), &known(), "6.1", Missing::Refuse).expect_err("invalid");
         assert!(err.starts_with("edited.toml:4:"), "{err}");
         assert!(err.contains("service.web.stop_timeout"), "{err}");
     }
@@ -137,22 +151,28 @@ mod tests {
     fn an_image_the_host_does_not_hold_or_a_missing_or_bad_digest_is_refused() {
         let text = "version = 1\n[service.web]\nimage = \"oci:x\"\n";
         let missing = "sha256:3333333333333333333333333333333333333333333333333333333333333333";
-        let err = make(text, "h.toml", &images(&[("web", missing)]), &known(), "6.1").expect_err("unknown");
+        let err =
+            make(text, "h.toml", &images(&[("web", missing)]), &known(), "6.1", Missing::Refuse).expect_err("unknown");
         assert!(err.contains("service web: image oci:x (sha256:3333") && err.contains("not on this host"), "{err}");
-        let err = make(text, "h.toml", &images(&[]), &known(), "6.1").expect_err("none");
+        let plan_only = make(text, "h.toml", &images(&[("web", missing)]), &known(), "6.1", Missing::Allow);
+        assert_eq!(plan_only.expect("a plan needs only the digest").images["web"], missing);
+        let err = make(text, "h.toml", &images(&[]), &known(), "6.1", Missing::Refuse).expect_err("none");
         assert!(err.contains("no image digest"), "{err}");
-        let err = make(text, "h.toml", &images(&[("web", "sha256:../../x")]), &known(), "6.1").expect_err("bad");
+        let err = make(text, "h.toml", &images(&[("web", "sha256:../../x")]), &known(), "6.1", Missing::Refuse)
+            .expect_err("bad");
         assert!(err.contains("invalid image digest"), "{err}");
     }
 
     #[test]
     fn an_image_user_the_build_left_unresolved_needs_a_user_in_the_config() {
         let text = "version = 1\n[service.web]\nimage = \"oci:x\"\n";
-        let err = make(text, "h.toml", &images(&[("web", D2)]), &known(), "6.1").expect_err("www unresolved");
+        let err = make(text, "h.toml", &images(&[("web", D2)]), &known(), "6.1", Missing::Refuse)
+            .expect_err("www unresolved");
         assert!(err.contains("user \"www\""), "{err}");
         let with_user = "version = 1\n[service.web]\nimage = \"oci:x\"\nuser = \"1000:1000\"\n";
-        make(with_user, "h.toml", &images(&[("web", D2)]), &known(), "6.1").expect("numeric user given");
+        make(with_user, "h.toml", &images(&[("web", D2)]), &known(), "6.1", Missing::Refuse)
+            .expect("numeric user given");
         // D1 is held twice; the resolved entry wins.
-        make(text, "h.toml", &images(&[("web", D1)]), &known(), "6.1").expect("resolved entry");
+        make(text, "h.toml", &images(&[("web", D1)]), &known(), "6.1", Missing::Refuse).expect("resolved entry");
     }
 }

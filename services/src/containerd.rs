@@ -52,7 +52,7 @@ impl ClientError {
     }
 }
 
-fn req<T>(msg: T) -> Request<T> {
+pub(crate) fn req<T>(msg: T) -> Request<T> {
     let mut r = Request::new(msg);
     r.metadata_mut()
         .insert("containerd-namespace", containerd_client::tonic::metadata::MetadataValue::from_static(NAMESPACE));
@@ -61,7 +61,7 @@ fn req<T>(msg: T) -> Request<T> {
 
 #[derive(Clone)]
 pub struct Containerd {
-    channel: Channel,
+    pub(crate) channel: Channel,
 }
 
 impl Containerd {
@@ -215,7 +215,7 @@ fn is_transport_failure(message: &str) -> bool {
     SIGNS.iter().any(|s| message.contains(s))
 }
 
-fn rpc(call: &'static str, id: &str, status: Status) -> ClientError {
+pub(crate) fn rpc(call: &'static str, id: &str, status: Status) -> ClientError {
     ClientError::Rpc { call, id: id.to_string(), status: Box::new(status) }
 }
 

@@ -261,7 +261,8 @@ impl<R: Runtime> Driver<R> {
                 let _ = tx.send(self.core.timeline().to_vec());
             }
             Cmd::Plan(req, tx) => {
-                let reply = self.generations.plan(&req).map(|(c, d)| self.generations.plan_reply(&c, &d));
+                let plan = self.generations.plan(&req, crate::candidate::Missing::Allow);
+                let reply = plan.map(|(c, d)| self.generations.plan_reply(&c, &d));
                 let _ = tx.send(reply);
             }
             Cmd::Apply(req, tx) => {

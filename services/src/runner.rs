@@ -75,8 +75,9 @@ pub async fn start(client: &Containerd, plan: &Plan) -> Result<u32, StartError> 
     if let Some(problem) = &plan.problem {
         return Err(permanent(problem.clone()));
     }
-    if !Path::new(&plan.rootfs).is_dir() {
-        return Err(permanent(format!("image rootfs {} is missing", plan.rootfs)));
+    // A built-in image is one tree; an imported one the layers of its snapshot view.
+    if let Some(dir) = plan.rootfs.split(':').find(|d| !Path::new(d).is_dir()) {
+        return Err(permanent(format!("image rootfs {dir} is missing")));
     }
     let name = plan.name.as_str();
     let _guard = lock(name).await;

@@ -21,6 +21,17 @@ use crate::tree::{Node, Tree};
 /// in tree order, mtime 0, owners from the tree, no user or group names, gzip without name
 /// or time. Returns the manifest digest.
 pub fn create_oci_layout(out: &Path, tag: &str, rootfs: &Tree, config: &ImageConfig) -> Result<String, OciError> {
+    create_layered_oci_layout(out, tag, std::slice::from_ref(rootfs), config)
+}
+
+/// [`create_oci_layout`] with one layer per tree, bottom first: images that share their
+/// lower layers share those blobs byte for byte.
+pub fn create_layered_oci_layout(
+    out: &Path,
+    tag: &str,
+    layers: &[Tree],
+    config: &ImageConfig,
+) -> Result<String, OciError> {
     if tag.is_empty() || tag.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(OciError::InvalidTag(tag.to_string()));
     }
@@ -28,17 +39,22 @@ pub fn create_oci_layout(out: &Path, tag: &str, rootfs: &Tree, config: &ImageCon
     let blobs = out.join("blobs/sha256");
     fs::create_dir_all(&blobs).map_err(|source| OciError::Write { path: blobs.clone(), source })?;
 
-    let tar = layer_tar(rootfs)?;
-    let layer = write_blob(&blobs, OCI_LAYER_GZIP, &gzip(&tar))?;
+    let mut descriptors = Vec::with_capacity(layers.len());
+    let mut diff_ids = Vec::with_capacity(layers.len());
+    for tree in layers {
+        let tar = layer_tar(tree)?;
+        descriptors.push(write_blob(&blobs, OCI_LAYER_GZIP, &gzip(&tar))?);
+        diff_ids.push(sha256(&tar));
+    }
     let config = ConfigBlob {
         architecture: "amd64".to_string(),
         os: "linux".to_string(),
         config: Some(config.into()),
-        rootfs: Some(RootFs { kind: "layers".to_string(), diff_ids: vec![sha256(&tar)] }),
+        rootfs: Some(RootFs { kind: "layers".to_string(), diff_ids }),
     };
     let config = write_blob(&blobs, OCI_CONFIG, &to_json(&config))?;
     let manifest =
-        Manifest { schema_version: 2, media_type: Some(OCI_MANIFEST.to_string()), config, layers: vec![layer] };
+        Manifest { schema_version: 2, media_type: Some(OCI_MANIFEST.to_string()), config, layers: descriptors };
     let mut manifest = write_blob(&blobs, OCI_MANIFEST, &to_json(&manifest))?;
     manifest.platform = Some(Platform { architecture: "amd64".to_string(), os: "linux".to_string() });
     manifest.annotations = BTreeMap::from([(REF_NAME.to_string(), tag.to_string())]);

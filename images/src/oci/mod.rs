@@ -37,7 +37,7 @@ use std::path::PathBuf;
 
 use crate::tree::Tree;
 
-pub use create::create_oci_layout;
+pub use create::{create_layered_oci_layout, create_oci_layout};
 pub use dir::import_dir;
 pub use docker::import_docker_archive;
 pub use layout::import_oci_layout;

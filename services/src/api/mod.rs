@@ -5,5 +5,6 @@
 //! mode 0700) and on TCP with mutual TLS: only clients holding a certificate from this
 //! host's CA get in.
 
+pub mod blobs;
 pub mod logs;
 pub mod server;

@@ -1,6 +1,7 @@
 //! The control API server. Handlers are thin: validate, ask the supervisor's state owner
 //! through [`Cmd`] (or containerd, for exec), map errors in one place ([`to_status`]).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -127,6 +128,7 @@ pub struct ControlService {
     /// Set once containerd answers (exec needs it); the API serves before that.
     client: Arc<OnceLock<Containerd>>,
     exec_seq: Arc<AtomicU64>,
+    library: Arc<crate::images::Library>,
 }
 
 type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -136,8 +138,9 @@ impl ControlService {
         cmds: mpsc::UnboundedSender<Cmd>,
         events: broadcast::Sender<pb::Event>,
         client: Arc<OnceLock<Containerd>>,
+        library: Arc<crate::images::Library>,
     ) -> Self {
-        ControlService { cmds, events, client, exec_seq: Arc::new(AtomicU64::new(0)) }
+        ControlService { cmds, events, client, exec_seq: Arc::new(AtomicU64::new(0)), library }
     }
 
     /// Asks the state owner, within [`ASK_DEADLINE`].
@@ -266,6 +269,10 @@ impl Control for ControlService {
 
     async fn apply(&self, r: Request<pb::ApplyRequest>) -> Result<Response<Self::ApplyStream>, Status> {
         let req = Box::new(r.into_inner());
+        // Images sent for this apply are unpacked first; the rollout needs them all.
+        let manifests: BTreeMap<String, String> = req.manifests.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let names = image_names(&req);
+        self.library.ensure(&manifests, &names).await.map_err(Status::invalid_argument)?;
         Ok(Response::new(follow(self.ask(|tx| Cmd::Apply(req, tx)).await??)))
     }
 
@@ -284,6 +291,34 @@ impl Control for ControlService {
         Ok(Response::new(self.ask(Cmd::History).await?))
     }
 
+    async fn missing_blobs(
+        &self,
+        r: Request<pb::MissingBlobsRequest>,
+    ) -> Result<Response<pb::MissingBlobsReply>, Status> {
+        let missing = self.library.missing(&r.into_inner().images).await.map_err(Status::invalid_argument)?;
+        Ok(Response::new(pb::MissingBlobsReply { missing }))
+    }
+
+    async fn upload_blob(
+        &self,
+        r: Request<tonic::Streaming<pb::BlobChunk>>,
+    ) -> Result<Response<pb::UploadBlobReply>, Status> {
+        use tokio_stream::StreamExt;
+        let mut stream = r.into_inner();
+        let first = stream.next().await.ok_or_else(|| Status::invalid_argument("upload: no chunk"))??;
+        let (digest, size) = (first.digest.clone(), first.size);
+        if !crate::images::valid_digest(&digest) {
+            return Err(Status::invalid_argument(format!("invalid blob digest {digest:?}")));
+        }
+        super::blobs::check_room(size)?;
+        let client = self.client.get().ok_or_else(|| Status::unavailable("containerd is not answering yet"))?;
+        let chunks = tokio_stream::once(Ok(first.data))
+            .chain(stream.map(|c| c.map(|c| c.data).map_err(|s| format!("upload cut: {}", s.message()))));
+        let existed =
+            client.write_blob(&digest, size, Box::pin(chunks)).await.map_err(|e| super::blobs::refused(&digest, e))?;
+        Ok(Response::new(pb::UploadBlobReply { digest, size, existed }))
+    }
+
     async fn version(&self, _: Request<pb::VersionRequest>) -> Result<Response<pb::VersionReply>, Status> {
         let timeline = self.ask(Cmd::Timeline).await?;
         Ok(Response::new(pb::VersionReply {
@@ -291,6 +326,17 @@ impl Control for ControlService {
             timeline: timeline.into_iter().map(|(name, ms)| pb::Phase { name, uptime_ms: ms }).collect(),
         }))
     }
+}
+
+/// Image digest -> the image source as the config names it (the record containerd lists).
+fn image_names(req: &pb::ApplyRequest) -> BTreeMap<String, String> {
+    let Ok(config) = hoist_config::parse(&req.config, &req.file) else { return BTreeMap::new() };
+    let sources = config
+        .service
+        .iter()
+        .map(|(n, s)| (n, s.image.describe()))
+        .chain(config.onboot.iter().chain(&config.onshutdown).map(|o| (&o.name, o.image.describe())));
+    sources.filter_map(|(name, source)| Some((req.images.get(name)?.clone(), source))).collect()
 }
 
 /// At most `max` bytes of the file, and whether there was more.

@@ -10,6 +10,7 @@ use hoist_services::apply::Generations;
 use hoist_services::containerd::Containerd;
 use hoist_services::core::Core;
 use hoist_services::driver::Driver;
+use hoist_services::images::{self, Library};
 use hoist_services::{api, generations, state};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{broadcast, mpsc};
@@ -56,12 +57,13 @@ async fn run() -> Result<(), String> {
     let manifest = BuildManifest::from_toml(&manifest_text).map_err(|e| format!("{BUILD_MANIFEST}: {e}"))?;
     let timeline = hoist_guest::timeline::parse(&std::fs::read_to_string(TIMELINE).unwrap_or_default());
     let persisted = state::load(Path::new(state::PATH));
-    let generations = Generations::open(Path::new(generations::DIR), &config_text, &config, &manifest);
+    let client = Arc::new(OnceLock::new());
+    let library = Arc::new(Library::open(Path::new(images::DIR), &manifest, client.clone()));
+    let generations = Generations::open(Path::new(generations::DIR), &config_text, &config, &manifest, library.clone());
     let core = Core::new(generations.desired(), persisted, timeline);
     let (cmds, cmd_rx) = mpsc::unbounded_channel();
     let events = broadcast::channel(256).0;
-    let client = Arc::new(OnceLock::new());
-    api::server::spawn(api::server::ControlService::new(cmds, events.clone(), client.clone()));
+    api::server::spawn(api::server::ControlService::new(cmds, events.clone(), client.clone(), library));
     let connect = async move {
         loop {
             match Containerd::connect(CONTAINERD_SOCKET, Duration::from_secs(30)).await {

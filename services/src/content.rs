@@ -1,0 +1,244 @@
+//! containerd's content store, snapshotter, differ and image records, for images that
+//! travel with an apply. Every blob and snapshot hoist makes is labelled a GC root, so
+//! containerd's collector never takes what a generation may still need; hoist removes them
+//! itself when no kept generation uses them ([`crate::images`]).
+
+use std::collections::HashMap;
+
+use containerd_client::services::v1::content_client::ContentClient;
+use containerd_client::services::v1::diff_client::DiffClient;
+use containerd_client::services::v1::images_client::ImagesClient;
+use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
+use containerd_client::services::v1::snapshots::{
+    CommitSnapshotRequest, PrepareSnapshotRequest, RemoveSnapshotRequest, StatSnapshotRequest, ViewSnapshotRequest,
+};
+use containerd_client::services::v1::{
+    ApplyRequest, CreateImageRequest, DeleteContentRequest, DeleteImageRequest, Image, InfoRequest, ReadContentRequest,
+    WriteAction, WriteContentRequest,
+};
+use containerd_client::tonic::Code;
+use containerd_client::types::{Descriptor, Mount};
+use tokio_stream::StreamExt;
+
+use crate::containerd::{ClientError, Containerd, req, rpc};
+
+/// The snapshotter hoist unpacks into (overlay on the tmpfs root).
+pub const SNAPSHOTTER: &str = "overlayfs";
+/// Marks what containerd's collector must leave alone.
+const GC_ROOT: &str = "containerd.io/gc.root";
+
+fn root_label() -> HashMap<String, String> {
+    HashMap::from([(GC_ROOT.to_string(), "hoist".to_string())])
+}
+
+impl Containerd {
+    fn content(&self) -> ContentClient<containerd_client::tonic::transport::Channel> {
+        ContentClient::new(self.channel.clone())
+    }
+
+    fn snapshots(&self) -> SnapshotsClient<containerd_client::tonic::transport::Channel> {
+        SnapshotsClient::new(self.channel.clone())
+    }
+
+    /// The size of a blob the store holds, or None.
+    pub async fn blob_size(&self, digest: &str) -> Result<Option<u64>, ClientError> {
+        match self.content().info(req(InfoRequest { digest: digest.to_string() })).await {
+            Ok(r) => Ok(r.into_inner().info.map(|i| i.size as u64)),
+            Err(s) if s.code() == Code::NotFound => Ok(None),
+            Err(s) => Err(rpc("content info", digest, s)),
+        }
+    }
+
+    /// Writes one blob from `chunks`; containerd checks the size and digest at commit and
+    /// keeps nothing when they differ. True when the blob was there already.
+    pub async fn write_blob(
+        &self,
+        digest: &str,
+        size: u64,
+        mut chunks: impl tokio_stream::Stream<Item = Result<Vec<u8>, String>> + Unpin,
+    ) -> Result<bool, String> {
+        let (tx, rx) = tokio::sync::mpsc::channel::<WriteContentRequest>(4);
+        let reference = format!("hoist-upload-{digest}");
+        let total = i64::try_from(size).map_err(|_| format!("size {size} too large"))?;
+        let first = WriteContentRequest {
+            action: WriteAction::Stat as i32,
+            r#ref: reference.clone(),
+            total,
+            expected: digest.to_string(),
+            ..Default::default()
+        };
+        tx.send(first).await.map_err(|e| e.to_string())?;
+        let mut responses = match self.content().write(req(tokio_stream::wrappers::ReceiverStream::new(rx))).await {
+            Ok(r) => r.into_inner(),
+            Err(s) if s.code() == Code::AlreadyExists => return Ok(true),
+            Err(s) => return Err(rpc("content write", digest, s).to_string()),
+        };
+        let next = |r: Option<Result<_, containerd_client::tonic::Status>>| match r {
+            Some(Ok(resp)) => Ok(resp),
+            Some(Err(s)) if s.code() == Code::AlreadyExists => Err(None),
+            Some(Err(s)) => Err(Some(rpc("content write", digest, s).to_string())),
+            None => Err(Some(format!("content write {digest}: stream ended early"))),
+        };
+        let exists = |e: Option<String>| match e {
+            None => Ok(true),
+            Some(e) => Err(e),
+        };
+        if let Err(e) = next(responses.next().await) {
+            return exists(e);
+        }
+        // Start from 0: a write left half done by an earlier attempt is truncated.
+        let mut offset: u64 = 0;
+        while let Some(chunk) = chunks.next().await {
+            let data = chunk?;
+            offset += data.len() as u64;
+            if offset > size {
+                return Err(format!("blob {digest}: more than the {size} bytes announced"));
+            }
+            let write = WriteContentRequest {
+                action: WriteAction::Write as i32,
+                r#ref: reference.clone(),
+                total,
+                expected: digest.to_string(),
+                offset: (offset - data.len() as u64) as i64,
+                data,
+                ..Default::default()
+            };
+            tx.send(write).await.map_err(|_| format!("content write {digest}: containerd closed the stream"))?;
+            if let Err(e) = next(responses.next().await) {
+                return exists(e);
+            }
+        }
+        if offset != size {
+            return Err(format!("blob {digest}: {offset} bytes sent, {size} announced"));
+        }
+        let commit = WriteContentRequest {
+            action: WriteAction::Commit as i32,
+            r#ref: reference,
+            total,
+            expected: digest.to_string(),
+            offset: offset as i64,
+            labels: root_label(),
+            ..Default::default()
+        };
+        tx.send(commit).await.map_err(|_| format!("content write {digest}: containerd closed the stream"))?;
+        match next(responses.next().await) {
+            Ok(_) => Ok(false),
+            Err(e) => exists(e),
+        }
+    }
+
+    /// A whole blob, refused when it is larger than `max` bytes.
+    pub async fn read_blob(&self, digest: &str, max: u64) -> Result<Vec<u8>, String> {
+        match self.blob_size(digest).await.map_err(|e| e.to_string())? {
+            None => return Err(format!("blob {digest} is not on the host")),
+            Some(n) if n > max => return Err(format!("blob {digest}: {n} bytes, more than the {max} allowed")),
+            Some(_) => {}
+        }
+        let mut stream = self
+            .content()
+            .read(req(ReadContentRequest { digest: digest.to_string(), offset: 0, size: 0 }))
+            .await
+            .map_err(|s| rpc("content read", digest, s).to_string())?
+            .into_inner();
+        let mut data = Vec::new();
+        while let Some(part) = stream.next().await {
+            let part = part.map_err(|s| rpc("content read", digest, s).to_string())?;
+            data.extend_from_slice(&part.data);
+            if data.len() as u64 > max {
+                return Err(format!("blob {digest}: more than the {max} bytes allowed"));
+            }
+        }
+        Ok(data)
+    }
+
+    pub async fn delete_blob(&self, digest: &str) {
+        let _ = self.content().delete(req(DeleteContentRequest { digest: digest.to_string() })).await;
+    }
+
+    pub async fn snapshot_exists(&self, key: &str) -> Result<bool, ClientError> {
+        let request = StatSnapshotRequest { snapshotter: SNAPSHOTTER.into(), key: key.to_string() };
+        match self.snapshots().stat(req(request)).await {
+            Ok(_) => Ok(true),
+            Err(s) if s.code() == Code::NotFound => Ok(false),
+            Err(s) => Err(rpc("snapshot stat", key, s)),
+        }
+    }
+
+    /// Applies one layer on top of `parent` and commits it as `name`; the digest of the
+    /// uncompressed layer as the differ read it.
+    pub async fn apply_layer(&self, layer: Descriptor, parent: &str, name: &str) -> Result<String, ClientError> {
+        let key = format!("hoist-extract-{name}");
+        let _ = self.remove_snapshot(&key).await;
+        let prepare = PrepareSnapshotRequest {
+            snapshotter: SNAPSHOTTER.into(),
+            key: key.clone(),
+            parent: parent.to_string(),
+            labels: root_label(),
+        };
+        let mounts = self.snapshots().prepare(req(prepare)).await.map_err(|s| rpc("snapshot prepare", &key, s))?;
+        let mounts = mounts.into_inner().mounts;
+        let applied = DiffClient::new(self.channel.clone())
+            .apply(req(ApplyRequest { diff: Some(layer), mounts, ..Default::default() }))
+            .await;
+        let applied = match applied {
+            Ok(r) => r.into_inner().applied.map(|d| d.digest).unwrap_or_default(),
+            Err(s) => {
+                let _ = self.remove_snapshot(&key).await;
+                return Err(rpc("diff apply", name, s));
+            }
+        };
+        let commit = CommitSnapshotRequest {
+            snapshotter: SNAPSHOTTER.into(),
+            name: name.to_string(),
+            key: key.clone(),
+            labels: root_label(),
+        };
+        if let Err(s) = self.snapshots().commit(req(commit)).await {
+            let _ = self.remove_snapshot(&key).await;
+            if s.code() != Code::AlreadyExists {
+                return Err(rpc("snapshot commit", name, s));
+            }
+        }
+        Ok(applied)
+    }
+
+    /// A read-only view of a committed snapshot: the mounts that show it.
+    pub async fn view(&self, key: &str, parent: &str) -> Result<Vec<Mount>, ClientError> {
+        let _ = self.remove_snapshot(key).await;
+        let view = ViewSnapshotRequest {
+            snapshotter: SNAPSHOTTER.into(),
+            key: key.to_string(),
+            parent: parent.to_string(),
+            labels: root_label(),
+        };
+        let resp = self.snapshots().view(req(view)).await.map_err(|s| rpc("snapshot view", key, s))?;
+        Ok(resp.into_inner().mounts)
+    }
+
+    pub async fn remove_snapshot(&self, key: &str) -> Result<(), ClientError> {
+        let request = RemoveSnapshotRequest { snapshotter: SNAPSHOTTER.into(), key: key.to_string() };
+        match self.snapshots().remove(req(request)).await {
+            Ok(_) => Ok(()),
+            Err(s) if s.code() == Code::NotFound => Ok(()),
+            Err(s) => Err(rpc("snapshot remove", key, s)),
+        }
+    }
+
+    /// Records the image under `name` (what `ctr -n hoist images ls` lists), replacing an
+    /// older record of that name.
+    pub async fn tag_image(&self, name: &str, target: Descriptor) -> Result<(), ClientError> {
+        let mut images = ImagesClient::new(self.channel.clone());
+        let _ = images.delete(req(DeleteImageRequest { name: name.to_string(), sync: false, target: None })).await;
+        let image = Image { name: name.to_string(), labels: root_label(), target: Some(target), ..Default::default() };
+        images
+            .create(req(CreateImageRequest { image: Some(image), source_date_epoch: None }))
+            .await
+            .map_err(|s| rpc("image create", name, s))?;
+        Ok(())
+    }
+
+    pub async fn untag_image(&self, name: &str) {
+        let mut images = ImagesClient::new(self.channel.clone());
+        let _ = images.delete(req(DeleteImageRequest { name: name.to_string(), sync: false, target: None })).await;
+    }
+}
