@@ -16,6 +16,14 @@
 //! `hoist-logger` per task ([`logger`]), which writes prefixed lines to the console and to
 //! `/var/log/NAME.log`, so logs keep flowing while the supervisor restarts.
 //!
+//! A new config arrives with `hoist apply` as a new generation ([`apply`]): the request is
+//! validated and made into a [`candidate`], compared with what runs ([`diff`]: per-service
+//! actions and the changed keys), recorded ([`generations`], under /run), and handed to the
+//! core as one more desired state, which rolls it out readiness-gated in dependency order
+//! and rolls it back by itself when a touched service fails. Images the host lacks travel
+//! as blobs into containerd's content store and are unpacked through its snapshotter
+//! ([`images`], [`content`]); what no kept generation uses is removed.
+//!
 //! Readiness probes ([`ready`], [`notify`]) and the restart policy ([`policy`]) live here
 //! too, as does the control API's server ([`api`]): gRPC on a Unix socket and on TCP with
 //! mutual TLS, served from the first moment and answered by the driver through a command
@@ -26,9 +34,11 @@
 //! this crate does not depend on PID 1.
 //!
 //! Modules depend one way, with no cycle: `core` on `plan`, `policy` and `state` only (no
-//! I/O); `plan` on `spec` and `policy`; `driver` on `core`, `api` and `notify`; `runner` on
-//! `driver`'s trait, `plan`, `ready` and `containerd`; `notify` on `core`'s input type.
-//! Nothing depends back on `driver` or `runner`.
+//! I/O); `plan` on `spec` and `policy`; `diff` and `candidate` on `plan` (pure);
+//! `generations` on `diff`; `images` on `content` and `containerd`; `apply` on `candidate`,
+//! `diff`, `generations`, `images` and `core`; `driver` on `core`, `api`, `apply` and
+//! `notify`; `runner` on `driver`'s trait, `plan`, `ready` and `containerd`; `notify` on
+//! `core`'s input type. Nothing depends back on `driver` or `runner`.
 
 pub mod api;
 pub mod apply;

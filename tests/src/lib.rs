@@ -19,6 +19,8 @@ use hoist_guest::console::Line;
 use hoist_images::oci::{self, ImageConfig};
 use hoist_images::tree::Tree;
 
+pub mod host;
+
 /// target/<profile>: where the test binary's own profile put hoist-init & co.
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
@@ -55,6 +57,15 @@ pub fn busybox_image() -> &'static Path {
     IMAGE.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("hoist-test-busybox-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
+        oci::create_oci_layout(&dir, "latest", busybox_tree(), &ImageConfig::default()).expect("create busybox image");
+        dir
+    })
+}
+
+/// The busybox image's tree: busybox-static, its applet links, a web page, sd-notify.
+pub fn busybox_tree() -> &'static Tree {
+    static TREE: OnceLock<Tree> = OnceLock::new();
+    TREE.get_or_init(|| {
         let busybox = std::fs::read("/bin/busybox").expect("/bin/busybox (busybox-static) is needed");
         let mut tree = Tree::new();
         tree.insert_file("bin/busybox", 0o755, busybox);
@@ -66,8 +77,7 @@ pub fn busybox_image() -> &'static Path {
         }
         tree.insert_file("www/index.html", 0o644, b"<h1>Hello from hoist</h1>\n".to_vec());
         tree.insert_file("bin/sd-notify", 0o755, sd_notify_binary());
-        oci::create_oci_layout(&dir, "latest", &tree, &ImageConfig::default()).expect("create busybox image");
-        dir
+        tree
     })
 }
 

@@ -4,13 +4,10 @@
 //! ready (FAULTS row 24), host-level keys refused as reboot-required, try/confirm, one
 //! apply at a time, a client killed mid-apply, and the supervisor SIGKILLed mid-apply.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use hoist_api::{client, pb};
-use hoist_guest::console::Line;
-use hoist_tests::{BOOT_TIMEOUT, bin_dir, boot, build_host, busybox_image, pki_dir, wait_line};
+use hoist_api::pb;
+use hoist_tests::host::{Host, text};
 
 const IDLE: &str = r#"["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]"#;
 
@@ -37,13 +34,6 @@ start_timeout = "4s"
 const KEEPER: &str = "[service.keeper]\nimage = \"@IMAGE@\"\ncommand = IDLE\n";
 const CHAOS: &str = "[service.chaos]\nimage = \"@IMAGE@\"\nhost_pid = true\ncommand = IDLE\n";
 
-struct Host {
-    work: PathBuf,
-    addr: String,
-    rt: tokio::runtime::Runtime,
-    vm: hoist_qemu::Vm,
-}
-
 fn keeper() -> String {
     KEEPER.replace("IDLE", IDLE)
 }
@@ -52,74 +42,13 @@ fn chaos() -> String {
     CHAOS.replace("IDLE", IDLE)
 }
 
-impl Host {
-    fn boot(toml: &str) -> Host {
-        let work = tempfile::tempdir().expect("tempdir").keep();
-        let out = build_host(&work, toml);
-        let port = hoist_qemu::free_tcp_port().expect("port");
-        let vm = boot(&out, &[(port, hoist_api::PORT)]);
-        wait_line(&vm, "ready", BOOT_TIMEOUT, |l| matches!(l, Line::Ready { .. })).expect("ready");
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        Host { work, addr: format!("127.0.0.1:{port}"), rt, vm }
-    }
+/// Reading echoer's `$FOO`.
+trait EnvFoo {
+    fn env_foo(&self) -> String;
+    fn try_env_foo(&self) -> Result<String, String>;
+}
 
-    /// Writes a config next to the build's, with the test image filled in.
-    fn config(&self, name: &str, toml: &str) -> PathBuf {
-        let path = self.work.join(name);
-        let text = toml.replace("@IMAGE@", &format!("oci:{}:latest", busybox_image().display()));
-        std::fs::write(&path, text).expect("write config");
-        path
-    }
-
-    /// `hoist ARGS --api ADDR --pki PKI`, its output.
-    fn hoist(&self, args: &[&str]) -> Output {
-        self.hoist_cmd(args).output().expect("run hoist")
-    }
-
-    fn hoist_cmd(&self, args: &[&str]) -> Command {
-        // The connection flags right after the subcommand, before any `--`.
-        let mut cmd = Command::new(bin_dir().join("hoist"));
-        cmd.arg(args[0]).args(["--api", &self.addr, "--pki"]).arg(pki_dir()).args(&args[1..]);
-        cmd
-    }
-
-    fn apply(&self, config: &Path, extra: &[&str]) -> Output {
-        let mut args = vec!["apply", config.to_str().expect("utf-8 path")];
-        args.extend_from_slice(extra);
-        self.hoist(&args)
-    }
-
-    fn status(&self) -> Vec<pb::ServiceStatus> {
-        self.rt.block_on(async {
-            let mut c = client::tcp(&self.addr, pki_dir()).await.expect("connect");
-            c.status(pb::StatusRequest {}).await.expect("status").into_inner().services
-        })
-    }
-
-    fn history(&self) -> pb::HistoryReply {
-        self.rt.block_on(async {
-            let mut c = client::tcp(&self.addr, pki_dir()).await.expect("connect");
-            c.history(pb::HistoryRequest {}).await.expect("history").into_inner()
-        })
-    }
-
-    /// Polls the history until generation `id` has `result` (deadline).
-    fn wait_result(&self, id: u64, result: &str, within: Duration) -> pb::Generation {
-        let deadline = Instant::now() + within;
-        loop {
-            let h = self.rt.block_on(async {
-                let mut c = client::tcp(&self.addr, pki_dir()).await.ok()?;
-                Some(c.history(pb::HistoryRequest {}).await.ok()?.into_inner())
-            });
-            let g = h.as_ref().and_then(|h| h.generations.iter().find(|g| g.id == id).cloned());
-            if let Some(g) = g.as_ref().filter(|g| g.result == result) {
-                return g.clone();
-            }
-            assert!(Instant::now() < deadline, "generation {id} not {result} within {within:?}: {h:?}");
-            std::thread::sleep(Duration::from_millis(300));
-        }
-    }
-
+impl EnvFoo for Host {
     /// `$FOO` in echoer.
     fn env_foo(&self) -> String {
         self.try_env_foo().unwrap_or_else(|e| panic!("exec: {e}"))
@@ -133,15 +62,6 @@ impl Host {
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn find<'a>(all: &'a [pb::ServiceStatus], name: &str) -> &'a pb::ServiceStatus {
