@@ -11,6 +11,7 @@ mod image;
 mod progress;
 mod rollout;
 mod run;
+mod send;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,7 +52,8 @@ enum Command {
     /// Boot a built host under QEMU with its console on this terminal; Ctrl-C powers it off.
     Run(run::RunArgs),
     /// Roll a changed host config out to a running host as a new generation (--plan: only
-    /// show what would change). Validates the file and resolves its images here first.
+    /// show what would change). Validates the file and resolves its images here first;
+    /// images the host lacks travel with it (only the blobs it does not hold).
     Apply(apply::ApplyArgs),
     /// Talk to a running host: status, logs, events, start/stop/restart, exec, shutdown,
     /// and the generations `hoist apply` makes: history, confirm, rollback.
