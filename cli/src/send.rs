@@ -336,4 +336,187 @@ mod tests {
         assert_eq!(Sent::default().summary(), "images: the host holds them all already");
         assert_eq!(size(999), "999 B");
     }
+
+    /// A host that holds some blobs, keeps what is uploaded, and refuses some digests.
+    #[derive(Default)]
+    struct FakeHost {
+        held: std::sync::Mutex<HashSet<String>>,
+        refuse: HashSet<String>,
+        got: std::sync::Mutex<Vec<Got>>,
+    }
+
+    /// An upload as the host saw it: the first chunk's header, all the data, data per message.
+    #[derive(Clone)]
+    struct Got {
+        digest: String,
+        size: u64,
+        media_type: String,
+        data: Vec<u8>,
+        sizes: Vec<usize>,
+    }
+
+    type Empty<T> = tokio_stream::Empty<Result<T, tonic::Status>>;
+
+    fn no<T>() -> Result<tonic::Response<T>, tonic::Status> {
+        Err(tonic::Status::unimplemented("not in this fake"))
+    }
+
+    #[tonic::async_trait]
+    impl pb::control_server::Control for FakeHost {
+        type LogsStream = Empty<pb::LogLine>;
+        type EventsStream = Empty<pb::Event>;
+        type ApplyStream = Empty<pb::ApplyProgress>;
+        type RollbackStream = Empty<pb::ApplyProgress>;
+        async fn status(&self, _: Request<pb::StatusRequest>) -> Reply<pb::StatusReply> {
+            no()
+        }
+        async fn describe(&self, _: Request<pb::ServiceRequest>) -> Reply<pb::ServiceDetail> {
+            no()
+        }
+        async fn start(&self, _: Request<pb::ServiceRequest>) -> Reply<pb::ActionReply> {
+            no()
+        }
+        async fn stop(&self, _: Request<pb::ServiceRequest>) -> Reply<pb::ActionReply> {
+            no()
+        }
+        async fn restart(&self, _: Request<pb::ServiceRequest>) -> Reply<pb::ActionReply> {
+            no()
+        }
+        async fn logs(&self, _: Request<pb::LogsRequest>) -> Reply<Self::LogsStream> {
+            no()
+        }
+        async fn events(&self, _: Request<pb::EventsRequest>) -> Reply<Self::EventsStream> {
+            no()
+        }
+        async fn exec(&self, _: Request<pb::ExecRequest>) -> Reply<pb::ExecReply> {
+            no()
+        }
+        async fn shutdown(&self, _: Request<pb::ShutdownRequest>) -> Reply<pb::ActionReply> {
+            no()
+        }
+        async fn version(&self, _: Request<pb::VersionRequest>) -> Reply<pb::VersionReply> {
+            no()
+        }
+        async fn plan(&self, _: Request<pb::ApplyRequest>) -> Reply<pb::PlanReply> {
+            no()
+        }
+        async fn apply(&self, _: Request<pb::ApplyRequest>) -> Reply<Self::ApplyStream> {
+            no()
+        }
+        async fn confirm(&self, _: Request<pb::ConfirmRequest>) -> Reply<pb::ActionReply> {
+            no()
+        }
+        async fn rollback(&self, _: Request<pb::RollbackRequest>) -> Reply<Self::RollbackStream> {
+            no()
+        }
+        async fn history(&self, _: Request<pb::HistoryRequest>) -> Reply<pb::HistoryReply> {
+            no()
+        }
+        async fn missing_blobs(&self, r: Request<pb::MissingBlobsRequest>) -> Reply<pb::MissingBlobsReply> {
+            let held = self.held.lock().expect("lock");
+            let mut missing: Vec<String> =
+                r.into_inner().images.into_iter().flat_map(|i| i.blobs).filter(|b| !held.contains(b)).collect();
+            missing.sort();
+            missing.dedup();
+            Ok(tonic::Response::new(pb::MissingBlobsReply { missing }))
+        }
+        async fn upload_blob(&self, r: Request<tonic::Streaming<pb::BlobChunk>>) -> Reply<pb::UploadBlobReply> {
+            let mut stream = r.into_inner();
+            let first = stream.message().await?.ok_or_else(|| tonic::Status::invalid_argument("no chunks"))?;
+            if self.refuse.contains(&first.digest) {
+                return Err(tonic::Status::invalid_argument(format!("{}: content does not match", first.digest)));
+            }
+            let mut sizes = vec![first.data.len()];
+            let mut data = first.data;
+            while let Some(chunk) = stream.message().await? {
+                sizes.push(chunk.data.len());
+                data.extend_from_slice(&chunk.data);
+            }
+            self.held.lock().expect("lock").insert(first.digest.clone());
+            let size = data.len() as u64;
+            let got = Got { digest: first.digest.clone(), size: first.size, media_type: first.media_type, data, sizes };
+            self.got.lock().expect("lock").push(got);
+            Ok(tonic::Response::new(pb::UploadBlobReply { digest: first.digest, size, existed: false }))
+        }
+    }
+
+    type Reply<T> = Result<tonic::Response<T>, tonic::Status>;
+    use tonic::Request;
+
+    async fn serve(host: std::sync::Arc<FakeHost>) -> ControlClient<Channel> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("listen");
+        let addr = listener.local_addr().expect("addr");
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let server =
+            pb::control_server::ControlServer::from_arc(host).max_decoding_message_size(hoist_api::MAX_MESSAGE);
+        tokio::spawn(tonic::transport::Server::builder().serve_with_incoming(server, incoming));
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        ControlClient::new(channel)
+    }
+
+    /// A layout whose layer is more than two chunks even gzipped.
+    fn layout(dir: &std::path::Path) -> Transfer {
+        let mut x: u32 = 1;
+        let noise: Vec<u8> = (0..3 * CHUNK)
+            .map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                (x >> 16) as u8
+            })
+            .collect();
+        let mut tree = hoist_images::tree::Tree::new();
+        tree.insert_file("data", 0o644, noise);
+        let _ = std::fs::remove_dir_all(dir);
+        hoist_images::oci::create_oci_layout(dir, "v1", &tree, &Default::default()).expect("layout");
+        hoist_images::oci::blobs(&hoist_config::ImageSource::Oci { dir: dir.to_path_buf(), tag: None }).expect("blobs")
+    }
+
+    #[tokio::test]
+    async fn only_missing_blobs_travel_in_chunks() {
+        let dir = std::env::temp_dir().join(format!("hoist-send-test-{}", std::process::id()));
+        let t = layout(&dir);
+        let (manifest, config, layer) = (&t.blobs[0], &t.blobs[1], &t.blobs[2]);
+        let host = std::sync::Arc::new(FakeHost::default());
+        host.held.lock().expect("lock").insert(config.digest.clone());
+        let mut client = serve(host.clone()).await;
+
+        let mut log = Vec::new();
+        let sent = send_images(&mut client, std::slice::from_ref(&t), &mut log).await.expect("sent");
+        assert_eq!(sent, Sent { blobs: 2, bytes: manifest.size + layer.size, image_bytes: t.size() });
+        let got = host.got.lock().expect("lock").clone();
+        let digests: Vec<&str> = got.iter().map(|g| g.digest.as_str()).collect();
+        assert_eq!(digests, [manifest.digest.as_str(), layer.digest.as_str()]);
+        let Got { size, media_type, data, sizes, .. } = &got[1];
+        assert_eq!((*size, media_type.as_str()), (layer.size, layer.media_type.as_str()));
+        assert_eq!(data, &std::fs::read(dir.join("blobs/sha256").join(&layer.digest[7..])).expect("layer"));
+        assert!(sizes.len() >= 3 && sizes.iter().all(|s| *s <= CHUNK), "{sizes:?}");
+        let log = String::from_utf8(log).expect("utf-8");
+        assert!(log.contains(&format!("sending layer {}", crate::apply::short(&layer.digest))), "{log}");
+        assert!(log.ends_with("(the host already had the rest)\n"), "{log}");
+
+        // Now the host holds it all: nothing travels.
+        let mut log = Vec::new();
+        let again = send_images(&mut client, std::slice::from_ref(&t), &mut log).await.expect("again");
+        assert_eq!(again, Sent::default());
+        assert_eq!(host.got.lock().expect("lock").len(), 2);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_refused_blob_stops_the_apply() {
+        let dir = std::env::temp_dir().join(format!("hoist-send-refused-{}", std::process::id()));
+        let t = layout(&dir);
+        let layer = t.blobs[2].digest.clone();
+        let host = std::sync::Arc::new(FakeHost { refuse: HashSet::from([layer.clone()]), ..FakeHost::default() });
+        let mut client = serve(host).await;
+        let mut log = Vec::new();
+        let err = send_images(&mut client, std::slice::from_ref(&t), &mut log).await.expect_err("refused");
+        assert_eq!(format!("{err:#}"), format!("sending blob {layer}: {layer}: content does not match"));
+        let log = String::from_utf8(log).expect("utf-8");
+        assert!(log.ends_with("... failed\n"), "{log}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
