@@ -4,8 +4,11 @@
 //! missing image never reaches the host. The host works out the plan from what it runs and
 //! does the rollout itself; this command shows the plan, then follows the progress.
 //!
-//! It does not copy images to the host: the host runs only images it already holds under
-//! the digests sent, and refuses the config otherwise.
+//! Images travel when the host lacks them: before applying, the host is asked which blobs
+//! (manifest, config, layers) of the config's OCI layout and docker archive images it does
+//! not hold, and only those are sent ([`crate::send`]). A `dir:` image cannot be sent; the
+//! host must already hold it (it does when `hoist build` built it in). `--plan` sends
+//! nothing: the plan is worked out from the digests alone.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -16,9 +19,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use hoist_api::pb;
 use hoist_config::ImageSource;
+use hoist_images::oci::{self, Transfer};
 
 use crate::conn::{Conn, status_err};
-use crate::rollout;
+use crate::{rollout, send};
 
 #[derive(clap::Args)]
 pub struct ApplyArgs {
@@ -27,10 +31,11 @@ pub struct ApplyArgs {
     #[command(flatten)]
     conn: Conn,
     /// Only show what would change, and exit 0 when nothing would, 2 when something would
-    /// (1 on an error)
+    /// (1 on an error); sends no images
     #[arg(long)]
     plan: bool,
-    /// JSON: the plan as one object with --plan, else one object per progress message
+    /// JSON: the plan as one object with --plan; else first the bytes sent
+    /// ({"sent_bytes":N,"image_bytes":M,"blobs_sent":K}), then one object per progress message
     #[arg(long)]
     json: bool,
     /// Apply what can change live even when some host-level keys (kernel, modules,
@@ -72,24 +77,38 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     };
     let file = args.file.display().to_string();
     let text = std::fs::read_to_string(&args.file).with_context(|| file.clone())?;
-    let images = resolve_images(
-        &containers(&config),
-        |source| Ok(hoist_images::oci::import(source)?.digest),
-        &mut std::io::stderr(),
-    )?;
+    // The plan needs digests only; blobs are listed (and hashed) only to be sent.
+    let resolved = resolve_images(&containers(&config), |source| resolve(source, !args.plan), &mut std::io::stderr())?;
     let request = pb::ApplyRequest {
         config: text,
         file,
-        images,
+        images: resolved.digests,
         allow_reboot: args.allow_reboot,
         settle_ms: millis(args.settle),
         try_ms: millis(args.try_for),
+        manifests: resolved.transfers.iter().map(|t| (t.image.clone(), t.manifest.clone())).collect(),
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(send(&args, request))
+    rt.block_on(apply(&args, request, &resolved.transfers))
 }
 
-async fn send(args: &ApplyArgs, request: pb::ApplyRequest) -> anyhow::Result<ExitCode> {
+/// An image source's digest, as `hoist build` would import it, and with `with_blobs` the
+/// blobs to send if the host lacks it (none for `dir:`, which cannot be sent).
+fn resolve(source: &ImageSource, with_blobs: bool) -> anyhow::Result<Resolved> {
+    let digest = oci::import(source)?.digest;
+    let transfer = match source {
+        ImageSource::Dir { .. } => None,
+        _ if !with_blobs => None,
+        _ => {
+            let t = oci::blobs(source)?;
+            anyhow::ensure!(t.image == digest, "its blobs make image {}, but it imports as {digest}", t.image);
+            Some(t)
+        }
+    };
+    Ok(Resolved { digest, transfer })
+}
+
+async fn apply(args: &ApplyArgs, request: pb::ApplyRequest, transfers: &[Transfer]) -> anyhow::Result<ExitCode> {
     let mut c = args.conn.connect().await?;
     if args.plan {
         let plan = c.plan(request).await.map_err(status_err)?.into_inner();
@@ -101,6 +120,10 @@ async fn send(args: &ApplyArgs, request: pb::ApplyRequest) -> anyhow::Result<Exi
             }
         }
         return Ok(ExitCode::from(rollout::plan_exit_code(&plan)));
+    }
+    let sent = send::send_images(&mut c, transfers, &mut std::io::stderr()).await?;
+    if args.json {
+        println!("{}", sent.json());
     }
     let stream = c.apply(request).await.map_err(status_err)?.into_inner();
     rollout::follow(stream, args.json, args.allow_reboot).await
@@ -122,16 +145,31 @@ fn containers(config: &hoist_config::Config) -> Vec<Container<'_>> {
     list
 }
 
-/// Every container's image digest by name, importing each distinct source once and saying
-/// so on `log` as it goes (an import takes seconds).
+/// What one image source resolved to.
+#[derive(Debug)]
+struct Resolved {
+    digest: String,
+    transfer: Option<Transfer>,
+}
+
+/// Every container's image digest by name, and the blobs of each distinct image that has them.
+#[derive(Debug)]
+struct ResolvedImages {
+    digests: HashMap<String, String>,
+    transfers: Vec<Transfer>,
+}
+
+/// Resolves every container's image, each distinct source once, saying so on `log` as it
+/// goes (an import takes seconds).
 fn resolve_images(
     containers: &[Container<'_>],
-    mut import: impl FnMut(&ImageSource) -> anyhow::Result<String>,
+    mut import: impl FnMut(&ImageSource) -> anyhow::Result<Resolved>,
     log: &mut impl Write,
-) -> anyhow::Result<HashMap<String, String>> {
+) -> anyhow::Result<ResolvedImages> {
     // source text -> (digest, the first container that used it)
     let mut seen: HashMap<String, (String, &str)> = HashMap::new();
     let mut digests = HashMap::new();
+    let mut transfers: Vec<Transfer> = Vec::new();
     for c in containers {
         let source = c.image.describe();
         write!(log, "resolving image {} ({source})... ", c.name)?;
@@ -143,8 +181,8 @@ fn resolve_images(
             }
             None => {
                 let started = Instant::now();
-                let digest = match import(c.image) {
-                    Ok(d) => d,
+                let Resolved { digest, transfer } = match import(c.image) {
+                    Ok(r) => r,
                     Err(e) => {
                         writeln!(log, "failed")?;
                         return Err(e.context(format!("{} {}: image {source}", c.kind, c.name)));
@@ -152,16 +190,18 @@ fn resolve_images(
                 };
                 writeln!(log, "{} ({:.1} s)", short(&digest), started.elapsed().as_secs_f64())?;
                 seen.insert(source, (digest.clone(), c.name));
+                // Two sources can hold the same image (a copied layout): list it once.
+                transfers.extend(transfer.filter(|t| transfers.iter().all(|u| u.image != t.image)));
                 digest
             }
         };
         digests.insert(c.name.to_string(), digest);
     }
-    Ok(digests)
+    Ok(ResolvedImages { digests, transfers })
 }
 
 /// `sha256:` and the first 12 hex digits.
-fn short(digest: &str) -> String {
+pub(crate) fn short(digest: &str) -> String {
     format!("sha256:{}", crate::history::short_digest(digest))
 }
 
@@ -194,15 +234,20 @@ mod tests {
         ];
         let mut imported = Vec::new();
         let mut log = Vec::new();
-        let digests = resolve_images(
+        let resolved = resolve_images(
             &list,
             |s| {
                 imported.push(s.describe());
-                Ok(format!("sha256:{}", if s == &web { "aa".repeat(32) } else { "bb".repeat(32) }))
+                let digest = format!("sha256:{}", if s == &web { "aa".repeat(32) } else { "bb".repeat(32) });
+                let transfer = Transfer { image: digest.clone(), manifest: digest.clone(), blobs: Vec::new() };
+                Ok(Resolved { digest, transfer: Some(transfer) })
             },
             &mut log,
         )
         .expect("resolved");
+        let images: Vec<&str> = resolved.transfers.iter().map(|t| t.image.as_str()).collect();
+        assert_eq!(images, [format!("sha256:{}", "bb".repeat(32)), format!("sha256:{}", "aa".repeat(32))]);
+        let digests = resolved.digests;
         assert_eq!(imported, ["dir:/images/base", "dir:/images/web"]);
         assert_eq!(digests["migrate"], digests["api"]);
         assert_eq!(digests["web"], format!("sha256:{}", "aa".repeat(32)));

@@ -30,20 +30,7 @@ const MAX_LINKS: usize = 16;
 /// ":latest", or an image ID digest; see the module doc) from the archive `file`; without
 /// a reference, the archive must hold one image.
 pub fn import_docker_archive(file: &Path, reference: Option<&str>) -> Result<Image, OciError> {
-    let reference = reference.map(Reference::parse).transpose()?;
-    let archive = Archive::open(file)?;
-    let manifests: Vec<DockerManifest> = spec::parse(&archive.label("manifest.json"), &archive.read("manifest.json")?)?;
-    let image_id = |m: &DockerManifest| match digest_in_name(&m.config) {
-        Some(hex) => Ok(format!("sha256:{hex}")),
-        None => archive.read(&m.config).map(|data| digest::sha256(&data)),
-    };
-    let image = select(file, &manifests, reference.as_ref(), &image_id)?;
-
-    let config_data = archive.read(&image.config)?;
-    if let Some(hex) = digest_in_name(&image.config) {
-        let expected = format!("sha256:{hex}");
-        digest::verify("config", &archive.label(&image.config), &config_data, &expected, None)?;
-    }
+    let Selected { archive, image, config: config_data } = select_image(file, reference)?;
     let config: ConfigBlob = spec::parse(&archive.label(&image.config), &config_data)?;
     let diff_ids = config.rootfs.map(|r| r.diff_ids).unwrap_or_default();
     if diff_ids.len() != image.layers.len() {
@@ -59,8 +46,8 @@ pub fn import_docker_archive(file: &Path, reference: Option<&str>) -> Result<Ima
         sha256_hex(diff_id)?;
         let data = archive.read(member)?;
         let label = archive.label(member);
-        if let Some(hex) = member.strip_prefix("blobs/sha256/").filter(|h| is_hex64(h)) {
-            digest::verify("layer", &label, &data, &format!("sha256:{hex}"), None)?;
+        if let Some(expected) = layer_digest_in_name(member) {
+            digest::verify("layer", &label, &data, &expected, None)?;
         }
         layer::apply(&mut rootfs, &label, &data, Compression::sniff(&data), Some(diff_id))?;
     }
@@ -68,6 +55,36 @@ pub fn import_docker_archive(file: &Path, reference: Option<&str>) -> Result<Ima
         log::warn!("{} is for {}/{}, not linux/amd64", file.display(), config.os, config.architecture);
     }
     Ok(Image { rootfs, config: config.config.into(), digest: digest::sha256(&config_data) })
+}
+
+/// The archive, the manifest.json entry `reference` selects, and its config blob, checked
+/// against the digest its member name promises.
+pub(super) struct Selected {
+    pub archive: Archive,
+    pub image: DockerManifest,
+    pub config: Vec<u8>,
+}
+
+pub(super) fn select_image(file: &Path, reference: Option<&str>) -> Result<Selected, OciError> {
+    let reference = reference.map(Reference::parse).transpose()?;
+    let archive = Archive::open(file)?;
+    let manifests: Vec<DockerManifest> = spec::parse(&archive.label("manifest.json"), &archive.read("manifest.json")?)?;
+    let image_id = |m: &DockerManifest| match digest_in_name(&m.config) {
+        Some(hex) => Ok(format!("sha256:{hex}")),
+        None => archive.read(&m.config).map(|data| digest::sha256(&data)),
+    };
+    let image = select(file, &manifests, reference.as_ref(), &image_id)?.clone();
+    let config = archive.read(&image.config)?;
+    if let Some(hex) = digest_in_name(&image.config) {
+        let expected = format!("sha256:{hex}");
+        digest::verify("config", &archive.label(&image.config), &config, &expected, None)?;
+    }
+    Ok(Selected { archive, image, config })
+}
+
+/// The digest a layer member's name promises (`blobs/sha256/<hex>`), if any.
+pub(super) fn layer_digest_in_name(member: &str) -> Option<String> {
+    member.strip_prefix("blobs/sha256/").filter(|h| is_hex64(h)).map(|hex| format!("sha256:{hex}"))
 }
 
 fn select<'a>(
@@ -138,7 +155,7 @@ enum Member {
 }
 
 /// An index of the archive's members, read on demand by seeking.
-struct Archive {
+pub(super) struct Archive {
     path: PathBuf,
     file: File,
     members: HashMap<String, Member>,
@@ -178,18 +195,28 @@ impl Archive {
         Ok(Archive { path: path.to_path_buf(), file, members })
     }
 
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// "archive.tar:member", for errors.
-    fn label(&self, member: &str) -> String {
+    pub(super) fn label(&self, member: &str) -> String {
         format!("{}:{member}", self.path.display())
     }
 
-    fn read(&self, member: &str) -> Result<Vec<u8>, OciError> {
+    pub(super) fn read(&self, member: &str) -> Result<Vec<u8>, OciError> {
+        let (pos, size) = self.locate(member)?;
+        self.read_at(pos, size)
+    }
+
+    /// Where a member's bytes are in the archive file: (offset, length), links followed.
+    pub(super) fn locate(&self, member: &str) -> Result<(u64, u64), OciError> {
         let missing = || OciError::MissingMember { archive: self.path.clone(), member: member.to_string() };
         let mut name = normalize(member).ok_or_else(missing)?;
         for _ in 0..=MAX_LINKS {
             match self.members.get(&name) {
                 Some(Member::Link(target)) => name = target.clone(),
-                Some(Member::File { pos, size }) => return self.read_at(*pos, *size),
+                Some(Member::File { pos, size }) => return Ok((*pos, *size)),
                 None => break,
             }
         }

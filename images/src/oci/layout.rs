@@ -1,10 +1,10 @@
 //! Importing from an OCI image layout directory (`oci-layout`, `index.json`, `blobs/`).
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use super::digest::{self, sha256_hex};
+use super::digest::{self, HashingReader, sha256_hex};
 use super::layer::{self, Compression};
 use super::spec::{
     self, CONTAINERD_NAME, ConfigBlob, DOCKER_CONFIG, DOCKER_LIST, DOCKER_MANIFEST, Descriptor, Index, LAYOUT_VERSION,
@@ -20,6 +20,43 @@ const MAX_DEPTH: usize = 4;
 /// containerd's `io.containerd.image.name`) from the layout at `dir`; without a tag, the
 /// layout must hold a single image. A multi-platform index is followed to linux/amd64.
 pub fn import_oci_layout(dir: &Path, tag: Option<&str>) -> Result<Image, OciError> {
+    let Selected { blobs, desc, manifest, .. } = select_manifest(dir, tag)?;
+    let config_data = blobs.read("config", &manifest.config)?;
+    let config: ConfigBlob = spec::parse(&format!("config {}", manifest.config.digest), &config_data)?;
+    warn_platform(&desc.digest, &config);
+    let diff_ids = config.rootfs.map(|r| r.diff_ids).unwrap_or_default();
+    if diff_ids.len() != manifest.layers.len() {
+        return Err(OciError::LayerCount {
+            image: desc.digest,
+            layers: manifest.layers.len(),
+            diff_ids: diff_ids.len(),
+        });
+    }
+
+    let mut rootfs = Tree::new();
+    for (layer, diff_id) in manifest.layers.iter().zip(&diff_ids) {
+        let compression = layer_compression(layer)?;
+        sha256_hex(diff_id)?;
+        let data = blobs.read("layer", layer)?;
+        layer::apply(&mut rootfs, &layer.digest, &data, compression, Some(diff_id))?;
+    }
+    Ok(Image { rootfs, config: config.config.into(), digest: desc.digest })
+}
+
+/// The image manifest `tag` selects in the layout at `dir`, verified, with its descriptor
+/// and its bytes as stored.
+pub(super) struct Selected {
+    pub blobs: Blobs,
+    /// The manifest's descriptor (after following any index); its digest is the image's.
+    pub desc: Descriptor,
+    pub manifest: Manifest,
+    pub data: Vec<u8>,
+}
+
+/// Reads `oci-layout` and `index.json`, picks the descriptor for `tag` and follows nested
+/// indexes to the linux/amd64 manifest; every blob on the way is verified before it is
+/// parsed. The manifest's config must be an image config.
+pub(super) fn select_manifest(dir: &Path, tag: Option<&str>) -> Result<Selected, OciError> {
     let layout_file = dir.join("oci-layout");
     let layout: OciLayout = spec::parse(&layout_file.display(), &read(&layout_file)?)?;
     if layout.version != LAYOUT_VERSION {
@@ -34,18 +71,18 @@ pub fn import_oci_layout(dir: &Path, tag: Option<&str>) -> Result<Image, OciErro
 
     let blobs = Blobs { dir: dir.to_path_buf() };
     let mut depth = 0;
-    let manifest = loop {
+    let (manifest, data) = loop {
         let kind = if matches!(desc.media_type.as_str(), OCI_INDEX | DOCKER_LIST) { "index" } else { "manifest" };
         let data = blobs.read(kind, &desc)?;
         let what = format!("{kind} {}", desc.digest);
         match desc.media_type.as_str() {
             OCI_INDEX | DOCKER_LIST => {}
-            OCI_MANIFEST | DOCKER_MANIFEST => break spec::parse::<Manifest>(&what, &data)?,
+            OCI_MANIFEST | DOCKER_MANIFEST => break (spec::parse::<Manifest>(&what, &data)?, data),
             // mediaType is required in descriptors, but old tools left it out: look inside.
             "" => {
                 let value: serde_json::Value = spec::parse(&what, &data)?;
                 if value.get("manifests").is_none() {
-                    break spec::parse::<Manifest>(&what, &data)?;
+                    break (spec::parse::<Manifest>(&what, &data)?, data);
                 }
             }
             other => {
@@ -69,31 +106,15 @@ pub fn import_oci_layout(dir: &Path, tag: Option<&str>) -> Result<Image, OciErro
             media_type: manifest.config.media_type,
         });
     }
-    let config_data = blobs.read("config", &manifest.config)?;
-    let config: ConfigBlob = spec::parse(&format!("config {}", manifest.config.digest), &config_data)?;
-    warn_platform(&desc.digest, &config);
-    let diff_ids = config.rootfs.map(|r| r.diff_ids).unwrap_or_default();
-    if diff_ids.len() != manifest.layers.len() {
-        return Err(OciError::LayerCount {
-            image: desc.digest,
-            layers: manifest.layers.len(),
-            diff_ids: diff_ids.len(),
-        });
-    }
+    Ok(Selected { blobs, desc, manifest, data })
+}
 
-    let mut rootfs = Tree::new();
-    for (layer, diff_id) in manifest.layers.iter().zip(&diff_ids) {
-        let Some(compression) = Compression::from_media_type(&layer.media_type) else {
-            return Err(OciError::MediaType {
-                what: format!("layer {}", layer.digest),
-                media_type: layer.media_type.clone(),
-            });
-        };
-        sha256_hex(diff_id)?;
-        let data = blobs.read("layer", layer)?;
-        layer::apply(&mut rootfs, &layer.digest, &data, compression, Some(diff_id))?;
-    }
-    Ok(Image { rootfs, config: config.config.into(), digest: desc.digest })
+/// How a layer is compressed, from its media type; other media types are refused.
+pub(super) fn layer_compression(layer: &Descriptor) -> Result<Compression, OciError> {
+    Compression::from_media_type(&layer.media_type).ok_or_else(|| OciError::MediaType {
+        what: format!("layer {}", layer.digest),
+        media_type: layer.media_type.clone(),
+    })
 }
 
 /// Picks the descriptor for `tag`, or the only one. Several candidates are narrowed to
@@ -133,14 +154,38 @@ fn warn_platform(manifest: &str, config: &ConfigBlob) {
     }
 }
 
-struct Blobs {
+pub(super) struct Blobs {
     dir: PathBuf,
 }
 
 impl Blobs {
+    /// Where the blob `desc` names is stored; a digest that is not sha256 hex is refused.
+    pub(super) fn path(&self, desc: &Descriptor) -> Result<PathBuf, OciError> {
+        Ok(self.dir.join("blobs/sha256").join(sha256_hex(&desc.digest)?))
+    }
+
+    /// Checks a blob's size and digest against `desc` by streaming it through the hash,
+    /// without holding it in memory, and returns its path.
+    pub(super) fn verify_file(&self, what: &'static str, desc: &Descriptor) -> Result<PathBuf, OciError> {
+        let path = self.path(desc)?;
+        let blob = path.display().to_string();
+        let read_err = |source| OciError::Read { path: path.clone(), source };
+        let file = File::open(&path).map_err(read_err)?;
+        let mut reader = HashingReader::new(file.take(desc.size.saturating_add(1)));
+        let actual = io::copy(&mut reader, &mut io::sink()).map_err(read_err)?;
+        if actual != desc.size {
+            return Err(OciError::SizeMismatch { what, blob, expected: desc.size, actual });
+        }
+        let digest = reader.finish().map_err(read_err)?;
+        if digest != desc.digest {
+            return Err(OciError::DigestMismatch { what, blob, expected: desc.digest.clone(), actual: digest });
+        }
+        Ok(path)
+    }
+
     /// Reads a blob and checks its size and digest against `desc` before returning it.
-    fn read(&self, what: &'static str, desc: &Descriptor) -> Result<Vec<u8>, OciError> {
-        let path = self.dir.join("blobs/sha256").join(sha256_hex(&desc.digest)?);
+    pub(super) fn read(&self, what: &'static str, desc: &Descriptor) -> Result<Vec<u8>, OciError> {
+        let path = self.path(desc)?;
         let blob = path.display().to_string();
         let read_err = |source| OciError::Read { path: path.clone(), source };
         let file = File::open(&path).map_err(read_err)?;

@@ -14,6 +14,11 @@
 //! checked against the config's `diff_ids`, and the config and any `blobs/sha256/<hex>` member
 //! against the digest in their names.
 //!
+//! **Transfer** ([`blobs`]) lists the blobs an image is made of (manifest, config, layers),
+//! for `hoist apply` to send to a host that lacks them: an OCI layout's as stored, each
+//! verified against its descriptor; a docker archive's config and layer members as they are,
+//! under an OCI manifest made for them. A plain directory cannot be sent.
+//!
 //! **Create** ([`create_oci_layout`]) writes a one-image, one-layer OCI layout from a tree,
 //! byte-for-byte reproducible: sorted entries, mtime 0, no user names, gzip without name or
 //! time, JSON with a fixed field order.
@@ -31,6 +36,7 @@ mod docker;
 mod layer;
 mod layout;
 mod spec;
+mod transfer;
 
 use std::io;
 use std::path::PathBuf;
@@ -41,6 +47,7 @@ pub use create::{create_layered_oci_layout, create_oci_layout};
 pub use dir::import_dir;
 pub use docker::import_docker_archive;
 pub use layout::import_oci_layout;
+pub use transfer::{Blob, BlobData, BlobKind, Transfer, blobs, docker_archive_blobs, oci_layout_blobs};
 
 /// An imported image, unpacked.
 #[derive(Debug, Clone)]
@@ -120,6 +127,8 @@ pub enum OciError {
         list(available)
     )]
     NoSuchImageId { digest: String, available: Vec<String> },
+    #[error("{dir}: a plain directory cannot be sent to a running host; make an OCI layout with `hoist image create`")]
+    NotSendable { dir: PathBuf },
 }
 
 fn list(items: &[String]) -> String {
