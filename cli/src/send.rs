@@ -60,14 +60,16 @@ pub fn size(bytes: u64) -> String {
 }
 
 /// The blobs to upload for the digests the host says it lacks, each once, and the total
-/// size of the images they belong to (an image is missing when any of its blobs is).
-fn plan<'a>(transfers: &'a [Transfer], missing: &[String]) -> anyhow::Result<(Vec<&'a Blob>, u64)> {
+/// size of the images that travel (every image the host does not hold, `held` being those
+/// it does).
+fn plan<'a>(transfers: &'a [Transfer], missing: &[String], held: &[String]) -> anyhow::Result<(Vec<&'a Blob>, u64)> {
     let missing: HashSet<&str> = missing.iter().map(String::as_str).collect();
+    let held: HashSet<&str> = held.iter().map(String::as_str).collect();
     let mut uploads = Vec::new();
     let mut counted = HashSet::new();
     let mut image_bytes = 0;
     for t in transfers {
-        if !t.blobs.iter().any(|b| missing.contains(b.digest.as_str())) {
+        if held.contains(t.image.as_str()) {
             continue;
         }
         for b in &t.blobs {
@@ -105,9 +107,8 @@ pub async fn send_images(
         .await
         .map_err(status_err)
         .context("asking the host which image blobs it lacks")?
-        .into_inner()
-        .missing;
-    let (uploads, image_bytes) = plan(transfers, &missing)?;
+        .into_inner();
+    let (uploads, image_bytes) = plan(transfers, &missing.missing, &missing.held)?;
     let mut sent = Sent { image_bytes, ..Sent::default() };
     for blob in uploads {
         write!(log, "sending {} {} ({})... ", blob.kind, crate::apply::short(&blob.digest), size(blob.size))?;
@@ -308,21 +309,24 @@ mod tests {
             blobs: blobs.iter().map(|(d, s)| blob(d, *s)).collect(),
         };
         let transfers = [
-            t("m1", &[("m1", 1), ("c1", 10), ("base", 1000), ("app", 200)]),
-            // Shares the base layer; the host holds it all.
+            // Held by the host (built in: its blobs are not in the content store), and it
+            // shares the base layer with m1 and m3, which the host lacks.
             t("m2", &[("m2", 1), ("c2", 10), ("base", 1000)]),
+            t("m1", &[("m1", 1), ("c1", 10), ("base", 1000), ("app", 200)]),
             t("m3", &[("m3", 2), ("c3", 20), ("base", 1000), ("tool", 50)]),
         ];
-        let missing = ["m1", "c1", "app", "m3", "c3", "tool"].map(String::from);
-        let (uploads, image_bytes) = plan(&transfers, &missing).expect("plan");
+        let missing = ["m1", "c1", "base", "app", "m3", "c3", "tool"].map(String::from);
+        let held = ["m2".to_string()];
+        let (uploads, image_bytes) = plan(&transfers, &missing, &held).expect("plan");
         let digests: Vec<&str> = uploads.iter().map(|b| b.digest.as_str()).collect();
-        assert_eq!(digests, ["m1", "c1", "app", "m3", "c3", "tool"]);
+        assert_eq!(digests, ["m1", "c1", "base", "app", "m3", "c3", "tool"]);
         // m1 and m3 with base counted once; m2 not at all.
         assert_eq!(image_bytes, 1 + 10 + 1000 + 200 + 2 + 20 + 50);
-        let (uploads, image_bytes) = plan(&transfers, &[]).expect("nothing missing");
+        let all = ["m1", "m2", "m3"].map(String::from);
+        let (uploads, image_bytes) = plan(&transfers, &[], &all).expect("nothing missing");
         assert!(uploads.is_empty());
         assert_eq!(image_bytes, 0);
-        let err = plan(&transfers, &["zz".to_string()]).expect_err("unknown digest");
+        let err = plan(&transfers, &["zz".to_string()], &[]).expect_err("unknown digest");
         assert_eq!(err.to_string(), "the host asked for blob zz, which is in none of the images");
     }
 
@@ -413,12 +417,15 @@ mod tests {
             no()
         }
         async fn missing_blobs(&self, r: Request<pb::MissingBlobsRequest>) -> Reply<pb::MissingBlobsReply> {
-            let held = self.held.lock().expect("lock");
+            let have = self.held.lock().expect("lock");
+            let images = r.into_inner().images;
+            let held: Vec<String> =
+                images.iter().filter(|i| i.blobs.iter().all(|b| have.contains(b))).map(|i| i.image.clone()).collect();
             let mut missing: Vec<String> =
-                r.into_inner().images.into_iter().flat_map(|i| i.blobs).filter(|b| !held.contains(b)).collect();
+                images.into_iter().flat_map(|i| i.blobs).filter(|b| !have.contains(b)).collect();
             missing.sort();
             missing.dedup();
-            Ok(tonic::Response::new(pb::MissingBlobsReply { missing }))
+            Ok(tonic::Response::new(pb::MissingBlobsReply { missing, held }))
         }
         async fn upload_blob(&self, r: Request<tonic::Streaming<pb::BlobChunk>>) -> Reply<pb::UploadBlobReply> {
             let mut stream = r.into_inner();

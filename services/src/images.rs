@@ -107,8 +107,9 @@ impl Library {
         self.client.get().ok_or_else(|| "containerd is not answering yet".to_string())
     }
 
-    /// The blobs to send: none of an image held, else those the content store lacks.
-    pub async fn missing(&self, images: &[pb::ImageBlobs]) -> Result<Vec<String>, String> {
+    /// The blobs to send (none of an image held, else those the content store lacks), and
+    /// the images held.
+    pub async fn missing(&self, images: &[pb::ImageBlobs]) -> Result<pb::MissingBlobsReply, String> {
         let asked: usize = images.iter().map(|i| i.blobs.len()).sum();
         if asked > MAX_ASKED {
             return Err(format!("{asked} blobs asked about; at most {MAX_ASKED}"));
@@ -125,7 +126,8 @@ impl Library {
                 }
             }
         }
-        Ok(missing.into_iter().collect())
+        let held = images.iter().filter(|i| self.holds(&i.image)).map(|i| i.image.clone()).collect();
+        Ok(pb::MissingBlobsReply { missing: missing.into_iter().collect(), held })
     }
 
     /// Imports every image `manifests` names that is not held yet, from blobs already

@@ -295,8 +295,7 @@ impl Control for ControlService {
         &self,
         r: Request<pb::MissingBlobsRequest>,
     ) -> Result<Response<pb::MissingBlobsReply>, Status> {
-        let missing = self.library.missing(&r.into_inner().images).await.map_err(Status::invalid_argument)?;
-        Ok(Response::new(pb::MissingBlobsReply { missing }))
+        Ok(Response::new(self.library.missing(&r.into_inner().images).await.map_err(Status::invalid_argument)?))
     }
 
     async fn upload_blob(
