@@ -98,6 +98,7 @@ fn apply_plans_replaces_adds_removes_and_rolls_back() {
     let latency = started.elapsed();
     assert!(applied.status.success(), "{}", text(&applied));
     eprintln!("apply latency (one env change, 2 s settle): {latency:?}");
+    eprintln!("progress:\n{}", String::from_utf8_lossy(&applied.stdout));
     let after = h.status();
     let others = |all: &[pb::ServiceStatus]| pids(all).into_iter().filter(|(n, ..)| n != "echoer").collect::<Vec<_>>();
     assert_eq!(others(&after), others(&before));

@@ -110,10 +110,12 @@ fn images_travel_as_missing_blobs_are_verified_and_collected() {
 
     // One layer changed: only it (and the small manifest and config) travels.
     let v2 = h.config("v2.toml", &host(&format!("oci:{}:latest", layered(&h.work, 2).display())));
+    let started = std::time::Instant::now();
     let out = h.apply(&v2, &["--settle", "500ms", "--json"]);
+    let latency = started.elapsed();
     assert!(out.status.success(), "{}", text(&out));
     let (sent_bytes, total) = sent(&out);
-    eprintln!("one changed layer: {sent_bytes} of {total} bytes sent");
+    eprintln!("one changed layer: {sent_bytes} of {total} bytes sent; apply latency {latency:?} (0.5 s settle)");
     assert!(sent_bytes * 10 < total * 9, "the busybox layer was sent again: {sent_bytes} of {total}");
     assert!(sent_bytes >= NOISE as u64, "the new top layer ({sent_bytes} bytes) must travel");
     page("version 2");
