@@ -48,7 +48,7 @@ impl Core {
             .iter()
             .filter(|(name, plan)| match self.services.get(*name) {
                 None => true,
-                Some(svc) => svc.plan != **plan || matches!(svc.state, State::Stopping { then: After::Remove, .. }),
+                Some(svc) => svc.plan != **plan || svc.state.removing(),
             })
             .map(|(name, _)| name.clone())
             .collect();
@@ -86,9 +86,17 @@ impl Core {
             self.try_start(now, name);
             return true;
         };
-        let removing = matches!(svc.state, State::Stopping { then: After::Remove, .. });
+        let removing = svc.state.removing();
         if svc.plan == plan && !removing && !matches!(svc.state, State::Waiting { .. }) {
             return false;
+        }
+        if let State::Starting { then: then @ Some(After::Remove), .. } = &mut svc.state
+            && svc.plan == plan
+        {
+            // Its removal is undone before its task even ran: it just goes on starting.
+            *then = None;
+            self.progress(name, "starting", "kept after all".into());
+            return true;
         }
         let state = svc.state.clone();
         if !state.active() {

@@ -227,6 +227,19 @@ pub enum After {
     Remove,
 }
 
+impl After {
+    /// Whether this reason for a stop replaces `current`, one already under way: a shutdown
+    /// or a removal wins over anything; a new version over anything but a shutdown or a
+    /// stop by hand.
+    fn wins_over(self, current: After) -> bool {
+        match self {
+            After::Shutdown | After::Remove => true,
+            After::Replace => !matches!(current, After::Shutdown | After::Stop),
+            _ => false,
+        }
+    }
+}
+
 impl State {
     pub fn name(&self) -> &'static str {
         match self {
@@ -239,6 +252,11 @@ impl State {
             State::Failed { .. } => "failed",
             State::Stopped => "stopped",
         }
+    }
+
+    /// Being stopped to be forgotten (it left the config).
+    fn removing(&self) -> bool {
+        matches!(self, State::Stopping { then: After::Remove, .. } | State::Starting { then: Some(After::Remove), .. })
     }
 
     /// A task exists (or is being made) for it.

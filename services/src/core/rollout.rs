@@ -124,16 +124,18 @@ impl Core {
         }
     }
 
-    /// Rolls a tentative generation back now.
+    /// Rolls the generation under way (or tentative) back now.
     pub(super) fn reject(&mut self, now: Ms) -> Result<String, Refused> {
         match &self.rollout {
-            Some(Rollout { generation, step: Step::Tentative { .. }, .. }) => {
-                let generation = *generation;
+            Some(Rollout { generation, step: Step::RollingBack { .. }, .. }) => {
+                Err(Refused::Busy(format!("generation {generation} is already being rolled back")))
+            }
+            Some(r) => {
+                let generation = r.generation;
                 self.roll_back(now, "", "rolled back by request".into());
                 Ok(format!("rolling generation {generation} back"))
             }
-            Some(r) => Err(Refused::Busy(format!("generation {} is still being applied", r.generation))),
-            None => Err(Refused::Conflict("no generation is tentative".into())),
+            None => Err(Refused::Conflict("no generation is being applied or tentative".into())),
         }
     }
 
@@ -166,7 +168,10 @@ impl Core {
         if let Step::RollingBack { reason } = step {
             let mut memo = BTreeMap::new();
             let touched = r.touched.clone();
-            if touched.iter().all(|n| self.settled(n, &mut memo)) {
+            // Removals too: what the rolled-back generation added must be gone before its
+            // images may be collected.
+            let removed = r.removing.iter().all(|n| !self.services.contains_key(n));
+            if removed && touched.iter().all(|n| self.settled(n, &mut memo)) {
                 let generation = r.generation;
                 self.rollout = None;
                 self.say(format!("generation {generation} rolled back: {reason}"));
@@ -185,7 +190,14 @@ impl Core {
             self.progress(&name, "ready", String::new());
         }
         let Some(r) = &self.rollout else { return };
-        let failure = r.touched.iter().find_map(|n| self.failure(n).map(|why| (n.clone(), why)));
+        let failure = r.touched.iter().find_map(|n| self.failure(n).map(|why| (n.clone(), why))).or_else(|| {
+            // A held service whose dependency was stopped by hand would wait forever.
+            r.held.iter().find_map(|n| {
+                let deps = self.desired.services.get(n).map(|p| p.depends_on.clone()).unwrap_or_default();
+                let stopped = deps.into_iter().find(|d| matches!(self.state(d), Some(State::Stopped)))?;
+                Some((n.clone(), format!("waits for {stopped}, which was stopped by hand")))
+            })
+        });
         if let Some((service, why)) = failure {
             return self.roll_back(now, &service, format!("service {service} {why}"));
         }

@@ -37,6 +37,24 @@ impl Core {
             self.say(format!("service {name} runs another version than the generation in force: replacing it"));
             self.begin_stop(now, &name, After::Replace);
         }
+        // A task of a service the generation in force does not have (added by an apply
+        // that was cut short): stopped and forgotten, not left running unmanaged.
+        let orphans: Vec<(String, u32)> =
+            running.iter().filter(|(n, _)| !self.services.contains_key(*n)).map(|(n, p)| (n.clone(), *p)).collect();
+        for (name, pid) in orphans {
+            self.say(format!("service {name} runs but is not in the generation in force: stopping it"));
+            let plan = super::Plan {
+                name: name.clone(),
+                stop_signal: libc::SIGTERM,
+                stop_timeout: std::time::Duration::from_secs(10),
+                ..Default::default()
+            };
+            let mut svc = super::Svc::new(plan);
+            svc.state = State::Running { pid, ready: true, deadline: None };
+            self.services.insert(name.clone(), svc);
+            self.out.push(Effect::Wait { name: name.clone(), pid });
+            self.begin_stop(now, &name, After::Remove);
+        }
     }
 
     /// Takes over the tasks that run and the states that must outlive a supervisor

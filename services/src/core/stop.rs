@@ -27,15 +27,12 @@ impl Core {
                 svc.state = State::Stopping { pid, then, kill_at: Some(kill_at), give_up_at: None, killed: false };
                 self.out.push(Effect::Signal { name: name.to_string(), signal });
             }
-            State::Starting { then: pending, .. } => *pending = Some(then),
-            // A shutdown or a removal wins over a stop already under way; a new version
-            // wins over anything but a shutdown or a stop by hand.
-            State::Stopping { then: current, .. } if matches!(then, After::Shutdown | After::Remove) => *current = then,
-            State::Stopping { then: current, .. }
-                if then == After::Replace && !matches!(current, After::Shutdown | After::Stop) =>
-            {
-                *current = then
+            State::Starting { then: pending, .. } => {
+                if pending.is_none_or(|current| then.wins_over(current)) {
+                    *pending = Some(then);
+                }
             }
+            State::Stopping { then: current, .. } if then.wins_over(*current) => *current = then,
             _ => {}
         }
     }

@@ -182,3 +182,84 @@ fn a_shutdown_ends_a_rollout() {
     let fx = h.input(Input::Shutdown);
     assert_eq!(outcome(&fx).map(|o| o.0), Some("rolled-back"));
 }
+
+#[test]
+fn a_held_service_whose_dependency_is_stopped_by_hand_rolls_back_instead_of_hanging() {
+    let mut h = up();
+    h.apply(desired(vec![v2(tcp(plan("db", &[]))), v2(plan("api", &["db"])), plan("web", &[])]));
+    h.exited("db", 1, 143);
+    h.started("db", 11);
+    let (reply, _) = h.cmd(Command::Stop("db".into()));
+    reply.expect("stop db by hand");
+    let fx = h.exited("db", 11, 143);
+    let p = progress(&fx);
+    assert!(p.contains(&("api".into(), "failed")) && p.contains(&("".into(), "rolling-back")), "{p:?}");
+}
+
+#[test]
+fn a_rollout_under_way_can_be_rolled_back_by_hand() {
+    let mut h = up();
+    let mut slow = v2(tcp(plan("db", &[])));
+    slow.start_timeout = Duration::from_secs(600);
+    h.apply(desired(vec![slow, plan("api", &["db"]), plan("web", &[])]));
+    h.exited("db", 1, 143);
+    h.started("db", 11);
+    let (reply, fx) = h.cmd(Command::Reject);
+    assert_eq!(reply, Ok("rolling generation 1 back".into()));
+    assert_eq!(signals(&fx), [("db", libc::SIGTERM)]);
+    h.exited("db", 11, 143);
+    h.started("db", 21);
+    let (kind, detail) = outcome(&h.ready("db", 21)).expect("final");
+    assert_eq!((kind, detail.as_str()), ("rolled-back", "rolled back by request"));
+    assert_eq!(h.cmd(Command::Reject).0, Err(Refused::Conflict("no generation is being applied or tentative".into())));
+}
+
+#[test]
+fn a_removal_still_starting_when_rolled_back_keeps_the_service() {
+    let mut h = up();
+    // web is restarting (in backoff, then starting) when an apply removes it.
+    h.exited("web", 3, 1);
+    h.advance(100);
+    assert!(matches!(h.state("web"), State::Starting { .. }));
+    let mut bad = tcp(plan("new", &[]));
+    bad.start_timeout = Duration::from_secs(1);
+    h.apply(desired(vec![tcp(plan("db", &[])), plan("api", &["db"]), bad]));
+    // "new" never gets ready: rolled back while web's start is still under way.
+    h.started("new", 30);
+    let fx = h.advance(1_000);
+    assert!(progress(&fx).contains(&("new".into(), "failed")), "{fx:?}");
+    h.started("web", 31);
+    assert!(h.core.state("web").is_some(), "web is in the generation rolled back to: not forgotten");
+    assert!(matches!(h.state("web"), State::Running { pid: 31, .. }), "{:?}", h.state("web"));
+}
+
+#[test]
+fn a_rollback_ends_only_once_what_it_removes_is_gone() {
+    let mut h = up();
+    let mut bad = tcp(plan("new", &[]));
+    bad.start_timeout = Duration::from_secs(1);
+    h.apply(desired(vec![tcp(plan("db", &[])), plan("api", &["db"]), plan("web", &[]), bad, plan("extra", &[])]));
+    h.started("new", 30);
+    h.started("extra", 40);
+    let fx = h.advance(1_000);
+    assert!(progress(&fx).contains(&("".into(), "rolling-back")), "{fx:?}");
+    assert_eq!(outcome(&h.exited("new", 30, 143)), None, "extra still stops");
+    let (kind, _) = outcome(&h.exited("extra", 40, 143)).expect("final once both are gone");
+    assert_eq!(kind, "rolled-back");
+}
+
+#[test]
+fn a_task_of_a_service_the_generation_in_force_lacks_is_stopped_after_a_restart() {
+    let old = desired(vec![tcp(plan("db", &[])), plan("api", &["db"]), plan("web", &[])]);
+    let running = BTreeMap::from([
+        ("db".to_string(), 1),
+        ("api".to_string(), 2),
+        ("web".to_string(), 3),
+        ("added".to_string(), 4),
+    ]);
+    let (mut h, fx) = H::resume(old, crate::state::Persisted { onboot_done: true, ..Default::default() }, running);
+    assert_eq!(signals(&fx), [("added", libc::SIGTERM)]);
+    line(&fx, "service added runs but is not in the generation in force");
+    h.exited("added", 4, 143);
+    assert!(h.core.state("added").is_none(), "forgotten once gone");
+}
