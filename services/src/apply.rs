@@ -91,6 +91,7 @@ impl Generations {
                 }
             }
         }
+        g.library.set_in_use(g.images_in_use());
         g
     }
 
@@ -170,15 +171,17 @@ impl Generations {
             detail: if d.reboot_required.is_empty() {
                 String::new()
             } else {
-                format!("not in effect until a reboot: {}", d.reboot_required.join(", "))
+                format!("{}: {}", crate::generations::NOT_IN_EFFECT, d.reboot_required.join(", "))
             },
             previous: self.store.current(),
             images: c.images.clone(),
             plan: d.services.iter().map(PlanEntry::from).collect(),
+            was_active: false,
         };
         self.store.begin(&record, &c.text).map_err(|e| Status::internal(format!("recording generation {id}: {e}")))?;
         let apply = Apply { generation: id, desired: c.desired.clone(), settle_ms, try_ms };
         self.before = Some((std::mem::replace(&mut self.running, c), false));
+        self.library.set_in_use(self.images_in_use());
         Ok((pb::PlanReply { current: record.previous, ..reply }, Some(apply)))
     }
 
@@ -200,12 +203,23 @@ impl Generations {
         if target == current {
             return Err(Status::failed_precondition(format!("generation {target} is already in force")));
         }
+        match self.store.record(target) {
+            Some(r) if r.was_active => {}
+            Some(r) => {
+                return Err(Status::failed_precondition(format!(
+                    "generation {target} was never in force ({}): nothing to go back to",
+                    r.result
+                )));
+            }
+            None => return Err(Status::not_found(format!("no generation {target} (this boot keeps the last 32)"))),
+        }
         let c = self.load(target).map_err(|e| Status::not_found(format!("generation {target}: {e}")))?;
         let d = self.diff(&c);
         let reply = pb::PlanReply { current, ..self.plan_reply(&c, &d) };
         let apply =
             Apply { generation: target, desired: c.desired.clone(), settle_ms: DEFAULT_SETTLE_MS, try_ms: None };
         self.before = Some((std::mem::replace(&mut self.running, c), true));
+        self.library.set_in_use(self.images_in_use());
         Ok((reply, apply))
     }
 
@@ -217,6 +231,7 @@ impl Generations {
                 let _ = self.store.mark(generation, "refused", why);
             }
         }
+        self.library.set_in_use(self.images_in_use());
     }
 
     /// A step of a rollout: to the streams, and the end of it to the record.
@@ -247,7 +262,8 @@ impl Generations {
         if let Err(e) = result {
             log::warn!("generation {}: {e}", p.generation);
         }
-        self.library.spawn_collect(self.images_in_use());
+        self.library.set_in_use(self.images_in_use());
+        self.library.spawn_collect();
     }
 
     /// Images a generation may still need: the one in force, the two before it (what a
@@ -258,11 +274,8 @@ impl Generations {
         if let Some((before, _)) = &self.before {
             keep.extend(before.images.values().cloned());
         }
-        let mut id = Some(self.store.current());
-        for _ in 0..3 {
-            let Some(record) = id.and_then(|i| self.store.record(i)) else { break };
+        for record in self.store.lineage() {
             keep.extend(record.images.values().cloned());
-            id = (record.id != 0).then_some(record.previous);
         }
         keep
     }

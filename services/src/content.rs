@@ -13,8 +13,8 @@ use containerd_client::services::v1::snapshots::{
     CommitSnapshotRequest, PrepareSnapshotRequest, RemoveSnapshotRequest, StatSnapshotRequest, ViewSnapshotRequest,
 };
 use containerd_client::services::v1::{
-    ApplyRequest, CreateImageRequest, DeleteContentRequest, DeleteImageRequest, Image, InfoRequest, ReadContentRequest,
-    WriteAction, WriteContentRequest,
+    AbortRequest, ApplyRequest, CreateImageRequest, DeleteContentRequest, DeleteImageRequest, Image, InfoRequest,
+    ReadContentRequest, WriteAction, WriteContentRequest,
 };
 use containerd_client::tonic::Code;
 use containerd_client::types::{Descriptor, Mount};
@@ -50,15 +50,32 @@ impl Containerd {
     }
 
     /// Writes one blob from `chunks`; containerd checks the size and digest at commit and
-    /// keeps nothing when they differ. True when the blob was there already.
+    /// keeps nothing when they differ (a write that fails is aborted, so no partial data
+    /// stays behind). True when the blob was there already.
     pub async fn write_blob(
         &self,
+        digest: &str,
+        size: u64,
+        chunks: impl tokio_stream::Stream<Item = Result<Vec<u8>, String>> + Unpin,
+    ) -> Result<bool, String> {
+        let reference = format!("hoist-upload-{digest}");
+        let result = self.write_blob_as(&reference, digest, size, chunks).await;
+        if result.is_err() {
+            let abort = AbortRequest { r#ref: reference };
+            let _ = self.content().abort(req(abort)).await;
+        }
+        result
+    }
+
+    async fn write_blob_as(
+        &self,
+        reference: &str,
         digest: &str,
         size: u64,
         mut chunks: impl tokio_stream::Stream<Item = Result<Vec<u8>, String>> + Unpin,
     ) -> Result<bool, String> {
         let (tx, rx) = tokio::sync::mpsc::channel::<WriteContentRequest>(4);
-        let reference = format!("hoist-upload-{digest}");
+        let reference = reference.to_string();
         let total = i64::try_from(size).map_err(|_| format!("size {size} too large"))?;
         let first = WriteContentRequest {
             action: WriteAction::Stat as i32,

@@ -284,6 +284,13 @@ impl<R: Runtime> Driver<R> {
             }
             Cmd::Rollback(target, tx) => {
                 if let Some(generation) = self.core.rollout_generation() {
+                    if target.is_some_and(|t| t != generation) {
+                        let _ = tx.send(Err(tonic::Status::failed_precondition(format!(
+                            "generation {generation} is being applied or is tentative: `hoist ctl rollback` without a \
+                             generation rolls it back"
+                        ))));
+                        return Vec::new();
+                    }
                     // The tentative generation (or the one under way) is what gets undone.
                     let progress = Some(self.generations.subscribe());
                     let (reply, fx) = self.core.command(now, Command::Reject);
@@ -300,6 +307,9 @@ impl<R: Runtime> Driver<R> {
             }
             Cmd::History(tx) => {
                 let _ = tx.send(self.generations.history());
+            }
+            Cmd::Busy(tx) => {
+                let _ = tx.send(self.core.rollout_generation());
             }
         }
         Vec::new()

@@ -18,6 +18,8 @@ use crate::diff::Change;
 
 /// Where the generations of this boot are kept.
 pub const DIR: &str = "/run/hoist/generations";
+/// How a record's detail starts when some of its keys wait for a reboot.
+pub const NOT_IN_EFFECT: &str = "not in effect until a reboot";
 /// Records kept at most (the oldest, other than 0 and the current one, are dropped).
 pub const KEEP: usize = 32;
 
@@ -39,6 +41,9 @@ pub struct Record {
     pub images: BTreeMap<String, String>,
     #[serde(default)]
     pub plan: Vec<PlanEntry>,
+    /// It was in force at some point (a rollback may go back to it).
+    #[serde(default)]
+    pub was_active: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,6 +100,7 @@ impl Store {
                 result: "active".into(),
                 detail: "built by hoist build".into(),
                 images: built_images,
+                was_active: true,
                 ..Default::default()
             };
             store.write_config(0, built_text)?;
@@ -131,7 +137,7 @@ impl Store {
     }
 
     pub fn record(&self, id: u64) -> Option<Record> {
-        let text = read_capped(&self.path(id, "json"), 1 << 20)?;
+        let text = read_capped(&self.path(id, "json"), 16 << 20)?;
         serde_json::from_str(&text).ok()
     }
 
@@ -193,16 +199,34 @@ impl Store {
             };
             self.mark(before, result, &detail)?;
         }
-        self.mark(id, "active", "")?;
+        let mut r = self.record(id).ok_or_else(|| std::io::Error::other(format!("no generation {id}")))?;
+        if !r.detail.starts_with(NOT_IN_EFFECT) {
+            r.detail.clear();
+        }
+        (r.result, r.was_active) = ("active".into(), true);
+        self.save(&r)?;
         self.set_current(id)
     }
 
-    /// Drops the oldest records past [`KEEP`], never 0 or the current one.
+    /// The generation in force and the two before it: what a rollback goes back to.
+    pub fn lineage(&self) -> Vec<Record> {
+        let mut out = Vec::new();
+        let mut id = Some(self.current());
+        while let Some(r) = id.and_then(|i| self.record(i)).filter(|_| out.len() < 3) {
+            id = (r.id != 0).then_some(r.previous);
+            out.push(r);
+        }
+        out
+    }
+
+    /// Drops the oldest records past [`KEEP`], never 0, one in flight, or the lineage.
     fn prune(&self) {
         let list = self.list();
-        let current = self.current();
+        let keep: Vec<u64> = self.lineage().iter().map(|r| r.id).collect();
         let extra = list.len().saturating_sub(KEEP);
-        for r in list.iter().filter(|r| r.id != 0 && r.id != current).take(extra) {
+        let droppable =
+            |r: &&Record| r.id != 0 && !keep.contains(&r.id) && !matches!(r.result.as_str(), "applying" | "tentative");
+        for r in list.iter().filter(droppable).take(extra) {
             let _ = std::fs::remove_file(self.path(r.id, "json"));
             let _ = std::fs::remove_file(self.path(r.id, "toml"));
         }
@@ -263,6 +287,25 @@ mod tests {
         assert_eq!(s.current(), 0);
         assert_eq!(s.record(1).expect("1").result, "rolled-back");
         assert_eq!(s.record(0).expect("0").result, "active");
+    }
+
+    #[test]
+    fn pruning_keeps_what_a_rollback_goes_back_to() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = store(dir.path());
+        s.begin(&Record { id: 1, result: "applying".into(), previous: 0, ..Default::default() }, "x").expect("1");
+        s.activate(1, false).expect("activate 1");
+        s.begin(&Record { id: 2, result: "applying".into(), previous: 1, ..Default::default() }, "x").expect("2");
+        s.activate(2, false).expect("activate 2");
+        assert!(s.record(2).expect("2").was_active);
+        assert_eq!(s.lineage().iter().map(|r| r.id).collect::<Vec<_>>(), [2, 1, 0]);
+        for id in 3..(KEEP as u64 + 10) {
+            s.begin(&Record { id, result: "rolled-back".into(), previous: 2, ..Default::default() }, "x").expect("n");
+        }
+        assert!(s.record(1).is_some(), "the generation before the current one is kept");
+        assert!(s.record(2).is_some() && s.record(0).is_some());
+        assert!(s.record(3).is_none(), "the oldest that failed goes first");
+        assert!(!s.record(KEEP as u64 + 9).expect("newest").was_active);
     }
 
     #[test]

@@ -48,6 +48,11 @@ pub struct Imported {
 pub struct Library {
     built: BTreeMap<String, ServiceImage>,
     imported: Mutex<BTreeMap<String, Imported>>,
+    /// Images the generations may still need, kept current by the driver.
+    in_use: Mutex<BTreeSet<String>>,
+    /// Images an apply has imported (or found held) and not yet handed to the core, with
+    /// how many applies hold each.
+    pinned: Mutex<BTreeMap<String, usize>>,
     /// One import (or collection) at a time.
     work: tokio::sync::Mutex<()>,
     dir: PathBuf,
@@ -84,6 +89,8 @@ impl Library {
         Library {
             built: crate::candidate::known_images(manifest),
             imported: Mutex::new(imported),
+            in_use: Mutex::new(BTreeSet::new()),
+            pinned: Mutex::new(BTreeMap::new()),
             work: tokio::sync::Mutex::new(()),
             dir: dir.to_path_buf(),
             client,
@@ -115,15 +122,19 @@ impl Library {
             return Err(format!("{asked} blobs asked about; at most {MAX_ASKED}"));
         }
         let client = self.client()?;
-        let mut missing = BTreeSet::new();
+        let mut asked = BTreeSet::new();
         for image in images.iter().filter(|i| !self.holds(&i.image)) {
             for blob in &image.blobs {
                 if !valid_digest(blob) {
                     return Err(format!("invalid blob digest {blob:?}: expected sha256:<64 lowercase hex>"));
                 }
-                if client.blob_size(blob).await.map_err(|e| e.to_string())?.is_none() {
-                    missing.insert(blob.clone());
-                }
+                asked.insert(blob.clone());
+            }
+        }
+        let mut missing = BTreeSet::new();
+        for blob in asked {
+            if client.blob_size(&blob).await.map_err(|e| e.to_string())?.is_none() {
+                missing.insert(blob);
             }
         }
         let held = images.iter().filter(|i| self.holds(&i.image)).map(|i| i.image.clone()).collect();
@@ -193,7 +204,7 @@ impl Library {
             }
             parent = name.clone();
         }
-        let view = format!("hoist-image-{}", &hex(image)[..16]);
+        let view = format!("hoist-image-{}", hex(image));
         let mounts = client.view(&view, &parent).await.map_err(|e| e.to_string())?;
         let rootfs = lower_dirs(&mounts)?;
         let target = containerd_client::types::Descriptor {
@@ -231,15 +242,46 @@ impl Library {
         Ok(())
     }
 
-    /// Removes every imported image not in `keep`, and what of it no kept image shares.
-    pub fn spawn_collect(self: &Arc<Self>, keep: BTreeSet<String>) {
-        let me = self.clone();
-        tokio::spawn(async move { me.collect(&keep).await });
+    /// What the generations may still need (the driver says so whenever that changes).
+    pub fn set_in_use(&self, images: BTreeSet<String>) {
+        *lock(&self.in_use) = images;
     }
 
-    pub async fn collect(&self, keep: &BTreeSet<String>) {
+    /// Holds `images` against collection until [`Library::unpin`]: an apply between its
+    /// import and the core taking it.
+    pub fn pin(&self, images: &BTreeSet<String>) {
+        let mut pinned = lock(&self.pinned);
+        for i in images {
+            *pinned.entry(i.clone()).or_default() += 1;
+        }
+    }
+
+    pub fn unpin(&self, images: &BTreeSet<String>) {
+        let mut pinned = lock(&self.pinned);
+        for i in images {
+            if let Some(n) = pinned.get_mut(i) {
+                *n -= 1;
+                if *n == 0 {
+                    pinned.remove(i);
+                }
+            }
+        }
+    }
+
+    /// Removes, in the background, every imported image that is neither in use nor pinned.
+    pub fn spawn_collect(self: &Arc<Self>) {
+        let me = self.clone();
+        tokio::spawn(async move { me.collect().await });
+    }
+
+    /// Removes every imported image that is neither in use nor pinned, with what of it no
+    /// kept image shares. What to keep is read under the same lock imports take, when the
+    /// collection runs, not when it was asked for.
+    pub async fn collect(&self) {
         let _one = self.work.lock().await;
         let Ok(client) = self.client() else { return };
+        let mut keep = lock(&self.in_use).clone();
+        keep.extend(lock(&self.pinned).keys().cloned());
         let (gone, kept): (Vec<Imported>, Vec<Imported>) = {
             let all = lock(&self.imported);
             all.values().cloned().partition(|r| !keep.contains(&r.image.digest))
@@ -256,16 +298,17 @@ impl Library {
             }
             let _ = client.remove_snapshot(&r.view).await;
         }
-        let mut chains: Vec<&String> = Vec::new();
+        // Children before parents: the deepest layers first, across every removed image.
+        let mut chains: Vec<(usize, &String)> = Vec::new();
         for r in &gone {
-            for c in r.chain.iter().rev() {
-                if !kept_chain.contains(c) && !chains.contains(&c) {
-                    chains.push(c);
+            for (depth, c) in r.chain.iter().enumerate() {
+                if !kept_chain.contains(c) && !chains.iter().any(|(_, x)| *x == c) {
+                    chains.push((depth, c));
                 }
             }
         }
-        // Children before parents: a longer chain's top first.
-        for c in chains {
+        chains.sort_by_key(|c| std::cmp::Reverse(c.0));
+        for (_, c) in chains {
             if let Err(e) = client.remove_snapshot(c).await {
                 log::warn!("{e}");
             }

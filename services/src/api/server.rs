@@ -36,6 +36,8 @@ pub enum Cmd {
     /// Roll back to a generation (none: the one before), or the tentative one back.
     Rollback(Option<u64>, oneshot::Sender<Result<Rollout, Status>>),
     History(oneshot::Sender<pb::HistoryReply>),
+    /// The generation being applied or tentative, if any.
+    Busy(oneshot::Sender<Option<u64>>),
 }
 
 /// A rollout under way: its generation, its plan, and its progress (none when there is
@@ -74,7 +76,14 @@ fn follow(r: Rollout) -> Stream_<pb::ApplyProgress> {
         loop {
             let p = match sub.recv().await {
                 Ok(p) if p.generation == generation => p,
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Ok(_) => continue,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    // The end may be among what was dropped: say so rather than wait forever.
+                    let lost =
+                        format!("{n} progress messages dropped (too slow); `hoist ctl history` shows the outcome");
+                    let _ = tx.send(Err(Status::data_loss(lost))).await;
+                    return;
+                }
                 Err(broadcast::error::RecvError::Closed) => return,
             };
             let last = is_final(&p);
@@ -129,6 +138,9 @@ pub struct ControlService {
     client: Arc<OnceLock<Containerd>>,
     exec_seq: Arc<AtomicU64>,
     library: Arc<crate::images::Library>,
+    /// Uploads at once, and the bytes they announced.
+    uploads: Arc<tokio::sync::Semaphore>,
+    reserved: Arc<AtomicU64>,
 }
 
 type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -140,7 +152,15 @@ impl ControlService {
         client: Arc<OnceLock<Containerd>>,
         library: Arc<crate::images::Library>,
     ) -> Self {
-        ControlService { cmds, events, client, exec_seq: Arc::new(AtomicU64::new(0)), library }
+        ControlService {
+            cmds,
+            events,
+            client,
+            exec_seq: Arc::new(AtomicU64::new(0)),
+            library,
+            uploads: Arc::new(tokio::sync::Semaphore::new(super::blobs::MAX_UPLOADS)),
+            reserved: Arc::new(AtomicU64::new(0)),
+        }
     }
 
     /// Asks the state owner, within [`ASK_DEADLINE`].
@@ -269,11 +289,28 @@ impl Control for ControlService {
 
     async fn apply(&self, r: Request<pb::ApplyRequest>) -> Result<Response<Self::ApplyStream>, Status> {
         let req = Box::new(r.into_inner());
-        // Images sent for this apply are unpacked first; the rollout needs them all.
+        // What is cheap to refuse is refused before any image is unpacked.
+        if let Err(e) = hoist_config::parse(&req.config, if req.file.is_empty() { "host.toml" } else { &req.file }) {
+            return Err(Status::invalid_argument(e.to_string()));
+        }
+        if let Some(g) = self.ask(Cmd::Busy).await? {
+            return Err(Status::aborted(format!(
+                "generation {g} is being applied or is tentative; one apply at a time"
+            )));
+        }
+        // Images sent for this apply are unpacked first; the rollout needs them all. They
+        // are pinned against collection until the core has taken the generation.
         let manifests: BTreeMap<String, String> = req.manifests.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let names = image_names(&req);
-        self.library.ensure(&manifests, &names).await.map_err(Status::invalid_argument)?;
-        Ok(Response::new(follow(self.ask(|tx| Cmd::Apply(req, tx)).await??)))
+        let pinned: std::collections::BTreeSet<String> = req.images.values().cloned().collect();
+        self.library.pin(&pinned);
+        let started = async {
+            self.library.ensure(&manifests, &names).await.map_err(Status::invalid_argument)?;
+            self.ask(|tx| Cmd::Apply(req, tx)).await?
+        };
+        let started = started.await;
+        self.library.unpin(&pinned);
+        Ok(Response::new(follow(started?)))
     }
 
     async fn confirm(&self, _: Request<pb::ConfirmRequest>) -> Result<Response<pb::ActionReply>, Status> {
@@ -304,15 +341,26 @@ impl Control for ControlService {
     ) -> Result<Response<pb::UploadBlobReply>, Status> {
         use tokio_stream::StreamExt;
         let mut stream = r.into_inner();
-        let first = stream.next().await.ok_or_else(|| Status::invalid_argument("upload: no chunk"))??;
+        let idle = super::blobs::IDLE;
+        let first = tokio::time::timeout(idle, stream.next())
+            .await
+            .map_err(|_| Status::deadline_exceeded(format!("upload: no data for {idle:?}")))?
+            .ok_or_else(|| Status::invalid_argument("upload: no chunk"))??;
         let (digest, size) = (first.digest.clone(), first.size);
         if !crate::images::valid_digest(&digest) {
             return Err(Status::invalid_argument(format!("invalid blob digest {digest:?}")));
         }
-        super::blobs::check_room(size)?;
+        let _slot = self.uploads.clone().try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!("{} uploads run already; try again", super::blobs::MAX_UPLOADS))
+        })?;
+        let _room = super::blobs::Reservation::take(&self.reserved, size)?;
         let client = self.client.get().ok_or_else(|| Status::unavailable("containerd is not answering yet"))?;
-        let chunks = tokio_stream::once(Ok(first.data))
-            .chain(stream.map(|c| c.map(|c| c.data).map_err(|s| format!("upload cut: {}", s.message()))));
+        let rest = stream.timeout(idle).map(move |c| match c {
+            Ok(Ok(c)) => Ok(c.data),
+            Ok(Err(s)) => Err(format!("upload cut: {}", s.message())),
+            Err(_) => Err(format!("upload stalled: no data for {idle:?}")),
+        });
+        let chunks = tokio_stream::once(Ok(first.data)).chain(rest);
         let existed =
             client.write_blob(&digest, size, Box::pin(chunks)).await.map_err(|e| super::blobs::refused(&digest, e))?;
         Ok(Response::new(pb::UploadBlobReply { digest, size, existed }))

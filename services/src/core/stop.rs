@@ -27,10 +27,8 @@ impl Core {
                 svc.state = State::Stopping { pid, then, kill_at: Some(kill_at), give_up_at: None, killed: false };
                 self.out.push(Effect::Signal { name: name.to_string(), signal });
             }
-            State::Starting { then: pending, .. } => {
-                if pending.is_none_or(|current| then.wins_over(current)) {
-                    *pending = Some(then);
-                }
+            State::Starting { then: pending, .. } if pending.is_none_or(|current| then.wins_over(current)) => {
+                *pending = Some(then)
             }
             State::Stopping { then: current, .. } if then.wins_over(*current) => *current = then,
             _ => {}
