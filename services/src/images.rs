@@ -31,6 +31,14 @@ const MAX_JSON: u64 = 4 << 20;
 const MAX_LAYERS: usize = 128;
 /// Most blobs one MissingBlobs request may ask about.
 const MAX_ASKED: usize = 4096;
+/// Where containerd keeps content and snapshots, and what must stay free there after a
+/// layer is unpacked.
+const CONTAINERD_ROOT: &str = "/var/lib/containerd";
+const MIN_FREE: u64 = 64 << 20;
+
+fn free_bytes(path: &str) -> Option<u64> {
+    nix::sys::statvfs::statvfs(path).ok().map(|s| s.blocks_available().saturating_mul(s.fragment_size()))
+}
 
 /// One imported image and everything of it in containerd.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -201,6 +209,13 @@ impl Library {
                     "layer {}: uncompressed content is {applied}, the config's diff_id says {diff_id}",
                     layer.digest
                 ));
+            }
+            // A small compressed layer may unpack into a great deal (RAM, without a disk).
+            if let Some(free) = free_bytes(CONTAINERD_ROOT)
+                && free < MIN_FREE
+            {
+                let _ = client.remove_snapshot(name).await;
+                return Err(format!("layer {}: unpacked, it leaves {free} bytes free; refused", layer.digest));
             }
             parent = name.clone();
         }
