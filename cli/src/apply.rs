@@ -67,7 +67,10 @@ fn millis(d: Option<Duration>) -> u64 {
 }
 
 pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
-    let config = match hoist_config::load(&args.file) {
+    let file = args.file.display().to_string();
+    // Read once: what is validated here is what the host gets.
+    let bytes = std::fs::read(&args.file).with_context(|| file.clone())?;
+    let config = match hoist_config::load_bytes(&args.file, &bytes) {
         Ok(config) => config,
         Err(e) => {
             // Already `file:line:column: key: message`, as `hoist check` prints it.
@@ -75,8 +78,7 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let file = args.file.display().to_string();
-    let text = std::fs::read_to_string(&args.file).with_context(|| file.clone())?;
+    let text = String::from_utf8(bytes).with_context(|| file.clone())?;
     // The plan needs digests only; blobs are listed (and hashed) only to be sent.
     let resolved = resolve_images(&containers(&config), |source| resolve(source, !args.plan), &mut std::io::stderr())?;
     let request = pb::ApplyRequest {

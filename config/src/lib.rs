@@ -114,7 +114,14 @@ use error::Source;
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let file = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|source| ConfigError::Io { file: file.clone(), cause: source })?;
-    let text = error::utf8(&file, &bytes)?;
+    load_bytes(path, &bytes)
+}
+
+/// [`load`] of bytes already read from `path`: a caller that also sends the text (`hoist
+/// apply`) validates exactly what it sends.
+pub fn load_bytes(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
+    let file = path.display().to_string();
+    let text = error::utf8(&file, bytes)?;
     let mut config = parse(text, &file)?;
     let base = path.parent().unwrap_or(Path::new(""));
     for service in config.service.values_mut() {
