@@ -14,7 +14,7 @@ use containerd_client::services::v1::snapshots::{
 };
 use containerd_client::services::v1::{
     AbortRequest, ApplyRequest, CreateImageRequest, DeleteContentRequest, DeleteImageRequest, Image, InfoRequest,
-    ReadContentRequest, WriteAction, WriteContentRequest,
+    ListContentRequest, ReadContentRequest, WriteAction, WriteContentRequest,
 };
 use containerd_client::tonic::Code;
 use containerd_client::types::{Descriptor, Mount};
@@ -166,6 +166,24 @@ impl Containerd {
             }
         }
         Ok(data)
+    }
+
+    /// Every blob hoist wrote (labelled a GC root by hoist): digest and when it was last
+    /// written, in seconds since the epoch.
+    pub async fn own_blobs(&self) -> Result<Vec<(String, i64)>, ClientError> {
+        let filter = format!("labels.\"{GC_ROOT}\"==hoist");
+        let mut stream = self
+            .content()
+            .list(req(ListContentRequest { filters: vec![filter] }))
+            .await
+            .map_err(|s| rpc("content list", "", s))?
+            .into_inner();
+        let mut out = Vec::new();
+        while let Some(part) = stream.next().await {
+            let part = part.map_err(|s| rpc("content list", "", s))?;
+            out.extend(part.info.into_iter().map(|i| (i.digest, i.updated_at.map_or(0, |t| t.seconds))));
+        }
+        Ok(out)
     }
 
     pub async fn delete_blob(&self, digest: &str) {

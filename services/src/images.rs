@@ -301,6 +301,7 @@ impl Library {
             let all = lock(&self.imported);
             all.values().cloned().partition(|r| !keep.contains(&r.image.digest))
         };
+        self.sweep(client, &kept).await;
         if gone.is_empty() {
             return;
         }
@@ -337,6 +338,33 @@ impl Library {
             crate::say(&format!("image {} removed: no kept generation uses it", r.image.source));
         }
     }
+}
+
+impl Library {
+    /// Blobs sent for an apply that never came (the client went away between upload and
+    /// apply), once they are [`SWEEP_AFTER_SECS`] old: nothing else would ever free them.
+    async fn sweep(&self, client: &Containerd, kept: &[Imported]) {
+        let Ok(own) = client.own_blobs().await else { return };
+        let mut used: BTreeSet<String> = kept.iter().flat_map(|r| r.blobs.iter().cloned()).collect();
+        let all: Vec<String> = lock(&self.imported).values().flat_map(|r| r.blobs.iter().cloned()).collect();
+        used.extend(all);
+        let now = crate::generations::now_unix();
+        for digest in stale_blobs(&own, &used, now) {
+            client.delete_blob(&digest).await;
+            log::info!("blob {digest}: sent {SWEEP_AFTER_SECS} s ago or more for an apply that never came; removed");
+        }
+    }
+}
+
+/// How long a sent blob may wait for the apply that uses it.
+pub const SWEEP_AFTER_SECS: i64 = 600;
+
+/// The blobs of `own` that no image uses and that were written long enough ago.
+fn stale_blobs(own: &[(String, i64)], used: &BTreeSet<String>, now: i64) -> Vec<String> {
+    own.iter()
+        .filter(|(d, written)| !used.contains(d) && now.saturating_sub(*written) >= SWEEP_AFTER_SECS)
+        .map(|(d, _)| d.clone())
+        .collect()
 }
 
 #[derive(Debug, Deserialize)]
@@ -495,6 +523,14 @@ mod tests {
 
     const A: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     const B: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    #[test]
+    fn only_old_blobs_no_image_uses_are_swept() {
+        let own = vec![(A.to_string(), 1_000), (B.to_string(), 1_000), ("sha256:c".to_string(), 1_500)];
+        let used = BTreeSet::from([A.to_string()]);
+        assert_eq!(stale_blobs(&own, &used, 1_000 + SWEEP_AFTER_SECS), [B]);
+        assert!(stale_blobs(&own, &used, 1_000 + SWEEP_AFTER_SECS - 1).is_empty(), "too young");
+    }
 
     #[test]
     fn chain_ids_follow_the_oci_rule() {

@@ -332,6 +332,9 @@ impl Control for ControlService {
         &self,
         r: Request<pb::MissingBlobsRequest>,
     ) -> Result<Response<pb::MissingBlobsReply>, Status> {
+        // Each apply that sends images starts here: a good time to drop what earlier ones
+        // sent and never used.
+        self.library.spawn_collect();
         Ok(Response::new(self.library.missing(&r.into_inner().images).await.map_err(Status::invalid_argument)?))
     }
 
