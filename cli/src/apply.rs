@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use hoist_api::pb;
-use hoist_config::ImageSource;
+use hoist_config::{Container, ImageSource};
 use hoist_images::oci::{self, Transfer};
 
 use crate::conn::{Conn, status_err};
@@ -80,7 +80,8 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     };
     let text = String::from_utf8(bytes).with_context(|| file.clone())?;
     // The plan needs digests only; blobs are listed (and hashed) only to be sent.
-    let resolved = resolve_images(&containers(&config), |source| resolve(source, !args.plan), &mut std::io::stderr())?;
+    let containers: Vec<Container<'_>> = config.containers().collect();
+    let resolved = resolve_images(&containers, |source| resolve(source, !args.plan), &mut std::io::stderr())?;
     let request = pb::ApplyRequest {
         config: text,
         file,
@@ -129,22 +130,6 @@ async fn apply(args: &ApplyArgs, request: pb::ApplyRequest, transfers: &[Transfe
     }
     let stream = c.apply(request).await.map_err(status_err)?.into_inner();
     rollout::follow(stream, args.json, args.allow_reboot).await
-}
-
-/// A container the config runs: a service or an onboot/onshutdown one-shot.
-struct Container<'a> {
-    kind: &'static str,
-    name: &'a str,
-    image: &'a ImageSource,
-}
-
-fn containers(config: &hoist_config::Config) -> Vec<Container<'_>> {
-    let mut list: Vec<_> =
-        config.service.iter().map(|(name, s)| Container { kind: "service", name, image: &s.image }).collect();
-    for (kind, oneshots) in [("onboot", &config.onboot), ("onshutdown", &config.onshutdown)] {
-        list.extend(oneshots.iter().map(|o| Container { kind, name: &o.name, image: &o.image }));
-    }
-    list
 }
 
 /// What one image source resolved to.
@@ -230,9 +215,9 @@ mod tests {
         let web = ImageSource::Dir { dir: "/images/web".into() };
         let base = ImageSource::Dir { dir: "/images/base".into() };
         let list = [
-            Container { kind: "service", name: "api", image: &base },
-            Container { kind: "service", name: "web", image: &web },
-            Container { kind: "onboot", name: "migrate", image: &base },
+            Container { kind: "service", name: "api", image: &base, user: None },
+            Container { kind: "service", name: "web", image: &web, user: None },
+            Container { kind: "onboot", name: "migrate", image: &base, user: None },
         ];
         let mut imported = Vec::new();
         let mut log = Vec::new();

@@ -28,6 +28,31 @@ pub struct Config {
     pub logs: Logs,
 }
 
+/// One container the config runs: a service or an onboot/onshutdown one-shot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Container<'a> {
+    /// "service", "onboot" or "onshutdown", for messages.
+    pub kind: &'static str,
+    pub name: &'a str,
+    pub image: &'a ImageSource,
+    /// (uid, gid) the config sets; None: the image's user.
+    pub user: Option<(u32, u32)>,
+}
+
+impl Config {
+    /// Every container, services first (by name), then the onboot and onshutdown stages
+    /// in file order: what the builder imports, and what an apply must find images for.
+    pub fn containers(&self) -> impl Iterator<Item = Container<'_>> {
+        let services =
+            self.service.iter().map(|(n, s)| Container { kind: "service", name: n, image: &s.image, user: s.user });
+        let stages =
+            [("onboot", &self.onboot), ("onshutdown", &self.onshutdown)].into_iter().flat_map(|(kind, list)| {
+                list.iter().map(move |o| Container { kind, name: &o.name, image: &o.image, user: o.user })
+            });
+        services.chain(stages)
+    }
+}
+
 /// `[logs]`: how much output is kept per source (a service, the supervisor).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Logs {
@@ -173,5 +198,32 @@ impl Service {
             capabilities: Capabilities::default(),
             binds: Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn containers_are_services_by_name_then_stages_in_file_order() {
+        let text = r#"
+version = 1
+[service.web]
+image = "oci:/i"
+user = "1:2"
+[service.api]
+image = "oci:/i"
+[[onshutdown]]
+name = "flush"
+image = "oci:/j"
+[[onboot]]
+name = "migrate"
+image = "oci:/j"
+"#;
+        let config = crate::parse(text, "host.toml").expect("valid");
+        let got: Vec<String> = config.containers().map(|c| format!("{} {} {:?}", c.kind, c.name, c.user)).collect();
+        assert_eq!(
+            got,
+            ["service api None", "service web Some((1, 2))", "onboot migrate None", "onshutdown flush None"]
+        );
     }
 }

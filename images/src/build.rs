@@ -118,17 +118,12 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport
     let mut manifest = BuildManifest { kernel_release: release.clone(), ..Default::default() };
     let mut services = BTreeMap::new();
     let mut unpacked: BTreeMap<String, String> = BTreeMap::new();
-    let containers = config
-        .service
-        .iter()
-        .map(|(name, s)| (name, &s.image, s.user))
-        .chain(config.onboot.iter().chain(&config.onshutdown).map(|o| (&o.name, &o.image, o.user)));
-    for (name, image_source, config_user) in containers {
+    for hoist_config::Container { name, image: image_source, user: config_user, .. } in config.containers() {
         let step = format!("image {name}");
         progress.begin(&step);
         let source = image_source.describe();
         let image = oci::import(image_source).map_err(|e| BuildError::Image {
-            service: name.clone(),
+            service: name.to_string(),
             image: source.clone(),
             cause: Box::new(e),
         })?;
@@ -138,9 +133,9 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport
             tree.graft(rootfs.trim_start_matches('/'), &image.rootfs);
             unpacked.insert(image.digest.clone(), rootfs.clone());
         }
-        manifest.service.insert(name.clone(), manifest_entry(name, &source, &image, rootfs, config_user)?);
+        manifest.service.insert(name.to_string(), manifest_entry(name, &source, &image, rootfs, config_user)?);
         progress.end(&step, &format!("{} files, {}", image.rootfs.len(), image.digest));
-        services.insert(name.clone(), image.digest);
+        services.insert(name.to_string(), image.digest);
     }
     tree.insert_file(paths::BUILD_MANIFEST, 0o644, manifest.to_toml().into_bytes());
 

@@ -46,6 +46,11 @@ pub enum Missing {
     Allow,
 }
 
+/// The name a request's config goes by in errors: the client's file name, if it gave one.
+pub fn file_name(file: &str) -> &str {
+    if file.is_empty() { "host.toml" } else { file }
+}
+
 /// Validates `text` and finds every image; the error says what and where.
 pub fn make(
     text: &str,
@@ -55,18 +60,12 @@ pub fn make(
     kernel_release: &str,
     missing: Missing,
 ) -> Result<Candidate, String> {
-    let file = if file.is_empty() { "host.toml" } else { file };
+    let file = file_name(file);
     let config = hoist_config::parse(text, file).map_err(|e| e.to_string())?;
     let table: toml::Table = text.parse().map_err(|e| format!("{file}: {e}"))?;
     let mut manifest = BuildManifest { kernel_release: kernel_release.to_string(), ..Default::default() };
-    let containers = config
-        .service
-        .iter()
-        .map(|(n, s)| (n, &s.image, s.user, "service"))
-        .chain(config.onboot.iter().map(|o| (&o.name, &o.image, o.user, "onboot")))
-        .chain(config.onshutdown.iter().map(|o| (&o.name, &o.image, o.user, "onshutdown")));
     let mut used = BTreeMap::new();
-    for (name, source, user, what) in containers {
+    for hoist_config::Container { kind: what, name, image: source, user } in config.containers() {
         let source = source.describe();
         let Some(digest) = images.get(name) else {
             return Err(format!("{what} {name}: the request gives no image digest for it ({source})"));
@@ -93,8 +92,8 @@ pub fn make(
                 image.user
             ));
         }
-        manifest.service.insert(name.clone(), ServiceImage { source, ..image.clone() });
-        used.insert(name.clone(), digest.clone());
+        manifest.service.insert(name.to_string(), ServiceImage { source, ..image.clone() });
+        used.insert(name.to_string(), digest.clone());
     }
     let desired = Desired::from_config(&config, &manifest);
     Ok(Candidate { text: text.to_string(), table, digest: crate::generations::digest(text), images: used, desired })

@@ -290,9 +290,8 @@ impl Control for ControlService {
     async fn apply(&self, r: Request<pb::ApplyRequest>) -> Result<Response<Self::ApplyStream>, Status> {
         let req = Box::new(r.into_inner());
         // What is cheap to refuse is refused before any image is unpacked.
-        if let Err(e) = hoist_config::parse(&req.config, if req.file.is_empty() { "host.toml" } else { &req.file }) {
-            return Err(Status::invalid_argument(e.to_string()));
-        }
+        let config = hoist_config::parse(&req.config, crate::candidate::file_name(&req.file))
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         if let Some(g) = self.ask(Cmd::Busy).await? {
             return Err(Status::aborted(format!(
                 "generation {g} is being applied or is tentative; one apply at a time"
@@ -301,7 +300,7 @@ impl Control for ControlService {
         // Images sent for this apply are unpacked first; the rollout needs them all. They
         // are pinned against collection until the core has taken the generation.
         let manifests: BTreeMap<String, String> = req.manifests.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let names = image_names(&req);
+        let names = image_names(&config, &req.images);
         let pinned: std::collections::BTreeSet<String> = req.images.values().cloned().collect();
         self.library.pin(&pinned);
         let started = async {
@@ -379,14 +378,11 @@ impl Control for ControlService {
 }
 
 /// Image digest -> the image source as the config names it (the record containerd lists).
-fn image_names(req: &pb::ApplyRequest) -> BTreeMap<String, String> {
-    let Ok(config) = hoist_config::parse(&req.config, &req.file) else { return BTreeMap::new() };
-    let sources = config
-        .service
-        .iter()
-        .map(|(n, s)| (n, s.image.describe()))
-        .chain(config.onboot.iter().chain(&config.onshutdown).map(|o| (&o.name, o.image.describe())));
-    sources.filter_map(|(name, source)| Some((req.images.get(name)?.clone(), source))).collect()
+fn image_names(
+    config: &hoist_config::Config,
+    digests: &std::collections::HashMap<String, String>,
+) -> BTreeMap<String, String> {
+    config.containers().filter_map(|c| Some((digests.get(c.name)?.clone(), c.image.describe()))).collect()
 }
 
 /// At most `max` bytes of the file, and whether there was more.
