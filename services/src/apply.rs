@@ -91,7 +91,7 @@ impl Generations {
                 }
             }
         }
-        g.library.set_in_use(g.images_in_use());
+        g.publish_in_use();
         g
     }
 
@@ -181,7 +181,7 @@ impl Generations {
         self.store.begin(&record, &c.text).map_err(|e| Status::internal(format!("recording generation {id}: {e}")))?;
         let apply = Apply { generation: id, desired: c.desired.clone(), settle_ms, try_ms };
         self.before = Some((std::mem::replace(&mut self.running, c), false));
-        self.library.set_in_use(self.images_in_use());
+        self.publish_in_use();
         Ok((pb::PlanReply { current: record.previous, ..reply }, Some(apply)))
     }
 
@@ -219,7 +219,7 @@ impl Generations {
         let apply =
             Apply { generation: target, desired: c.desired.clone(), settle_ms: DEFAULT_SETTLE_MS, try_ms: None };
         self.before = Some((std::mem::replace(&mut self.running, c), true));
-        self.library.set_in_use(self.images_in_use());
+        self.publish_in_use();
         Ok((reply, apply))
     }
 
@@ -231,7 +231,7 @@ impl Generations {
                 let _ = self.store.mark(generation, "refused", why);
             }
         }
-        self.library.set_in_use(self.images_in_use());
+        self.publish_in_use();
     }
 
     /// A step of a rollout: to the streams, and the end of it to the record.
@@ -262,8 +262,14 @@ impl Generations {
         if let Err(e) = result {
             log::warn!("generation {}: {e}", p.generation);
         }
-        self.library.set_in_use(self.images_in_use());
+        self.publish_in_use();
         self.library.spawn_collect();
+    }
+
+    /// Tells the image library what [`Generations::images_in_use`] is now, after every
+    /// change of what runs, what runs before, or the lineage.
+    fn publish_in_use(&self) {
+        self.library.set_in_use(self.images_in_use());
     }
 
     /// Images a generation may still need: the one in force, the two before it (what a

@@ -59,7 +59,9 @@ pub fn diff(
             continue;
         }
         let mut keys = Vec::new();
-        changed_keys(service(old_text, name), service(new_text, name), "", &mut keys);
+        let empty = toml::Value::Table(toml::Table::new());
+        let (a, b) = (service(old_text, name).unwrap_or(&empty), service(new_text, name).unwrap_or(&empty));
+        changed_keys(a, b, "", &mut keys);
         if old_images.get(name) != new_images.get(name) && !keys.iter().any(|k| k == "image") {
             keys.insert(0, "image".to_string());
         }
@@ -84,12 +86,9 @@ pub fn diff(
     PlanDiff { services, reboot_required }
 }
 
-fn service<'a>(config: &'a toml::Table, name: &str) -> &'a toml::Value {
-    static EMPTY: std::sync::OnceLock<toml::Value> = std::sync::OnceLock::new();
-    config
-        .get("service")
-        .and_then(|s| s.get(name))
-        .unwrap_or_else(|| EMPTY.get_or_init(|| toml::Value::Table(toml::Table::new())))
+/// The `[service.NAME]` table of a config, if it has one.
+fn service<'a>(config: &'a toml::Table, name: &str) -> Option<&'a toml::Value> {
+    config.get("service")?.get(name)
 }
 
 /// Dotted keys below `prefix` whose values differ; tables are compared key by key, any

@@ -9,7 +9,8 @@
 //! Console lines are read with the grammar that printed them (`hoist_guest::console::Line`:
 //! [`wait_line`], [`line_index`], [`count_lines`], [`outcome`]); only lines outside that
 //! contract (service output, free-text supervisor and PID 1 lines) are matched as text.
-//! The control API is reached through `hoist_api`.
+//! The control API is reached through `hoist_api`; [`host::Host`] drives a booted host
+//! through the real `hoist` CLI (apply, ctl) for the apply tests.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

@@ -19,7 +19,8 @@
 //! verified against its descriptor; a docker archive's config and layer members as they are,
 //! under an OCI manifest made for them. A plain directory cannot be sent.
 //!
-//! **Create** ([`create_oci_layout`]) writes a one-image, one-layer OCI layout from a tree,
+//! **Create** ([`create_oci_layout`]) writes a one-image, one-layer OCI layout from a tree
+//! ([`create_layered_oci_layout`]: one layer per tree, so images can share lower layers),
 //! byte-for-byte reproducible: sorted entries, mtime 0, no user names, gzip without name or
 //! time, JSON with a fixed field order.
 //!

@@ -51,7 +51,7 @@ pub struct Rollout {
 
 /// The end of a rollout, for the stream that follows it.
 fn is_final(p: &pb::ApplyProgress) -> bool {
-    p.service.is_empty() && matches!(p.kind.as_str(), "done" | "tentative" | "rolled-back" | "confirmed")
+    p.service.is_empty() && crate::core::FINAL_KINDS.contains(&p.kind.as_str())
 }
 
 /// The plan, then the rollout's progress until its end.

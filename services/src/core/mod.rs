@@ -30,7 +30,7 @@ pub use crate::plan::{Desired, Plan, Stage};
 use hoist_guest::console::Line;
 
 use crate::state::Persisted;
-pub use rollout::{Apply, Progress};
+pub use rollout::{Apply, FINAL_KINDS, Progress};
 pub use view::{Event, ServiceView};
 
 /// CLOCK_BOOTTIME milliseconds: keeps counting across supervisor restarts, ignores

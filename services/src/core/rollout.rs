@@ -33,11 +33,13 @@ pub struct Progress {
     pub detail: String,
 }
 
+/// The kinds that end a rollout's progress: the generation is in use (`done`,
+/// `confirmed`), waits for confirmation (`tentative`), or was undone (`rolled-back`).
+pub const FINAL_KINDS: [&str; 4] = ["done", "tentative", "rolled-back", "confirmed"];
+
 impl Progress {
-    /// The generation is in use (`done`), waits for confirmation (`tentative`), or was
-    /// undone (`rolled-back`).
     pub fn is_final(&self) -> bool {
-        self.service.is_empty() && matches!(self.kind, "done" | "tentative" | "rolled-back" | "confirmed")
+        self.service.is_empty() && FINAL_KINDS.contains(&self.kind)
     }
 }
 
