@@ -31,6 +31,21 @@ fn root_label() -> HashMap<String, String> {
     HashMap::from([(GC_ROOT.to_string(), "hoist".to_string())])
 }
 
+/// containerd's answer to one message of a write: go on (`None`), or the blob is there
+/// already (`Some(true)`).
+fn answer<T>(reply: Option<Result<T, containerd_client::tonic::Status>>, digest: &str) -> Result<Option<bool>, String> {
+    match reply {
+        Some(Ok(_)) => Ok(None),
+        Some(Err(s)) if s.code() == Code::AlreadyExists => Ok(Some(true)),
+        Some(Err(s)) => Err(rpc("content write", digest, s).to_string()),
+        None => Err(format!("content write {digest}: stream ended early")),
+    }
+}
+
+fn closed(digest: &str) -> String {
+    format!("content write {digest}: containerd closed the stream")
+}
+
 impl Containerd {
     fn content(&self) -> ContentClient<containerd_client::tonic::transport::Channel> {
         ContentClient::new(self.channel.clone())
@@ -74,74 +89,46 @@ impl Containerd {
         size: u64,
         mut chunks: impl tokio_stream::Stream<Item = Result<Vec<u8>, String>> + Unpin,
     ) -> Result<bool, String> {
-        let (tx, rx) = tokio::sync::mpsc::channel::<WriteContentRequest>(4);
-        let reference = reference.to_string();
         let total = i64::try_from(size).map_err(|_| format!("size {size} too large"))?;
-        let first = WriteContentRequest {
-            action: WriteAction::Stat as i32,
-            r#ref: reference.clone(),
+        let message = |action: WriteAction, offset: u64, data: Vec<u8>| WriteContentRequest {
+            action: action as i32,
+            r#ref: reference.to_string(),
             total,
             expected: digest.to_string(),
-            ..Default::default()
+            offset: offset as i64,
+            data,
+            labels: if action == WriteAction::Commit { root_label() } else { HashMap::new() },
         };
-        tx.send(first).await.map_err(|e| e.to_string())?;
-        let mut responses = match self.content().write(req(tokio_stream::wrappers::ReceiverStream::new(rx))).await {
+        // The first message opens the write; containerd answers each message in turn.
+        let (tx, rx) = tokio::sync::mpsc::channel::<WriteContentRequest>(4);
+        tx.send(message(WriteAction::Stat, 0, Vec::new())).await.map_err(|e| e.to_string())?;
+        let mut answers = match self.content().write(req(tokio_stream::wrappers::ReceiverStream::new(rx))).await {
             Ok(r) => r.into_inner(),
             Err(s) if s.code() == Code::AlreadyExists => return Ok(true),
             Err(s) => return Err(rpc("content write", digest, s).to_string()),
         };
-        let next = |r: Option<Result<_, containerd_client::tonic::Status>>| match r {
-            Some(Ok(resp)) => Ok(resp),
-            Some(Err(s)) if s.code() == Code::AlreadyExists => Err(None),
-            Some(Err(s)) => Err(Some(rpc("content write", digest, s).to_string())),
-            None => Err(Some(format!("content write {digest}: stream ended early"))),
-        };
-        let exists = |e: Option<String>| match e {
-            None => Ok(true),
-            Some(e) => Err(e),
-        };
-        if let Err(e) = next(responses.next().await) {
-            return exists(e);
+        if let Some(existed) = answer(answers.next().await, digest)? {
+            return Ok(existed);
         }
         // Start from 0: a write left half done by an earlier attempt is truncated.
         let mut offset: u64 = 0;
         while let Some(chunk) = chunks.next().await {
             let data = chunk?;
+            let at = offset;
             offset += data.len() as u64;
             if offset > size {
                 return Err(format!("blob {digest}: more than the {size} bytes announced"));
             }
-            let write = WriteContentRequest {
-                action: WriteAction::Write as i32,
-                r#ref: reference.clone(),
-                total,
-                expected: digest.to_string(),
-                offset: (offset - data.len() as u64) as i64,
-                data,
-                ..Default::default()
-            };
-            tx.send(write).await.map_err(|_| format!("content write {digest}: containerd closed the stream"))?;
-            if let Err(e) = next(responses.next().await) {
-                return exists(e);
+            tx.send(message(WriteAction::Write, at, data)).await.map_err(|_| closed(digest))?;
+            if let Some(existed) = answer(answers.next().await, digest)? {
+                return Ok(existed);
             }
         }
         if offset != size {
             return Err(format!("blob {digest}: {offset} bytes sent, {size} announced"));
         }
-        let commit = WriteContentRequest {
-            action: WriteAction::Commit as i32,
-            r#ref: reference,
-            total,
-            expected: digest.to_string(),
-            offset: offset as i64,
-            labels: root_label(),
-            ..Default::default()
-        };
-        tx.send(commit).await.map_err(|_| format!("content write {digest}: containerd closed the stream"))?;
-        match next(responses.next().await) {
-            Ok(_) => Ok(false),
-            Err(e) => exists(e),
-        }
+        tx.send(message(WriteAction::Commit, offset, Vec::new())).await.map_err(|_| closed(digest))?;
+        Ok(answer(answers.next().await, digest)?.unwrap_or(false))
     }
 
     /// A whole blob, refused when it is larger than `max` bytes.
