@@ -45,21 +45,27 @@ pub(super) fn verify(
     Ok(())
 }
 
-/// Hashes everything read through it.
+/// Hashes and counts everything read through it.
 pub(super) struct HashingReader<R> {
     inner: R,
     hasher: Sha256,
+    len: u64,
 }
 
 impl<R: Read> HashingReader<R> {
     pub(super) fn new(inner: R) -> Self {
-        HashingReader { inner, hasher: Sha256::new() }
+        HashingReader { inner, hasher: Sha256::new(), len: 0 }
     }
 
     /// Reads the rest of the stream and returns "sha256:<hex>" of all of it.
-    pub(super) fn finish(mut self) -> io::Result<String> {
+    pub(super) fn finish(self) -> io::Result<String> {
+        self.finish_counted().map(|(digest, _)| digest)
+    }
+
+    /// Reads the rest of the stream; returns "sha256:<hex>" of all of it and its length.
+    pub(super) fn finish_counted(mut self) -> io::Result<(String, u64)> {
         io::copy(&mut self, &mut io::sink())?;
-        Ok(format!("sha256:{:x}", self.hasher.finalize()))
+        Ok((format!("sha256:{:x}", self.hasher.finalize()), self.len))
     }
 }
 
@@ -67,6 +73,7 @@ impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
+        self.len += n as u64;
         Ok(n)
     }
 }

@@ -11,25 +11,34 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use tar::EntryType;
 
 use super::digest::{self, is_hex64, sha256_hex};
-use super::layer::{self, Compression};
+use super::layer;
+use super::limits::{Budget, Limits};
 use super::spec::{self, ConfigBlob, DockerManifest};
-use super::{Image, OciError};
+use super::{Image, OciError, open};
 use crate::tree::{Tree, normalize};
 use hoist_config::Reference;
 
 /// Links followed when looking a member up.
 const MAX_LINKS: usize = 16;
+/// Members indexed at most (a real archive has a few per layer).
+const MAX_MEMBERS: usize = 1 << 16;
 
 /// Imports the image `reference` names (a RepoTag, "name:tag", a bare name meaning
 /// ":latest", or an image ID digest; see the module doc) from the archive `file`; without
 /// a reference, the archive must hold one image.
 pub fn import_docker_archive(file: &Path, reference: Option<&str>) -> Result<Image, OciError> {
+    import(file, reference, &Limits::default())
+}
+
+/// [`import_docker_archive`] within `limits`.
+pub(super) fn import(file: &Path, reference: Option<&str>, limits: &Limits) -> Result<Image, OciError> {
     let Selected { archive, image, config: config_data } = select_image(file, reference)?;
     let config: ConfigBlob = spec::parse(&archive.label(&image.config), &config_data)?;
     let diff_ids = config.rootfs.map(|r| r.diff_ids).unwrap_or_default();
@@ -42,14 +51,15 @@ pub fn import_docker_archive(file: &Path, reference: Option<&str>) -> Result<Ima
     }
 
     let mut rootfs = Tree::new();
+    let budget = Budget::new(limits);
     for (member, diff_id) in image.layers.iter().zip(&diff_ids) {
         sha256_hex(diff_id)?;
-        let data = archive.read(member)?;
+        let (pos, size) = archive.locate(member)?;
         let label = archive.label(member);
-        if let Some(expected) = layer_digest_in_name(member) {
-            digest::verify("layer", &label, &data, &expected, None)?;
-        }
-        layer::apply(&mut rootfs, &label, &data, Compression::sniff(&data), Some(diff_id))?;
+        let expected = layer_digest_in_name(member);
+        let blob = layer::Blob { name: &label, digest: expected.as_deref(), size: Some(size) };
+        let raw = Range { file: &archive.file, pos, end: pos.saturating_add(size) };
+        layer::apply(&mut rootfs, &label, raw, None, blob, Some(diff_id), &budget)?;
     }
     if (config.os.as_str(), config.architecture.as_str()) != ("linux", "amd64") {
         log::warn!("{} is for {}/{}, not linux/amd64", file.display(), config.os, config.architecture);
@@ -164,11 +174,17 @@ pub(super) struct Archive {
 impl Archive {
     fn open(path: &Path) -> Result<Self, OciError> {
         let read_err = |source| OciError::Read { path: path.to_path_buf(), source };
-        let file = File::open(path).map_err(read_err)?;
+        let (file, _) = open::file(path)?;
         let mut members = HashMap::new();
         let mut tar = tar::Archive::new(&file);
         for entry in tar.entries_with_seek().map_err(read_err)? {
             let entry = entry.map_err(read_err)?;
+            if members.len() >= MAX_MEMBERS {
+                return Err(OciError::BadPath {
+                    path: path.to_path_buf(),
+                    reason: "too many members for a docker archive",
+                });
+            }
             let Some(name) = std::str::from_utf8(&entry.path_bytes()).ok().and_then(normalize) else {
                 continue;
             };
@@ -204,8 +220,13 @@ impl Archive {
         format!("{}:{member}", self.path.display())
     }
 
+    /// Reads a JSON member (manifest.json, a config); one larger than [`open::MAX_JSON`]
+    /// is not read.
     pub(super) fn read(&self, member: &str) -> Result<Vec<u8>, OciError> {
         let (pos, size) = self.locate(member)?;
+        if size > open::MAX_JSON {
+            return Err(OciError::TooLargeJson { what: self.label(member), size, limit: open::MAX_JSON });
+        }
         self.read_at(pos, size)
     }
 
@@ -225,14 +246,31 @@ impl Archive {
 
     fn read_at(&self, pos: u64, size: u64) -> Result<Vec<u8>, OciError> {
         let read_err = |source| OciError::Read { path: self.path.clone(), source };
-        let mut file = &self.file;
-        file.seek(SeekFrom::Start(pos)).map_err(read_err)?;
-        let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-        file.take(size).read_to_end(&mut data).map_err(read_err)?;
+        let mut data = Vec::new();
+        Range { file: &self.file, pos, end: pos.saturating_add(size) }.read_to_end(&mut data).map_err(read_err)?;
         if data.len() as u64 != size {
             return Err(read_err(io::ErrorKind::UnexpectedEof.into()));
         }
         Ok(data)
+    }
+}
+
+/// The bytes of `file` from `pos` to `end`, read with `pread`: no shared file offset.
+struct Range<'a> {
+    file: &'a File,
+    pos: u64,
+    end: u64,
+}
+
+impl Read for Range<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = buf.len().min(usize::try_from(self.end - self.pos).unwrap_or(usize::MAX));
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
     }
 }
 

@@ -1,20 +1,22 @@
 //! Applying one layer tar to a tree.
 //!
-//! A layer is first read whole into a list of changes while its uncompressed bytes are
-//! hashed; only when that hash matches the layer's diff_id do the changes touch the tree.
+//! A layer is streamed: the stored blob is hashed as it is decompressed, the tar hashed as
+//! it is read, both capped by the image's [`Budget`]. Its entries become a list of changes,
+//! which touch the tree only when the blob's digest and size and the tar's diff_id match.
 //! Whiteouts are applied before the layer's own entries because they hide lower layers
 //! only: a `.wh..wh..opq` keeps what the same layer puts in that directory. Parent
 //! directories are resolved through symlinks already in the tree (chroot-style, `..` stops
 //! at the root), as containerd's applier does, so `lib/x` over `lib -> usr/lib` lands in
 //! `usr/lib/x`.
 
-use std::io::{self, Read};
+use std::io::{self, BufRead, BufReader, Read};
 
 use flate2::read::MultiGzDecoder;
 use tar::EntryType;
 
 use super::OciError;
 use super::digest::HashingReader;
+use super::limits::{Budget, Capped};
 use crate::tree::{Entry, Node, Tree, normalize};
 
 const WHITEOUT: &str = ".wh.";
@@ -70,39 +72,65 @@ enum Change {
     },
 }
 
-/// Applies the layer `data` (named `layer` in errors) to `tree`. With `diff_id`, the
-/// uncompressed tar must hash to it, or the tree is left untouched.
+/// What the stored (compressed) layer blob must be, where something says so.
+pub(super) struct Blob<'a> {
+    /// Names the blob in errors (its path, or archive:member).
+    pub name: &'a str,
+    pub digest: Option<&'a str>,
+    pub size: Option<u64>,
+}
+
+/// Applies the layer read from `raw` (named `layer` in errors) to `tree`, streaming: the
+/// blob is hashed as it is decompressed and the uncompressed tar hashed as it is read, and
+/// both must match (`blob`, `diff_id`) before the changes touch the tree; on any error the
+/// tree is left untouched. `compression` None means sniffed from the first bytes. Every
+/// uncompressed byte, and the full size of sparse files, is taken from `budget`.
 pub(super) fn apply(
     tree: &mut Tree,
     layer: &str,
-    data: &[u8],
-    compression: Compression,
+    raw: impl Read,
+    compression: Option<Compression>,
+    blob: Blob<'_>,
     diff_id: Option<&str>,
+    budget: &Budget,
 ) -> Result<(), OciError> {
-    let changes = read_changes(layer, data, compression, diff_id)?;
+    let changes = read_changes(layer, raw, compression, blob, diff_id, budget)?;
     apply_changes(tree, layer, changes)
 }
 
 fn read_changes(
     layer: &str,
-    data: &[u8],
-    compression: Compression,
+    raw: impl Read,
+    compression: Option<Compression>,
+    blob: Blob<'_>,
     diff_id: Option<&str>,
+    budget: &Budget,
 ) -> Result<Vec<Change>, OciError> {
-    let tar_err = |source| OciError::Tar { layer: layer.to_string(), source };
-    let decoder: Box<dyn Read + '_> = match compression {
-        Compression::None => Box::new(data),
-        Compression::Gzip => Box::new(MultiGzDecoder::new(data)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(data).map_err(tar_err)?),
+    let read_err = |source| OciError::Read { path: blob.name.into(), source };
+    let mut buffered = BufReader::with_capacity(1 << 16, raw);
+    let compression = match compression {
+        Some(c) => c,
+        None => Compression::sniff(buffered.fill_buf().map_err(read_err)?),
     };
-    let mut archive = tar::Archive::new(HashingReader::new(decoder));
-    let mut changes = Vec::new();
-    for entry in archive.entries().map_err(tar_err)? {
-        if let Some(change) = change(layer, entry.map_err(tar_err)?)? {
-            changes.push(change);
-        }
+    let mut stored = HashingReader::new(buffered);
+    let unpacked = unpack(layer, &mut stored, compression, budget);
+    if let Some(over) = budget.exceeded() {
+        return Err(over);
     }
-    let actual = archive.into_inner().finish().map_err(tar_err)?;
+    // A blob that is not what it should be is reported as that, whatever the tar said.
+    let (digest, size) = stored.finish_counted().map_err(read_err)?;
+    if let Some(expected) = blob.size
+        && expected != size
+    {
+        return Err(OciError::SizeMismatch { what: "layer", blob: blob.name.to_string(), expected, actual: size });
+    }
+    if let Some(expected) = blob.digest
+        && expected != digest
+    {
+        let (blob, expected) = (blob.name.to_string(), expected.to_string());
+        return Err(OciError::DigestMismatch { what: "layer", blob, expected, actual: digest });
+    }
+    let (changes, actual) = unpacked?;
     if let Some(expected) = diff_id
         && actual != expected
     {
@@ -111,7 +139,33 @@ fn read_changes(
     Ok(changes)
 }
 
-fn change<R: Read>(layer: &str, mut entry: tar::Entry<'_, R>) -> Result<Option<Change>, OciError> {
+/// Decompresses and reads the tar from `stored`; returns its changes and the digest of the
+/// whole uncompressed stream (anything after the tar's end included).
+fn unpack(
+    layer: &str,
+    stored: &mut impl Read,
+    compression: Compression,
+    budget: &Budget,
+) -> Result<(Vec<Change>, String), OciError> {
+    let tar_err = |source| budget.exceeded().unwrap_or_else(|| OciError::Tar { layer: layer.to_string(), source });
+    let decoder: Box<dyn Read + '_> = match compression {
+        Compression::None => Box::new(stored),
+        Compression::Gzip => Box::new(MultiGzDecoder::new(stored)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(stored).map_err(tar_err)?),
+    };
+    let mut archive = tar::Archive::new(HashingReader::new(Capped { inner: decoder, budget }));
+    let mut changes = Vec::new();
+    for entry in archive.entries().map_err(tar_err)? {
+        budget.entry()?;
+        if let Some(change) = change(layer, entry.map_err(tar_err)?, budget)? {
+            changes.push(change);
+        }
+    }
+    let actual = archive.into_inner().finish().map_err(tar_err)?;
+    Ok((changes, actual))
+}
+
+fn change<R: Read>(layer: &str, mut entry: tar::Entry<'_, R>, budget: &Budget) -> Result<Option<Change>, OciError> {
     let raw = entry.path_bytes().into_owned();
     let bad = |path: &str, reason| OciError::BadEntry { layer: layer.to_string(), path: path.to_string(), reason };
     let raw = String::from_utf8(raw).map_err(|e| bad(&String::from_utf8_lossy(e.as_bytes()), "path is not UTF-8"))?;
@@ -135,7 +189,7 @@ fn change<R: Read>(layer: &str, mut entry: tar::Entry<'_, R>) -> Result<Option<C
         // The root directory itself: its mode and owner are the runtime's business.
         return Ok(None);
     }
-    let tar_err = |source| OciError::Tar { layer: layer.to_string(), source };
+    let tar_err = |source| budget.exceeded().unwrap_or_else(|| OciError::Tar { layer: layer.to_string(), source });
     let (uid, gid) = owner(&mut entry).map_err(tar_err)?;
     let (Ok(uid), Ok(gid)) = (u32::try_from(uid), u32::try_from(gid)) else {
         return Err(bad(&path, "uid or gid out of range"));
@@ -143,12 +197,10 @@ fn change<R: Read>(layer: &str, mut entry: tar::Entry<'_, R>) -> Result<Option<C
     let header = entry.header();
     let mode = numeric(header.mode(), &header.as_old().mode).map_err(tar_err)? & 0o7777;
     let node = match kind {
-        EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-            // Cap the up-front allocation: the size comes from a header not yet verified.
-            let mut data = Vec::with_capacity(entry.size().min(1 << 26) as usize);
-            entry.read_to_end(&mut data).map_err(tar_err)?;
-            Node::File { mode, data: data.into() }
-        }
+        EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => Node::File {
+            mode,
+            data: read_data(&mut entry, kind == EntryType::GNUSparse, budget).map_err(tar_err)?.into(),
+        },
         EntryType::Directory => Node::Dir { mode },
         EntryType::Symlink => {
             let target = link_name(&entry).ok_or_else(|| bad(&path, "symlink target is missing or not UTF-8"))?;
@@ -175,6 +227,25 @@ fn change<R: Read>(layer: &str, mut entry: tar::Entry<'_, R>) -> Result<Option<C
         }
     };
     Ok(Some(Change::Put(path, Entry { node, uid, gid })))
+}
+
+/// A member's bytes, read in chunks as they come: never allocated from the size its
+/// header claims. The stream they come from is capped; a sparse file's holes are not in
+/// the stream, so its bytes are also taken from `budget` as they are filled in.
+fn read_data<R: Read>(entry: &mut tar::Entry<'_, R>, sparse: bool, budget: &Budget) -> io::Result<Vec<u8>> {
+    let mut data = Vec::new();
+    let mut chunk = vec![0u8; 1 << 16];
+    loop {
+        let n = entry.read(&mut chunk)?;
+        if n == 0 {
+            data.shrink_to_fit();
+            return Ok(data);
+        }
+        if sparse {
+            budget.bytes(n as u64).map_err(io::Error::other)?;
+        }
+        data.extend_from_slice(&chunk[..n]);
+    }
 }
 
 fn link_name<R: Read>(entry: &tar::Entry<'_, R>) -> Option<String> {

@@ -1,16 +1,18 @@
 //! Importing from an OCI image layout directory (`oci-layout`, `index.json`, `blobs/`).
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::Read;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use super::digest::{self, HashingReader, sha256_hex};
 use super::layer::{self, Compression};
+use super::limits::{Budget, Limits};
 use super::spec::{
     self, CONTAINERD_NAME, ConfigBlob, DOCKER_CONFIG, DOCKER_LIST, DOCKER_MANIFEST, Descriptor, Index, LAYOUT_VERSION,
     Manifest, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, OciLayout, REF_NAME,
 };
-use super::{Image, OciError};
+use super::{Image, OciError, open};
 use crate::tree::Tree;
 
 /// Indexes nested deeper than this are refused (a real one has two levels).
@@ -20,6 +22,11 @@ const MAX_DEPTH: usize = 4;
 /// containerd's `io.containerd.image.name`) from the layout at `dir`; without a tag, the
 /// layout must hold a single image. A multi-platform index is followed to linux/amd64.
 pub fn import_oci_layout(dir: &Path, tag: Option<&str>) -> Result<Image, OciError> {
+    import(dir, tag, &Limits::default())
+}
+
+/// [`import_oci_layout`] within `limits`.
+pub(super) fn import(dir: &Path, tag: Option<&str>, limits: &Limits) -> Result<Image, OciError> {
     let Selected { blobs, desc, manifest, .. } = select_manifest(dir, tag)?;
     let config_data = blobs.read("config", &manifest.config)?;
     let config: ConfigBlob = spec::parse(&format!("config {}", manifest.config.digest), &config_data)?;
@@ -34,11 +41,16 @@ pub fn import_oci_layout(dir: &Path, tag: Option<&str>) -> Result<Image, OciErro
     }
 
     let mut rootfs = Tree::new();
+    let budget = Budget::new(limits);
     for (layer, diff_id) in manifest.layers.iter().zip(&diff_ids) {
         let compression = layer_compression(layer)?;
         sha256_hex(diff_id)?;
-        let data = blobs.read("layer", layer)?;
-        layer::apply(&mut rootfs, &layer.digest, &data, compression, Some(diff_id))?;
+        let (file, path) = blobs.open("layer", layer)?;
+        let name = path.display().to_string();
+        let blob = layer::Blob { name: &name, digest: Some(&layer.digest), size: Some(layer.size) };
+        // One byte more than expected, so a blob growing under us still fails the check.
+        let raw = file.take(layer.size.saturating_add(1));
+        layer::apply(&mut rootfs, &layer.digest, raw, Some(compression), blob, Some(diff_id), &budget)?;
     }
     Ok(Image { rootfs, config: config.config.into(), digest: desc.digest })
 }
@@ -57,19 +69,24 @@ pub(super) struct Selected {
 /// indexes to the linux/amd64 manifest; every blob on the way is verified before it is
 /// parsed. The manifest's config must be an image config.
 pub(super) fn select_manifest(dir: &Path, tag: Option<&str>) -> Result<Selected, OciError> {
+    let root = open::dir(dir)?;
     let layout_file = dir.join("oci-layout");
-    let layout: OciLayout = spec::parse(&layout_file.display(), &read(&layout_file)?)?;
+    let layout: OciLayout =
+        spec::parse(&layout_file.display(), &open::read_json_file(root.as_fd(), "oci-layout".as_ref(), &layout_file)?)?;
     if layout.version != LAYOUT_VERSION {
         return Err(OciError::LayoutVersion { path: layout_file, version: layout.version });
     }
     let index_file = dir.join("index.json");
-    let index: Index = spec::parse(&index_file.display(), &read(&index_file)?)?;
+    let index: Index =
+        spec::parse(&index_file.display(), &open::read_json_file(root.as_fd(), "index.json".as_ref(), &index_file)?)?;
     if index.manifests.is_empty() {
         return Err(OciError::NoImages { path: index_file });
     }
     let mut desc = select(&index.manifests, tag)?.clone();
 
-    let blobs = Blobs { dir: dir.to_path_buf() };
+    let blobs_dir = open::dir_at(root.as_fd(), "blobs".as_ref(), &dir.join("blobs"))?;
+    let sha256 = open::dir_at(blobs_dir.as_fd(), "sha256".as_ref(), &dir.join("blobs/sha256"))?;
+    let blobs = Blobs { dir: dir.to_path_buf(), sha256 };
     let mut depth = 0;
     let (manifest, data) = loop {
         let kind = if matches!(desc.media_type.as_str(), OCI_INDEX | DOCKER_LIST) { "index" } else { "manifest" };
@@ -154,8 +171,11 @@ fn warn_platform(manifest: &str, config: &ConfigBlob) {
     }
 }
 
+/// The `blobs/sha256` directory of a layout, open: every blob is opened relative to it,
+/// never followed if a symlink, and must be a regular file ([`open`]).
 pub(super) struct Blobs {
     dir: PathBuf,
+    sha256: OwnedFd,
 }
 
 impl Blobs {
@@ -164,43 +184,49 @@ impl Blobs {
         Ok(self.dir.join("blobs/sha256").join(sha256_hex(&desc.digest)?))
     }
 
+    /// Opens the blob `desc` names, checked to be a regular file of the size `desc` says.
+    pub(super) fn open(&self, what: &'static str, desc: &Descriptor) -> Result<(File, PathBuf), OciError> {
+        let path = self.path(desc)?;
+        let (file, stat) = open::file_at(self.sha256.as_fd(), sha256_hex(&desc.digest)?.as_ref(), &path)?;
+        let actual = u64::try_from(stat.st_size).unwrap_or(0);
+        if actual != desc.size {
+            return Err(OciError::SizeMismatch { what, blob: path.display().to_string(), expected: desc.size, actual });
+        }
+        Ok((file, path))
+    }
+
     /// Checks a blob's size and digest against `desc` by streaming it through the hash,
     /// without holding it in memory, and returns its path.
     pub(super) fn verify_file(&self, what: &'static str, desc: &Descriptor) -> Result<PathBuf, OciError> {
-        let path = self.path(desc)?;
+        let (file, path) = self.open(what, desc)?;
         let blob = path.display().to_string();
         let read_err = |source| OciError::Read { path: path.clone(), source };
-        let file = File::open(&path).map_err(read_err)?;
-        let mut reader = HashingReader::new(file.take(desc.size.saturating_add(1)));
-        let actual = io::copy(&mut reader, &mut io::sink()).map_err(read_err)?;
+        let reader = HashingReader::new(file.take(desc.size.saturating_add(1)));
+        let (digest, actual) = reader.finish_counted().map_err(read_err)?;
         if actual != desc.size {
             return Err(OciError::SizeMismatch { what, blob, expected: desc.size, actual });
         }
-        let digest = reader.finish().map_err(read_err)?;
         if digest != desc.digest {
             return Err(OciError::DigestMismatch { what, blob, expected: desc.digest.clone(), actual: digest });
         }
         Ok(path)
     }
 
-    /// Reads a blob and checks its size and digest against `desc` before returning it.
+    /// Reads a JSON blob (index, manifest, config) and checks its size and digest against
+    /// `desc` before returning it; one claiming more than [`open::MAX_JSON`] is not read.
     pub(super) fn read(&self, what: &'static str, desc: &Descriptor) -> Result<Vec<u8>, OciError> {
-        let path = self.path(desc)?;
-        let blob = path.display().to_string();
-        let read_err = |source| OciError::Read { path: path.clone(), source };
-        let file = File::open(&path).map_err(read_err)?;
-        let actual = file.metadata().map_err(read_err)?.len();
-        if actual != desc.size {
-            return Err(OciError::SizeMismatch { what, blob, expected: desc.size, actual });
+        if desc.size > open::MAX_JSON {
+            let what = format!("{what} {}", desc.digest);
+            return Err(OciError::TooLargeJson { what, size: desc.size, limit: open::MAX_JSON });
         }
+        let (file, path) = self.open(what, desc)?;
+        let blob = path.display().to_string();
+        let mut data = Vec::new();
         // One byte more than expected, so a blob growing under us still fails the check.
-        let mut data = Vec::with_capacity(usize::try_from(desc.size).unwrap_or(0));
-        file.take(desc.size.saturating_add(1)).read_to_end(&mut data).map_err(read_err)?;
+        file.take(desc.size.saturating_add(1))
+            .read_to_end(&mut data)
+            .map_err(|source| OciError::Read { path: path.clone(), source })?;
         digest::verify(what, &blob, &data, &desc.digest, Some(desc.size))?;
         Ok(data)
     }
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, OciError> {
-    std::fs::read(path).map_err(|source| OciError::Read { path: path.to_path_buf(), source })
 }

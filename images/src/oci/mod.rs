@@ -36,6 +36,8 @@ mod dir;
 mod docker;
 mod layer;
 mod layout;
+mod limits;
+mod open;
 mod spec;
 mod transfer;
 
@@ -48,6 +50,7 @@ pub use create::{create_layered_oci_layout, create_oci_layout};
 pub use dir::import_dir;
 pub use docker::import_docker_archive;
 pub use layout::import_oci_layout;
+pub use limits::{IMAGE_BYTES, IMAGE_ENTRIES, Limits, TOTAL_BYTES};
 pub use transfer::{Blob, BlobData, BlobKind, Transfer, blobs, docker_archive_blobs, oci_layout_blobs};
 
 /// An imported image, unpacked.
@@ -118,6 +121,12 @@ pub enum OciError {
     MissingMember { archive: PathBuf, member: String },
     #[error("{path}: {reason}")]
     BadPath { path: PathBuf, reason: &'static str },
+    #[error("unpacks to more than {} (the cap {scope})", limits::size(*limit))]
+    TooBig { limit: u64, scope: &'static str },
+    #[error("has more than {limit} entries (the cap {scope})")]
+    TooManyEntries { limit: u64, scope: &'static str },
+    #[error("{what}: {size} bytes, more than the {} a JSON document may have", limits::size(*limit))]
+    TooLargeJson { what: String, size: u64, limit: u64 },
     #[error("invalid tag {0:?}")]
     InvalidTag(String),
     #[error(transparent)]
@@ -136,12 +145,17 @@ fn list(items: &[String]) -> String {
     if items.is_empty() { "none".to_string() } else { items.join(", ") }
 }
 
-/// Imports the image a host config names.
+/// Imports the image a host config names, within the default [`Limits`].
 pub fn import(source: &hoist_config::ImageSource) -> Result<Image, OciError> {
+    import_with(source, &Limits::default())
+}
+
+/// Imports the image a host config names; it may unpack to no more than `limits` allow.
+pub fn import_with(source: &hoist_config::ImageSource, limits: &Limits) -> Result<Image, OciError> {
     use hoist_config::ImageSource;
     match source {
-        ImageSource::Oci { dir, tag } => import_oci_layout(dir, tag.as_deref()),
-        ImageSource::DockerArchive { file, reference } => import_docker_archive(file, reference.as_deref()),
-        ImageSource::Dir { dir } => import_dir(dir),
+        ImageSource::Oci { dir, tag } => layout::import(dir, tag.as_deref(), limits),
+        ImageSource::DockerArchive { file, reference } => docker::import(file, reference.as_deref(), limits),
+        ImageSource::Dir { dir } => dir::import(dir, limits),
     }
 }
