@@ -197,10 +197,9 @@ fn change<R: Read>(layer: &str, mut entry: tar::Entry<'_, R>, budget: &Budget) -
     let header = entry.header();
     let mode = numeric(header.mode(), &header.as_old().mode).map_err(tar_err)? & 0o7777;
     let node = match kind {
-        EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => Node::File {
-            mode,
-            data: read_data(&mut entry, kind == EntryType::GNUSparse, budget).map_err(tar_err)?.into(),
-        },
+        EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+            Node::File { mode, data: read_data(layer, &mut entry, kind == EntryType::GNUSparse, budget)?.into() }
+        }
         EntryType::Directory => Node::Dir { mode },
         EntryType::Symlink => {
             let target = link_name(&entry).ok_or_else(|| bad(&path, "symlink target is missing or not UTF-8"))?;
@@ -230,19 +229,29 @@ fn change<R: Read>(layer: &str, mut entry: tar::Entry<'_, R>, budget: &Budget) -
 }
 
 /// A member's bytes, read in chunks as they come: never allocated from the size its
-/// header claims. The stream they come from is capped; a sparse file's holes are not in
-/// the stream, so its bytes are also taken from `budget` as they are filled in.
-fn read_data<R: Read>(entry: &mut tar::Entry<'_, R>, sparse: bool, budget: &Budget) -> io::Result<Vec<u8>> {
+/// header claims. The stream they come from is capped, so a claim larger than what is left
+/// of `budget` fails before anything is read. A sparse file's holes are not in the stream:
+/// its full size is taken from `budget` up front.
+fn read_data<R: Read>(
+    layer: &str,
+    entry: &mut tar::Entry<'_, R>,
+    sparse: bool,
+    budget: &Budget,
+) -> Result<Vec<u8>, OciError> {
+    if sparse {
+        budget.bytes(entry.size())?;
+    } else {
+        budget.check(entry.size())?;
+    }
     let mut data = Vec::new();
     let mut chunk = vec![0u8; 1 << 16];
     loop {
-        let n = entry.read(&mut chunk)?;
+        let n = entry.read(&mut chunk).map_err(|source| {
+            budget.exceeded().unwrap_or_else(|| OciError::Tar { layer: layer.to_string(), source })
+        })?;
         if n == 0 {
             data.shrink_to_fit();
             return Ok(data);
-        }
-        if sparse {
-            budget.bytes(n as u64).map_err(io::Error::other)?;
         }
         data.extend_from_slice(&chunk[..n]);
     }

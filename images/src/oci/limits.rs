@@ -67,6 +67,18 @@ impl Budget {
         }
     }
 
+    /// Fails if `n` bytes would pass the cap, taking nothing: for a size claimed by a
+    /// header, whose bytes are taken as they are read.
+    pub(crate) fn check(&self, n: u64) -> Result<(), OciError> {
+        match self.bytes.get().checked_add(n) {
+            Some(total) if total <= self.limits.bytes => Ok(()),
+            _ => {
+                self.over.set(Some(true));
+                Err(self.too_big())
+            }
+        }
+    }
+
     /// Takes one entry, or fails if that would pass the cap.
     pub(crate) fn entry(&self) -> Result<(), OciError> {
         if self.entries.get() >= self.limits.entries {

@@ -14,8 +14,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use nix::errno::Errno;
-use nix::fcntl::{AT_FDCWD, OFlag, openat};
-use nix::sys::stat::{FileStat, Mode, SFlag, fstat};
+use nix::fcntl::{AT_FDCWD, AtFlags, OFlag, openat};
+use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat};
 
 use super::OciError;
 
@@ -85,7 +85,11 @@ fn open(
             return Err(OciError::BadPath { path: shown.to_path_buf(), reason: "is a symlink" });
         }
         Err(Errno::ENOTDIR) if kind == SFlag::S_IFDIR => {
-            return Err(OciError::BadPath { path: shown.to_path_buf(), reason: wrong_kind });
+            // O_DIRECTORY | O_NOFOLLOW on a symlink says ENOTDIR: tell the two apart.
+            let link = fstatat(parent, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+                .is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFLNK);
+            let reason = if link && flags.contains(OFlag::O_NOFOLLOW) { "is a symlink" } else { wrong_kind };
+            return Err(OciError::BadPath { path: shown.to_path_buf(), reason });
         }
         Err(e) => return Err(read_err(shown, e.into())),
     };
