@@ -118,11 +118,19 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport
     let mut manifest = BuildManifest { kernel_release: release.clone(), ..Default::default() };
     let mut services = BTreeMap::new();
     let mut unpacked: BTreeMap<String, String> = BTreeMap::new();
+    // What the images still unpacked may add, on top of each one's own cap.
+    let mut total_left = oci::TOTAL_BYTES;
     for hoist_config::Container { name, image: image_source, user: config_user, .. } in config.containers() {
         let step = format!("image {name}");
         progress.begin(&step);
         let source = image_source.describe();
-        let image = oci::import(image_source).map_err(|e| BuildError::Image {
+        let limits = match total_left {
+            left if left < oci::IMAGE_BYTES => {
+                oci::Limits { bytes: left, scope: "left for all of a build's images together", ..Default::default() }
+            }
+            _ => oci::Limits::default(),
+        };
+        let image = oci::import_with(image_source, &limits).map_err(|e| BuildError::Image {
             service: name.to_string(),
             image: source.clone(),
             cause: Box::new(e),
@@ -130,6 +138,7 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport
         let hex = image.digest.trim_start_matches("sha256:");
         let rootfs = format!("{}/{}/rootfs", paths::IMAGES_DIR, &hex[..hex.len().min(16)]);
         if !unpacked.contains_key(&image.digest) {
+            total_left = total_left.saturating_sub(image.rootfs.content_bytes());
             tree.graft(rootfs.trim_start_matches('/'), &image.rootfs);
             unpacked.insert(image.digest.clone(), rootfs.clone());
         }

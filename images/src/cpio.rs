@@ -2,10 +2,21 @@
 //! initramfs rootfs (`init/initramfs.c`).
 //!
 //! Output depends only on the tree: entries in tree order, inode numbers counted from 1,
-//! mtime 0, owners from the entries. No hard links (every inode is its own), no checksums
-//! (`070702` is not needed), no compression (see [`crate::compress`]).
+//! mtime 0, owners from the entries. No checksums (`070702` is not needed), no compression
+//! (see [`crate::compress`]).
+//!
+//! **Hard links.** Files of the tree that share their data (the same `Arc`, with the same
+//! mode and owner: what a layer's hard link or a directory's linked files become) are
+//! one inode: every entry of the group carries the same inode number and the group's
+//! size as `nlink`, and only the last one in the archive carries the data, the others a
+//! size of 0. That is how the kernel's own `usr/gen_init_cpio` writes them and what GNU
+//! cpio expects; the kernel's unpacker (`init/initramfs.c`, `maybe_link`) links each later
+//! entry to the first by (dev, ino, type) and writes a body wherever one comes, without
+//! truncating a linked file.
 
+use std::collections::HashMap;
 use std::io::{self, Write};
+use std::sync::Arc;
 
 use crate::tree::{Entry, Node, Tree};
 
@@ -39,14 +50,60 @@ impl From<CpioError> for io::Error {
     }
 }
 
-/// Writes every entry of `tree` in order, then the trailer. Returns the bytes written.
+/// Writes every entry of `tree` in order, then the trailer, hard-linked files as links.
+/// Returns the bytes written.
 pub fn write_tree<W: Write>(tree: &Tree, out: W) -> io::Result<u64> {
+    // Pass 1: the link groups, with their size and last member (the one with the data).
+    let mut groups: HashMap<LinkKey, Group<'_>> = HashMap::new();
+    for (path, entry) in tree.iter() {
+        if let Some(key) = LinkKey::of(entry) {
+            let group = groups.entry(key).or_insert(Group { nlink: 0, last: path, ino: None });
+            group.nlink += 1;
+            group.last = path;
+        }
+    }
     let mut w = CpioWriter::new(out);
     for (path, entry) in tree.iter() {
-        w.append(path, entry)?;
+        match LinkKey::of(entry).and_then(|key| groups.get_mut(&key)).filter(|g| g.nlink > 1) {
+            Some(group) => {
+                let ino = match group.ino {
+                    Some(ino) => ino,
+                    None => *group.ino.insert(w.take_ino()?),
+                };
+                let nlink = u32::try_from(group.nlink).map_err(|_| CpioError::TooManyEntries)?;
+                w.append_inode(path, entry, ino, nlink, path == group.last)?;
+            }
+            None => w.append(path, entry)?,
+        }
     }
     let (_, written) = w.finish()?;
     Ok(written)
+}
+
+/// What makes two files of a tree one inode: the same data, mode and owner.
+#[derive(Hash, PartialEq, Eq)]
+struct LinkKey {
+    data: *const Vec<u8>,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+}
+
+impl LinkKey {
+    fn of(entry: &Entry) -> Option<Self> {
+        match &entry.node {
+            Node::File { mode, data } => {
+                Some(LinkKey { data: Arc::as_ptr(data), mode: *mode, uid: entry.uid, gid: entry.gid })
+            }
+            _ => None,
+        }
+    }
+}
+
+struct Group<'a> {
+    nlink: usize,
+    last: &'a str,
+    ino: Option<u32>,
 }
 
 /// Streams entries into a newc archive; [`CpioWriter::finish`] writes the trailer.
@@ -76,16 +133,33 @@ impl<W: Write> CpioWriter<W> {
 
     /// Appends `entry` under `path` (relative, as in [`Tree`]); its parents must come first.
     pub fn append(&mut self, path: &str, entry: &Entry) -> io::Result<()> {
+        let ino = self.take_ino()?;
+        self.append_inode(path, entry, ino, 0, true)
+    }
+
+    /// A fresh inode number.
+    fn take_ino(&mut self) -> io::Result<u32> {
+        let ino = self.next_ino;
+        self.next_ino = ino.checked_add(1).ok_or(CpioError::TooManyEntries)?;
+        Ok(ino)
+    }
+
+    /// Appends `entry` as inode `ino`; `links` > 0 is the link count of a hard-linked
+    /// file, whose data only goes with its last entry (`with_data`).
+    fn append_inode(&mut self, path: &str, entry: &Entry, ino: u32, links: u32, with_data: bool) -> io::Result<()> {
         let (mode, nlink, data, rdev): (u32, u32, &[u8], (u32, u32)) = match &entry.node {
             Node::Dir { mode } => (S_IFDIR | (mode & 0o7777), 2, &[], (0, 0)),
             Node::File { mode, data } => (S_IFREG | (mode & 0o7777), 1, data.as_slice(), (0, 0)),
             Node::Symlink { target } => (S_IFLNK | 0o777, 1, target.as_bytes(), (0, 0)),
             Node::CharDev { mode, major, minor } => (S_IFCHR | (mode & 0o7777), 1, &[], (*major, *minor)),
         };
+        let (nlink, data) = match (links, with_data) {
+            (0, _) => (nlink, data),
+            (n, true) => (n, data),
+            (n, false) => (n, &[][..]),
+        };
         let filesize =
             u32::try_from(data.len()).map_err(|_| CpioError::TooLarge { path: path.to_string(), size: data.len() })?;
-        let ino = self.next_ino;
-        self.next_ino = ino.checked_add(1).ok_or(CpioError::TooManyEntries)?;
         let header = Header {
             ino,
             mode,
@@ -248,6 +322,32 @@ mod tests {
                 Node::CharDev { .. } => unreachable!("only under dev/"),
             }
         }
+    }
+
+    #[test]
+    fn hard_links_are_one_inode_with_the_data_once() {
+        let data: Arc<Vec<u8>> = Arc::new(b"linked-data-".repeat(100));
+        let mut t = Tree::new();
+        for path in ["usr/bin/a", "usr/bin/b", "z/c"] {
+            t.insert(path, Entry::root(Node::File { mode: 0o755, data: data.clone() }));
+        }
+        // Same bytes, another mode: another inode, data of its own.
+        t.insert("other", Entry::root(Node::File { mode: 0o644, data: data.clone() }));
+        let a = archive(&t);
+        let copies = a.windows(data.len()).filter(|w| *w == data.as_slice()).count();
+        assert_eq!(copies, 2, "the linked group's data once, the other file's once");
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        cpio(&["-i", "-d", "--no-absolute-filenames", "--no-preserve-owner"], dir.path(), &a);
+        use std::os::unix::fs::MetadataExt;
+        let meta = |p: &str| std::fs::metadata(dir.path().join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+        for p in ["usr/bin/a", "usr/bin/b", "z/c"] {
+            assert_eq!(std::fs::read(dir.path().join(p)).expect("read"), *data, "{p}");
+            assert_eq!(meta(p).ino(), meta("usr/bin/a").ino(), "{p} is a link");
+            assert_eq!(meta(p).nlink(), 3, "{p}");
+        }
+        assert_ne!(meta("other").ino(), meta("usr/bin/a").ino());
+        assert_eq!(std::fs::read(dir.path().join("other")).expect("read"), *data);
     }
 
     #[test]

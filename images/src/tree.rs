@@ -1,5 +1,9 @@
 //! An in-memory file tree: everything that goes into an initramfs, kept in a sorted map so
 //! that writing it out is deterministic (a parent always sorts before its children).
+//!
+//! There are no inode numbers: files that share their data (one `Arc`) and have the same
+//! mode and owner are hard links to one inode, as an image's hard links are imported and
+//! as [`crate::cpio`] writes them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -134,27 +138,36 @@ impl Tree {
     pub fn remove(&mut self, path: &str) {
         let Some(path) = normalize(path) else { return };
         self.entries.remove(&path);
+        self.remove_below(&path);
+    }
+
+    /// Removes everything below `path`, keeping `path` itself. Returns how many entries
+    /// it looked at, which is how many it removed: the children of a directory are one
+    /// range of the sorted map, so an opaque whiteout costs what it removes, not the size
+    /// of the tree (a layer of opaque whiteouts was quadratic).
+    pub fn clear_below(&mut self, path: &str) -> usize {
+        let Some(path) = normalize(path) else { return 0 };
+        self.remove_below(&path)
+    }
+
+    fn remove_below(&mut self, path: &str) -> usize {
+        if path.is_empty() {
+            let n = self.entries.len();
+            self.entries.clear();
+            return n;
+        }
         let prefix = format!("{path}/");
         let below: Vec<String> = self
             .entries
             .range(prefix.clone()..)
-            .take_while(|(k, _)| k.starts_with(&prefix))
-            .map(|(k, _)| k.clone())
+            .map(|(k, _)| k)
+            .take_while(|k| k.starts_with(&prefix))
+            .cloned()
             .collect();
-        for k in below {
-            self.entries.remove(&k);
+        for k in &below {
+            self.entries.remove(k);
         }
-    }
-
-    /// Removes everything below `path`, keeping `path` itself.
-    pub fn clear_below(&mut self, path: &str) {
-        let Some(path) = normalize(path) else { return };
-        let prefix = if path.is_empty() { String::new() } else { format!("{path}/") };
-        let below: Vec<String> =
-            self.entries.keys().filter(|k| k.starts_with(&prefix) && **k != path).cloned().collect();
-        for k in below {
-            self.entries.remove(&k);
-        }
+        below.len()
     }
 
     /// Copies every entry of `other` under `prefix` ("" for the root).
@@ -211,6 +224,26 @@ mod tests {
         t.insert_symlink("x", "z");
         assert_eq!(t.len(), 1);
         assert_eq!(normalize("../etc"), None);
+    }
+
+    #[test]
+    fn clear_below_looks_only_at_what_it_removes() {
+        let mut t = Tree::new();
+        for i in 0..1000 {
+            t.insert_file(&format!("a/{i}"), 0o644, vec![]);
+            t.insert_file(&format!("z/{i}"), 0o644, vec![]);
+        }
+        t.insert_file("d/x/y", 0o644, vec![]);
+        t.insert_file("d-sibling", 0o644, vec![]);
+        t.insert_file("d0", 0o644, vec![]);
+        assert_eq!(t.clear_below("d"), 2);
+        assert!(
+            t.get("d").is_some() && t.get("d/x").is_none() && t.get("d-sibling").is_some() && t.get("d0").is_some()
+        );
+        assert_eq!(t.clear_below("d"), 0);
+        let all = t.len();
+        assert_eq!(t.clear_below(""), all);
+        assert!(t.is_empty());
     }
 
     #[test]

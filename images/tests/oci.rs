@@ -379,6 +379,12 @@ fn whiteouts_and_opaque_dirs_hide_lower_layers_only() {
     );
     assert_eq!(file_data(t, "again"), Some(&b"upper"[..]));
     assert_eq!(file_data(t, "a/link"), Some(&b"keep"[..]));
+    // A hard link stays one inode: the data is shared (and so written once into a cpio).
+    let data = |p: &str| match &t.get(p).expect("linked file").node {
+        Node::File { data, .. } => data.clone(),
+        other => panic!("{p}: {other:?}"),
+    };
+    assert!(std::sync::Arc::ptr_eq(&data("a/keep"), &data("a/link")));
     assert!(matches!(&t.get("lib").expect("lib").node, Node::Symlink { target } if target == "usr/lib"));
     assert_eq!(image.config, ImageConfig::default());
 }

@@ -7,12 +7,20 @@
 //! applied in order with OCI whiteouts (`.wh.NAME`, `.wh..wh..opq`); parent directories are
 //! resolved through symlinks already in the tree, as containerd's applier does.
 //!
-//! **Digests are verified before anything is used.** Every blob of an OCI layout (nested
-//! index, manifest, config, layer) must match its descriptor's sha256 and size before it is
-//! parsed or decompressed; each layer's uncompressed tar must also match its `diff_id` before
-//! its changes touch the tree. In a docker archive, which has no descriptors, layers are
-//! checked against the config's `diff_ids`, and the config and any `blobs/sha256/<hex>` member
-//! against the digest in their names.
+//! **Nothing unverified reaches the tree.** Every JSON blob of an OCI layout (nested index,
+//! manifest, config) must match its descriptor's sha256 and size before it is parsed. Layers
+//! are streamed, never held whole: the stored blob is hashed as it is decompressed and the
+//! uncompressed tar as it is read, and a layer's changes touch the tree only when the blob's
+//! digest and size and the tar's `diff_id` all match. In a docker archive, which has no
+//! descriptors, layers are checked against the config's `diff_ids`, and the config and any
+//! `blobs/sha256/<hex>` member against the digest in their names.
+//!
+//! **Imports are capped** ([`Limits`]): by default an image may unpack to 4 GiB
+//! ([`IMAGE_BYTES`]: every uncompressed layer byte, sparse files at their full size) and
+//! 2^20 entries; `hoist build` also caps all its images together at 8 GiB
+//! ([`TOTAL_BYTES`]). Member data is read as it comes, never allocated from a header's
+//! claim. Files of a source are opened without following symlinks and must be regular
+//! files (see `open`); a `dir:` source is walked by descriptor (see [`import_dir`]).
 //!
 //! **Transfer** ([`blobs`]) lists the blobs an image is made of (manifest, config, layers),
 //! for `hoist apply` to send to a host that lacks them: an OCI layout's as stored, each
@@ -27,8 +35,9 @@
 //! Not supported: registries (no network here: images come from local layouts and tarballs),
 //! signatures and attestations, encrypted layers, digests other than sha256, platforms other
 //! than linux/amd64 in multi-platform indexes, block devices and fifos (skipped with a
-//! warning), extended attributes and file capabilities (dropped), hard links (stored as
-//! copies, since [`Tree`] has no inodes).
+//! warning), extended attributes and file capabilities (dropped), file names that are not
+//! UTF-8 (an error). Hard links stay links: the linked paths share one `Arc` of data in the
+//! [`Tree`], which [`crate::cpio`] writes as one inode.
 
 mod create;
 mod digest;
