@@ -1,11 +1,14 @@
 //! `hoist build`: config in, `DIR/kernel`, `DIR/initrd.img` and `DIR/cmdline` out.
 //!
 //! Everything is first collected into an in-memory [`Tree`], then written as one sorted
-//! newc archive with fixed owners and mtimes, so the same inputs give the same bytes.
+//! newc archive with fixed owners and mtimes, so the same inputs give the same bytes. The
+//! archive is streamed through the compressor into the output file: only the tree is held
+//! in memory, not the archive and its compressed copy as well.
 //! Outputs are written to temporary names and renamed into place: an interrupted build
 //! never leaves a half-written initrd behind a valid-looking name.
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use hoist_config::Config;
@@ -14,7 +17,7 @@ use hoist_guest::kernel::{ALWAYS_MODULES, DEFAULT_CMDLINE};
 use hoist_guest::modules::{ModuleError, ModuleIndex};
 use hoist_guest::{paths, pki};
 
-use crate::compress::{Compression, compress};
+use crate::compress::{Compression, Compressor};
 use crate::tree::{Entry, Node, Tree};
 use crate::{cpio, elf, kernel, oci};
 
@@ -157,29 +160,23 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport
     }
 
     progress.begin("initramfs");
-    let mut archive = Vec::new();
-    cpio::write_tree(&tree, &mut archive).map_err(io(&opts.out))?;
-    let uncompressed = archive.len() as u64;
-    let initrd = compress(&archive, opts.compression).map_err(io(&opts.out))?;
-    progress.end(
-        "initramfs",
-        &format!("{} MB cpio -> {} MB {}", mb(uncompressed), mb(initrd.len() as u64), opts.compression),
-    );
-
+    // Counted first (headers only, no data copied), then streamed through the compressor
+    // into the output: neither the archive nor its compressed copy is ever held whole.
+    let uncompressed = cpio::write_tree(&tree, std::io::sink()).map_err(io(&opts.out))?;
     std::fs::create_dir_all(&opts.out).map_err(io(&opts.out))?;
     let cmdline = config.kernel.cmdline.clone().unwrap_or_else(|| DEFAULT_CMDLINE.to_string());
     write_atomic(&opts.out.join("kernel"), &kernel_bytes)?;
-    write_atomic(&opts.out.join("initrd.img"), &initrd)?;
+    let initrd_path = opts.out.join("initrd.img");
+    write_atomic_with(&initrd_path, |file| {
+        let mut enc =
+            Compressor::new(std::io::BufWriter::with_capacity(1 << 20, file), opts.compression, uncompressed)?;
+        cpio::write_tree(&tree, &mut enc)?;
+        enc.finish()?.flush()
+    })?;
+    let initrd_bytes = std::fs::metadata(&initrd_path).map_err(io(&initrd_path))?.len();
+    progress.end("initramfs", &format!("{} MB cpio -> {} MB {}", mb(uncompressed), mb(initrd_bytes), opts.compression));
     write_atomic(&opts.out.join("cmdline"), format!("{cmdline}\n").as_bytes())?;
-    Ok(BuildReport {
-        kernel: kernel_path,
-        release,
-        files: tree.len(),
-        uncompressed,
-        initrd_bytes: initrd.len() as u64,
-        modules,
-        services,
-    })
+    Ok(BuildReport { kernel: kernel_path, release, files: tree.len(), uncompressed, initrd_bytes, modules, services })
 }
 
 /// The manifest entry for one container: the image's run settings, with its `User`
@@ -222,10 +219,18 @@ fn mb(bytes: u64) -> String {
 /// temp file, fsync, rename, fsync the directory: the old file or the new one, never a torn one.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), BuildError> {
     use std::io::Write;
+    write_atomic_with(path, |f| f.write_all(data))
+}
+
+/// [`write_atomic`] with the contents written by `fill`, streamed.
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> Result<(), BuildError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(".{}.tmp", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
     let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-    f.write_all(data).and_then(|_| f.sync_all()).map_err(io(&tmp))?;
+    fill(&mut f).and_then(|_| f.sync_all()).map_err(io(&tmp))?;
     std::fs::rename(&tmp, path).map_err(io(path))?;
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();

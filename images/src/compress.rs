@@ -60,47 +60,108 @@ impl fmt::Display for Compression {
 
 /// Compresses a whole archive; the same input always gives the same bytes.
 pub fn compress(data: &[u8], c: Compression) -> io::Result<Vec<u8>> {
-    match c {
-        Compression::None => Ok(data.to_vec()),
-        Compression::Gzip => gzip(data),
-        Compression::Zstd => zstd(data),
-        Compression::Lz4 => Ok(lz4_legacy(data)),
+    let mut enc = Compressor::new(Vec::with_capacity(data.len() / 2 + 16), c, data.len() as u64)?;
+    enc.write_all(data)?;
+    enc.finish()
+}
+
+/// A streaming compressor: what is written to it goes out compressed to `W`, so an
+/// archive never has to be held whole (a 1 GB image made `hoist build` hold the cpio and
+/// its compressed copy in memory at once). The same writes always give the same bytes.
+pub struct Compressor<W: Write> {
+    inner: Inner<W>,
+}
+
+enum Inner<W: Write> {
+    None(W),
+    Gzip(flate2::write::GzEncoder<W>),
+    Zstd(zstd::stream::Encoder<'static, W>),
+    /// Legacy lz4 cuts its input into independent 8 MiB chunks: one is buffered here.
+    Lz4 {
+        out: W,
+        chunk: Vec<u8>,
+    },
+}
+
+impl<W: Write> Compressor<W> {
+    /// `size` is the number of bytes that will be written (zstd records it in its header).
+    pub fn new(mut out: W, c: Compression, size: u64) -> io::Result<Self> {
+        let inner = match c {
+            Compression::None => Inner::None(out),
+            // GzBuilder writes mtime 0, no file name and a fixed OS byte unless told otherwise.
+            Compression::Gzip => {
+                Inner::Gzip(flate2::GzBuilder::new().mtime(0).write(out, flate2::Compression::new(GZIP_LEVEL)))
+            }
+            Compression::Zstd => {
+                use zstd::zstd_safe::CParameter;
+                let mut enc = zstd::stream::Encoder::new(out, ZSTD_LEVEL)?;
+                enc.set_parameter(CParameter::WindowLog(ZSTD_WINDOW_LOG))?;
+                enc.set_parameter(CParameter::EnableLongDistanceMatching(false))?;
+                enc.set_pledged_src_size(Some(size))?;
+                enc.include_contentsize(true)?;
+                enc.include_checksum(true)?;
+                Inner::Zstd(enc)
+            }
+            Compression::Lz4 => {
+                out.write_all(&LZ4_LEGACY_MAGIC.to_le_bytes())?;
+                Inner::Lz4 { out, chunk: Vec::with_capacity(LZ4_LEGACY_CHUNK) }
+            }
+        };
+        Ok(Compressor { inner })
+    }
+
+    /// Writes what is buffered and the format's end; returns the output.
+    pub fn finish(self) -> io::Result<W> {
+        match self.inner {
+            Inner::None(out) => Ok(out),
+            Inner::Gzip(enc) => enc.finish(),
+            Inner::Zstd(enc) => enc.finish(),
+            Inner::Lz4 { mut out, chunk } => {
+                if !chunk.is_empty() {
+                    lz4_block(&mut out, &chunk)?;
+                }
+                Ok(out)
+            }
+        }
     }
 }
 
-fn gzip(data: &[u8]) -> io::Result<Vec<u8>> {
-    // GzBuilder writes mtime 0, no file name and a fixed OS byte unless told otherwise.
-    let mut enc = flate2::GzBuilder::new()
-        .mtime(0)
-        .write(Vec::with_capacity(data.len() / 3), flate2::Compression::new(GZIP_LEVEL));
-    enc.write_all(data)?;
-    enc.finish()
+impl<W: Write> Write for Compressor<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.inner {
+            Inner::None(out) => out.write(buf),
+            Inner::Gzip(enc) => enc.write(buf),
+            Inner::Zstd(enc) => enc.write(buf),
+            Inner::Lz4 { out, chunk } => {
+                let n = buf.len().min(LZ4_LEGACY_CHUNK - chunk.len());
+                chunk.extend_from_slice(&buf[..n]);
+                if chunk.len() == LZ4_LEGACY_CHUNK {
+                    lz4_block(out, chunk)?;
+                    chunk.clear();
+                }
+                Ok(n)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.inner {
+            Inner::None(out) => out.flush(),
+            Inner::Gzip(enc) => enc.flush(),
+            Inner::Zstd(enc) => enc.flush(),
+            // A chunk is only written whole: flushing one early would change the output.
+            Inner::Lz4 { out, .. } => out.flush(),
+        }
+    }
 }
 
-fn zstd(data: &[u8]) -> io::Result<Vec<u8>> {
-    use zstd::zstd_safe::CParameter;
-    let mut enc = zstd::stream::Encoder::new(Vec::with_capacity(data.len() / 3), ZSTD_LEVEL)?;
-    enc.set_parameter(CParameter::WindowLog(ZSTD_WINDOW_LOG))?;
-    enc.set_parameter(CParameter::EnableLongDistanceMatching(false))?;
-    enc.set_pledged_src_size(Some(data.len() as u64))?;
-    enc.include_contentsize(true)?;
-    enc.include_checksum(true)?;
-    enc.write_all(data)?;
-    enc.finish()
-}
-
-/// Legacy lz4: the magic, then per 8 MiB of input a little-endian u32 block size and one
+/// Legacy lz4: after the magic, per 8 MiB of input a little-endian u32 block size and one
 /// raw lz4 block. Independent blocks, so the kernel never needs more than one chunk.
-fn lz4_legacy(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() / 2 + 16);
-    out.extend_from_slice(&LZ4_LEGACY_MAGIC.to_le_bytes());
-    for chunk in data.chunks(LZ4_LEGACY_CHUNK) {
-        let block = lz4_flex::block::compress(chunk);
-        let len = u32::try_from(block.len()).expect("an 8 MiB chunk compresses to far less than 4 GiB");
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&block);
-    }
-    out
+fn lz4_block<W: Write>(out: &mut W, chunk: &[u8]) -> io::Result<()> {
+    let block = lz4_flex::block::compress(chunk);
+    let len = u32::try_from(block.len()).expect("an 8 MiB chunk compresses to far less than 4 GiB");
+    out.write_all(&len.to_le_bytes())?;
+    out.write_all(&block)
 }
 
 #[cfg(test)]
@@ -201,6 +262,18 @@ mod tests {
         dec.read_to_end(&mut back).expect("decodes within the window limit");
         assert_eq!(back, data);
         assert_eq!(packed, compress(&data, Compression::Zstd).expect("zstd"), "deterministic");
+    }
+
+    #[test]
+    fn streaming_in_pieces_gives_the_same_bytes() {
+        let data = sample((8 << 20) + 4321);
+        for c in [Compression::None, Compression::Gzip, Compression::Zstd, Compression::Lz4] {
+            let mut enc = Compressor::new(Vec::new(), c, data.len() as u64).expect("compressor");
+            for piece in data.chunks(100_003) {
+                enc.write_all(piece).expect("write");
+            }
+            assert_eq!(enc.finish().expect("finish"), compress(&data, c).expect("whole"), "{c}");
+        }
     }
 
     #[test]
