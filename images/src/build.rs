@@ -127,13 +127,7 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport
         let step = format!("image {name}");
         progress.begin(&step);
         let source = image_source.describe();
-        let limits = match total_left {
-            left if left < oci::IMAGE_BYTES => {
-                oci::Limits { bytes: left, scope: "left for all of a build's images together", ..Default::default() }
-            }
-            _ => oci::Limits::default(),
-        };
-        let image = oci::import_with(image_source, &limits).map_err(|e| BuildError::Image {
+        let image = oci::import_with(image_source, &image_limits(total_left)).map_err(|e| BuildError::Image {
             service: name.to_string(),
             image: source.clone(),
             cause: Box::new(e),
@@ -177,6 +171,16 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport
     progress.end("initramfs", &format!("{} MB cpio -> {} MB {}", mb(uncompressed), mb(initrd_bytes), opts.compression));
     write_atomic(&opts.out.join("cmdline"), format!("{cmdline}\n").as_bytes())?;
     Ok(BuildReport { kernel: kernel_path, release, files: tree.len(), uncompressed, initrd_bytes, modules, services })
+}
+
+/// The cap for the next image: its own, or what is left of the build's total if that is less.
+fn image_limits(total_left: u64) -> oci::Limits {
+    match total_left {
+        left if left < oci::IMAGE_BYTES => {
+            oci::Limits { bytes: left, scope: "left for all of a build's images together", ..Default::default() }
+        }
+        _ => oci::Limits::default(),
+    }
 }
 
 /// The manifest entry for one container: the image's run settings, with its `User`
@@ -337,6 +341,20 @@ mod tests {
         rootfs.insert_file("etc/group", 0o644, b"root:x:0:\nwww-data:x:33:\n".to_vec());
         let config = ImageConfig { user: user.into(), working_dir: working_dir.into(), ..Default::default() };
         Image { rootfs, config, digest: "sha256:00".into() }
+    }
+
+    #[test]
+    fn images_are_capped_by_what_is_left_of_the_total() {
+        assert_eq!(image_limits(oci::TOTAL_BYTES), oci::Limits::default());
+        let tmp = tempfile::tempdir().expect("tempdir");
+        std::fs::write(tmp.path().join("big"), vec![0u8; 2 << 20]).expect("file");
+        let source = hoist_config::ImageSource::Dir { dir: tmp.path().to_path_buf() };
+        let cause = oci::import_with(&source, &image_limits(1 << 20)).expect_err("over what is left");
+        let err = BuildError::Image { service: "web".into(), image: "dir:/x".into(), cause: Box::new(cause) };
+        assert_eq!(
+            err.to_string(),
+            "service web: image dir:/x: unpacks to more than 1 MiB (the cap left for all of a build's images together)"
+        );
     }
 
     #[test]
