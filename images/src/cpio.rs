@@ -16,9 +16,8 @@
 
 use std::collections::HashMap;
 use std::io::{self, Write};
-use std::sync::Arc;
 
-use crate::tree::{Entry, Node, Tree};
+use crate::tree::{Entry, InodeKey, Node, Tree};
 
 const MAGIC: &[u8; 6] = b"070701";
 const HEADER_LEN: usize = 110;
@@ -54,9 +53,9 @@ impl From<CpioError> for io::Error {
 /// Returns the bytes written.
 pub fn write_tree<W: Write>(tree: &Tree, out: W) -> io::Result<u64> {
     // Pass 1: the link groups, with their size and last member (the one with the data).
-    let mut groups: HashMap<LinkKey, Group<'_>> = HashMap::new();
+    let mut groups: HashMap<InodeKey, Group<'_>> = HashMap::new();
     for (path, entry) in tree.iter() {
-        if let Some(key) = LinkKey::of(entry) {
+        if let Some(key) = entry.inode_key() {
             let group = groups.entry(key).or_insert(Group { nlink: 0, last: path, ino: None });
             group.nlink += 1;
             group.last = path;
@@ -64,7 +63,7 @@ pub fn write_tree<W: Write>(tree: &Tree, out: W) -> io::Result<u64> {
     }
     let mut w = CpioWriter::new(out);
     for (path, entry) in tree.iter() {
-        match LinkKey::of(entry).and_then(|key| groups.get_mut(&key)).filter(|g| g.nlink > 1) {
+        match entry.inode_key().and_then(|key| groups.get_mut(&key)).filter(|g| g.nlink > 1) {
             Some(group) => {
                 let ino = match group.ino {
                     Some(ino) => ino,
@@ -78,26 +77,6 @@ pub fn write_tree<W: Write>(tree: &Tree, out: W) -> io::Result<u64> {
     }
     let (_, written) = w.finish()?;
     Ok(written)
-}
-
-/// What makes two files of a tree one inode: the same data, mode and owner.
-#[derive(Hash, PartialEq, Eq)]
-struct LinkKey {
-    data: *const Vec<u8>,
-    mode: u32,
-    uid: u32,
-    gid: u32,
-}
-
-impl LinkKey {
-    fn of(entry: &Entry) -> Option<Self> {
-        match &entry.node {
-            Node::File { mode, data } => {
-                Some(LinkKey { data: Arc::as_ptr(data), mode: *mode, uid: entry.uid, gid: entry.gid })
-            }
-            _ => None,
-        }
-    }
 }
 
 struct Group<'a> {
@@ -221,6 +200,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
     use std::path::Path;
     use std::process::{Command, Stdio};
+    use std::sync::Arc;
 
     use super::*;
 

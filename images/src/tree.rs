@@ -29,6 +29,26 @@ impl Entry {
     pub fn root(node: Node) -> Self {
         Entry { node, uid: 0, gid: 0 }
     }
+
+    /// For a file, what makes it one inode with the other files that have the same key:
+    /// the same data (one `Arc`), mode and owner. Files with equal keys are hard links.
+    pub fn inode_key(&self) -> Option<InodeKey> {
+        match &self.node {
+            Node::File { mode, data } => {
+                Some(InodeKey { data: Arc::as_ptr(data) as usize, mode: *mode, uid: self.uid, gid: self.gid })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// See [`Entry::inode_key`]; only meaningful while the tree it came from is alive.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub struct InodeKey {
+    data: usize,
+    mode: u32,
+    uid: u32,
+    gid: u32,
 }
 
 /// Linux's MAXSYMLINKS.

@@ -203,6 +203,32 @@ fn create_then_import_round_trips() {
 }
 
 #[test]
+fn hard_links_survive_create_and_import() {
+    let data: std::sync::Arc<Vec<u8>> = std::sync::Arc::new(b"one inode ".repeat(500));
+    let mut tree = Tree::new();
+    for path in ["a/first", "b/second", &format!("{}/third", "long-directory-name".repeat(8))] {
+        tree.insert(path, Entry::root(Node::File { mode: 0o640, data: data.clone() }));
+    }
+    let tmp = tempdir();
+    let dir = tmp.path().join("layout");
+    create_oci_layout(&dir, "latest", &tree, &ImageConfig::default()).expect("create");
+    let (manifest, _) = manifest_of(&dir);
+    let layer = fs::read(blob_path(&dir, manifest["layers"][0]["digest"].as_str().expect("digest"))).expect("layer");
+    let mut tar = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&layer[..]), &mut tar).expect("gunzip");
+    assert_eq!(tar.windows(data.len()).filter(|w| *w == data.as_slice()).count(), 1, "the data once");
+
+    let image = import_oci_layout(&dir, None).expect("import");
+    let shared = |p: &str| match &image.rootfs.get(p).expect("linked path").node {
+        Node::File { data: d, .. } => d.clone(),
+        other => panic!("{p}: {other:?}"),
+    };
+    assert_eq!(*shared("a/first"), *data);
+    assert!(std::sync::Arc::ptr_eq(&shared("a/first"), &shared("b/second")));
+    assert!(std::sync::Arc::ptr_eq(&shared("a/first"), &shared(&format!("{}/third", "long-directory-name".repeat(8)))));
+}
+
+#[test]
 fn create_is_reproducible() {
     let tmp = tempdir();
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));

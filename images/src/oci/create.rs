@@ -1,6 +1,6 @@
 //! Writing a one-image, one-layer OCI layout, reproducibly.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
@@ -78,8 +78,11 @@ fn prepare(out: &Path) -> Result<(), OciError> {
 }
 
 /// The uncompressed layer: GNU headers (long names through GNU extensions), tree order.
+/// Hard-linked files ([`crate::tree::Entry::inode_key`]) are stored once, the later paths
+/// as hard links to the first.
 fn layer_tar(tree: &Tree) -> Result<Vec<u8>, OciError> {
     let mut tar = tar::Builder::new(Vec::new());
+    let mut first_path = HashMap::new();
     for (path, entry) in tree.iter() {
         let mut h = Header::new_gnu();
         h.set_mtime(0);
@@ -93,10 +96,18 @@ fn layer_tar(tree: &Tree) -> Result<Vec<u8>, OciError> {
                 tar.append_data(&mut h, format!("{path}/"), io::empty())
             }
             Node::File { mode, data } => {
-                h.set_entry_type(EntryType::Regular);
                 h.set_mode(*mode);
-                h.set_size(data.len() as u64);
-                tar.append_data(&mut h, path, data.as_slice())
+                match entry.inode_key().map(|key| *first_path.entry(key).or_insert(path)) {
+                    Some(first) if first != path => {
+                        h.set_entry_type(EntryType::Link);
+                        tar.append_link(&mut h, path, first)
+                    }
+                    _ => {
+                        h.set_entry_type(EntryType::Regular);
+                        h.set_size(data.len() as u64);
+                        tar.append_data(&mut h, path, data.as_slice())
+                    }
+                }
             }
             Node::Symlink { target } => {
                 h.set_entry_type(EntryType::Symlink);
