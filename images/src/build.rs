@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use hoist_config::Config;
@@ -150,7 +151,7 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport
     for (file, mode) in pki::SERVER_FILES {
         let path = pki_dir.join(file);
         let data = std::fs::read(&path).map_err(io(&path))?;
-        tree.insert_file(&format!("{}/{file}", pki::TLS_DIR), mode, data);
+        tree.insert_file(format!("{}/{file}", pki::TLS_DIR), mode, data);
     }
 
     progress.begin("initramfs");
@@ -287,14 +288,14 @@ fn add_modules(tree: &mut Tree, config: &Config, release: &str) -> Result<Vec<St
     for rel in &rel_paths {
         let host = host_dir.join(rel);
         let data = std::fs::read(&host).map_err(io(&host))?;
-        tree.insert_file(&format!("{guest_dir}/{rel}"), 0o644, data);
+        tree.insert_file(format!("{guest_dir}/{rel}"), 0o644, data);
         names.push(ModuleIndex::normalize(rel));
     }
-    tree.insert_file(&format!("{guest_dir}/modules.dep"), 0o644, index.filtered_dep(&names).into_bytes());
-    tree.insert_file(&format!("{guest_dir}/modules.alias"), 0o644, index.filtered_alias(&names).into_bytes());
+    tree.insert_file(format!("{guest_dir}/modules.dep"), 0o644, index.filtered_dep(&names).into_bytes());
+    tree.insert_file(format!("{guest_dir}/modules.alias"), 0o644, index.filtered_alias(&names).into_bytes());
     let builtin = host_dir.join("modules.builtin");
     if let Ok(data) = std::fs::read(&builtin) {
-        tree.insert_file(&format!("{guest_dir}/modules.builtin"), 0o644, data);
+        tree.insert_file(format!("{guest_dir}/modules.builtin"), 0o644, data);
     }
     Ok(names)
 }
@@ -321,7 +322,7 @@ fn add_binaries(tree: &mut Tree, bin_dir: &Path) -> Result<(), BuildError> {
     let hosts: Vec<PathBuf> = executables.iter().map(|(h, _)| h.clone()).collect();
     for needed in elf::Resolver::new(Path::new("/")).closure(&hosts)? {
         let data = std::fs::read(&needed.host_file).map_err(io(&needed.host_file))?;
-        tree.insert_file(&needed.guest_path.to_string_lossy(), 0o755, data);
+        tree.insert_file(needed.guest_path.as_os_str().as_bytes(), 0o755, data);
     }
     for (host, guest) in executables {
         let data = std::fs::read(&host).map_err(io(&host))?;

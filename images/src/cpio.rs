@@ -81,7 +81,7 @@ pub fn write_tree<W: Write>(tree: &Tree, out: W) -> io::Result<u64> {
 
 struct Group<'a> {
     nlink: usize,
-    last: &'a str,
+    last: &'a [u8],
     ino: Option<u32>,
 }
 
@@ -111,7 +111,7 @@ impl<W: Write> CpioWriter<W> {
     }
 
     /// Appends `entry` under `path` (relative, as in [`Tree`]); its parents must come first.
-    pub fn append(&mut self, path: &str, entry: &Entry) -> io::Result<()> {
+    pub fn append(&mut self, path: &[u8], entry: &Entry) -> io::Result<()> {
         let ino = self.take_ino()?;
         self.append_inode(path, entry, ino, 0, true)
     }
@@ -125,7 +125,7 @@ impl<W: Write> CpioWriter<W> {
 
     /// Appends `entry` as inode `ino`; `links` > 0 is the link count of a hard-linked
     /// file, whose data only goes with its last entry (`with_data`).
-    fn append_inode(&mut self, path: &str, entry: &Entry, ino: u32, links: u32, with_data: bool) -> io::Result<()> {
+    fn append_inode(&mut self, path: &[u8], entry: &Entry, ino: u32, links: u32, with_data: bool) -> io::Result<()> {
         let (mode, nlink, data, rdev): (u32, u32, &[u8], (u32, u32)) = match &entry.node {
             Node::Dir { mode } => (S_IFDIR | (mode & 0o7777), 2, &[], (0, 0)),
             Node::File { mode, data } => (S_IFREG | (mode & 0o7777), 1, data.as_slice(), (0, 0)),
@@ -137,8 +137,8 @@ impl<W: Write> CpioWriter<W> {
             (n, true) => (n, data),
             (n, false) => (n, &[][..]),
         };
-        let filesize =
-            u32::try_from(data.len()).map_err(|_| CpioError::TooLarge { path: path.to_string(), size: data.len() })?;
+        let filesize = u32::try_from(data.len())
+            .map_err(|_| CpioError::TooLarge { path: String::from_utf8_lossy(path).into_owned(), size: data.len() })?;
         let header = Header {
             ino,
             mode,
@@ -154,18 +154,18 @@ impl<W: Write> CpioWriter<W> {
 
     /// Writes the trailer and returns the writer and the total bytes written.
     pub fn finish(mut self) -> io::Result<(W, u64)> {
-        self.write_record(&Header { nlink: 1, ..Header::default() }, TRAILER, &[])?;
+        self.write_record(&Header { nlink: 1, ..Header::default() }, TRAILER.as_bytes(), &[])?;
         self.out.flush()?;
         Ok((self.out, self.written))
     }
 
-    fn write_record(&mut self, h: &Header, name: &str, data: &[u8]) -> io::Result<()> {
-        if name.contains('\0') {
-            return Err(CpioError::NulInName(name.to_string()).into());
+    fn write_record(&mut self, h: &Header, name: &[u8], data: &[u8]) -> io::Result<()> {
+        if name.contains(&0) {
+            return Err(CpioError::NulInName(String::from_utf8_lossy(name).into_owned()).into());
         }
         let namesize = name.len() + 1;
         if namesize > MAX_NAME {
-            return Err(CpioError::NameTooLong(name.to_string()).into());
+            return Err(CpioError::NameTooLong(String::from_utf8_lossy(name).into_owned()).into());
         }
         let mut head = Vec::with_capacity(HEADER_LEN + namesize + 3);
         head.extend_from_slice(MAGIC);
@@ -175,7 +175,7 @@ impl<W: Write> CpioWriter<W> {
         for field in fields {
             head.extend_from_slice(format!("{field:08X}").as_bytes());
         }
-        head.extend_from_slice(name.as_bytes());
+        head.extend_from_slice(name);
         head.push(0);
         head.resize(head.len() + pad4(head.len()), 0);
         self.emit(&head)?;
@@ -281,6 +281,7 @@ mod tests {
             &archive(&tree),
         );
         for (path, entry) in tree.iter() {
+            let path = std::str::from_utf8(path).expect("UTF-8 sample");
             let host = dir.path().join(path);
             if path.starts_with("dev/") {
                 assert!(!host.exists());
@@ -331,6 +332,17 @@ mod tests {
     }
 
     #[test]
+    fn names_are_bytes() {
+        let mut t = Tree::new();
+        t.insert_file(&b"caf\xe9"[..], 0o644, b"latin-1".to_vec());
+        let dir = tempfile::tempdir().expect("tempdir");
+        cpio(&["-i", "--no-absolute-filenames", "--no-preserve-owner"], dir.path(), &archive(&t));
+        use std::os::unix::ffi::OsStrExt;
+        let host = dir.path().join(std::ffi::OsStr::from_bytes(b"caf\xe9"));
+        assert_eq!(std::fs::read(host).expect("the file under its byte name"), b"latin-1");
+    }
+
+    #[test]
     fn output_is_deterministic_and_aligned() {
         let a = archive(&sample());
         assert_eq!(a, archive(&sample()));
@@ -360,10 +372,10 @@ mod tests {
         let mut w = CpioWriter::new(Vec::new());
         let file = Entry::root(Node::File { mode: 0o644, data: Vec::new().into() });
         let long = "a/".repeat(2100);
-        let err = w.append(&long, &file).expect_err("too long");
+        let err = w.append(long.as_bytes(), &file).expect_err("too long");
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
         assert!(err.to_string().contains("name too long"), "{err}");
-        let err = w.append("a\0b", &file).expect_err("NUL");
+        let err = w.append(b"a\0b", &file).expect_err("NUL");
         assert!(err.to_string().contains("NUL"), "{err}");
     }
 }

@@ -116,7 +116,7 @@ fn number(text: &str) -> Result<Option<u32>, UserError> {
 /// /etc/`name` of the image as text; empty when the image has none, unless `looking_for`
 /// a name, which then cannot be found.
 fn database(rootfs: &Tree, name: &'static str, looking_for: Option<&str>) -> Result<String, UserError> {
-    let node = rootfs.resolve(&format!("etc/{name}")).and_then(|path| rootfs.get(&path)).map(|e| &e.node);
+    let node = rootfs.resolve(format!("etc/{name}")).and_then(|path| rootfs.get(&path)).map(|e| &e.node);
     let data = match node {
         Some(Node::File { data, .. }) => data,
         Some(_) => return Err(UserError::NotAFile(name)),

@@ -55,22 +55,30 @@ pub struct InodeKey {
 const MAX_SYMLINKS: usize = 40;
 
 /// Paths are relative, `/`-separated, without a leading or trailing `/` ("usr/bin/x").
+/// They are bytes, as Linux file names are: a layer may name files in Latin-1 (umoci and
+/// containerd accept that, and cpio carries bytes). Methods take anything that is bytes
+/// (`&str`, `String`, `&[u8]`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tree {
-    entries: BTreeMap<String, Entry>,
+    entries: BTreeMap<Vec<u8>, Entry>,
 }
 
 /// Normalises "/a//b/" to "a/b"; returns None for paths that climb out ("..").
 pub fn normalize(path: &str) -> Option<String> {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
+    normalize_bytes(path.as_bytes()).map(|p| String::from_utf8(p).expect("whole parts of a str are a str"))
+}
+
+/// [`normalize`] for a path that is bytes.
+pub fn normalize_bytes(path: &[u8]) -> Option<Vec<u8>> {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for part in path.split(|b| *b == b'/') {
         match part {
-            "" | "." => {}
-            ".." => return None,
+            b"" | b"." => {}
+            b".." => return None,
             p => parts.push(p),
         }
     }
-    Some(parts.join("/"))
+    Some(parts.join(&b'/'))
 }
 
 impl Tree {
@@ -81,17 +89,18 @@ impl Tree {
     /// Inserts `entry` at `path`, creating missing parent directories (0755, root-owned).
     /// A later insert replaces an earlier one at the same path; replacing a directory with
     /// a non-directory drops everything below it.
-    pub fn insert(&mut self, path: &str, entry: Entry) {
-        let Some(path) = normalize(path) else { return };
+    pub fn insert(&mut self, path: impl AsRef<[u8]>, entry: Entry) {
+        let Some(path) = normalize_bytes(path.as_ref()) else { return };
         if path.is_empty() {
             return;
         }
-        let mut parent = String::new();
-        for part in path.split('/').collect::<Vec<_>>().split_last().map(|(_, p)| p).unwrap_or(&[]) {
+        let mut parent = Vec::new();
+        let parts: Vec<&[u8]> = path.split(|b| *b == b'/').collect();
+        for part in &parts[..parts.len() - 1] {
             if !parent.is_empty() {
-                parent.push('/');
+                parent.push(b'/');
             }
-            parent.push_str(part);
+            parent.extend_from_slice(part);
             match self.entries.get(&parent) {
                 Some(Entry { node: Node::Dir { .. }, .. }) => {}
                 _ => {
@@ -106,40 +115,41 @@ impl Tree {
         self.entries.insert(path, entry);
     }
 
-    pub fn insert_dir(&mut self, path: &str, mode: u32) {
+    pub fn insert_dir(&mut self, path: impl AsRef<[u8]>, mode: u32) {
         self.insert(path, Entry::root(Node::Dir { mode }));
     }
 
-    pub fn insert_file(&mut self, path: &str, mode: u32, data: impl Into<Arc<Vec<u8>>>) {
+    pub fn insert_file(&mut self, path: impl AsRef<[u8]>, mode: u32, data: impl Into<Arc<Vec<u8>>>) {
         self.insert(path, Entry::root(Node::File { mode, data: data.into() }));
     }
 
-    pub fn insert_symlink(&mut self, path: &str, target: &str) {
+    pub fn insert_symlink(&mut self, path: impl AsRef<[u8]>, target: &str) {
         self.insert(path, Entry::root(Node::Symlink { target: target.to_string() }));
     }
 
-    pub fn get(&self, path: &str) -> Option<&Entry> {
-        self.entries.get(&normalize(path)?)
+    pub fn get(&self, path: impl AsRef<[u8]>) -> Option<&Entry> {
+        self.entries.get(&normalize_bytes(path.as_ref())?)
     }
 
     /// `path` with every symlink in it followed as if the tree were the root directory:
     /// `..` stops at the root and absolute targets start from it, so the result never
     /// leaves the tree (as containerd's applier and a chroot see it). None past Linux's
     /// limit of 40 links.
-    pub fn resolve(&self, path: &str) -> Option<String> {
-        let mut out: Vec<String> = Vec::new();
-        let mut todo: Vec<String> = path.split('/').rev().map(str::to_string).collect();
+    pub fn resolve(&self, path: impl AsRef<[u8]>) -> Option<Vec<u8>> {
+        let split = |p: &[u8]| -> Vec<Vec<u8>> { p.split(|b| *b == b'/').rev().map(<[u8]>::to_vec).collect() };
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        let mut todo = split(path.as_ref());
         let mut hops = 0;
         while let Some(part) = todo.pop() {
-            match part.as_str() {
-                "" | "." => continue,
-                ".." => {
+            match part.as_slice() {
+                b"" | b"." => continue,
+                b".." => {
                     out.pop();
                     continue;
                 }
                 _ => out.push(part),
             }
-            if let Some(Entry { node: Node::Symlink { target }, .. }) = self.get(&out.join("/")) {
+            if let Some(Entry { node: Node::Symlink { target }, .. }) = self.get(out.join(&b'/')) {
                 hops += 1;
                 if hops > MAX_SYMLINKS {
                     return None;
@@ -148,15 +158,15 @@ impl Tree {
                 if target.starts_with('/') {
                     out.clear();
                 }
-                todo.extend(target.split('/').rev().map(str::to_string));
+                todo.extend(split(target.as_bytes()));
             }
         }
-        Some(out.join("/"))
+        Some(out.join(&b'/'))
     }
 
     /// Removes `path` and everything below it.
-    pub fn remove(&mut self, path: &str) {
-        let Some(path) = normalize(path) else { return };
+    pub fn remove(&mut self, path: impl AsRef<[u8]>) {
+        let Some(path) = normalize_bytes(path.as_ref()) else { return };
         self.entries.remove(&path);
         self.remove_below(&path);
     }
@@ -165,19 +175,19 @@ impl Tree {
     /// it looked at, which is how many it removed: the children of a directory are one
     /// range of the sorted map, so an opaque whiteout costs what it removes, not the size
     /// of the tree (a layer of opaque whiteouts was quadratic).
-    pub fn clear_below(&mut self, path: &str) -> usize {
-        let Some(path) = normalize(path) else { return 0 };
+    pub fn clear_below(&mut self, path: impl AsRef<[u8]>) -> usize {
+        let Some(path) = normalize_bytes(path.as_ref()) else { return 0 };
         self.remove_below(&path)
     }
 
-    fn remove_below(&mut self, path: &str) -> usize {
+    fn remove_below(&mut self, path: &[u8]) -> usize {
         if path.is_empty() {
             let n = self.entries.len();
             self.entries.clear();
             return n;
         }
-        let prefix = format!("{path}/");
-        let below: Vec<String> = self
+        let prefix = [path, b"/"].concat();
+        let below: Vec<Vec<u8>> = self
             .entries
             .range(prefix.clone()..)
             .map(|(k, _)| k)
@@ -193,14 +203,14 @@ impl Tree {
     /// Copies every entry of `other` under `prefix` ("" for the root).
     pub fn graft(&mut self, prefix: &str, other: &Tree) {
         for (path, entry) in &other.entries {
-            let full = if prefix.is_empty() { path.clone() } else { format!("{prefix}/{path}") };
+            let full = if prefix.is_empty() { path.clone() } else { [prefix.as_bytes(), b"/", path].concat() };
             self.insert(&full, entry.clone());
         }
     }
 
     /// Entries in sorted order, parents before children.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Entry)> {
-        self.entries.iter().map(|(k, v)| (k.as_str(), v))
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Entry)> {
+        self.entries.iter().map(|(k, v)| (k.as_slice(), v))
     }
 
     pub fn len(&self) -> usize {
@@ -232,8 +242,8 @@ mod tests {
         let mut t = Tree::new();
         t.insert_file("/a/b/c", 0o644, vec![1]);
         t.insert_file("a-b", 0o644, vec![2]);
-        let paths: Vec<&str> = t.iter().map(|(p, _)| p).collect();
-        assert_eq!(paths, ["a", "a-b", "a/b", "a/b/c"]);
+        let paths: Vec<&[u8]> = t.iter().map(|(p, _)| p).collect();
+        assert_eq!(paths, [&b"a"[..], b"a-b", b"a/b", b"a/b/c"]);
         assert!(matches!(t.get("a/b").map(|e| &e.node), Some(Node::Dir { mode: 0o755 })));
     }
 
@@ -250,8 +260,8 @@ mod tests {
     fn clear_below_looks_only_at_what_it_removes() {
         let mut t = Tree::new();
         for i in 0..1000 {
-            t.insert_file(&format!("a/{i}"), 0o644, vec![]);
-            t.insert_file(&format!("z/{i}"), 0o644, vec![]);
+            t.insert_file(format!("a/{i}"), 0o644, vec![]);
+            t.insert_file(format!("z/{i}"), 0o644, vec![]);
         }
         t.insert_file("d/x/y", 0o644, vec![]);
         t.insert_file("d-sibling", 0o644, vec![]);
@@ -272,7 +282,7 @@ mod tests {
         t.insert_file("d/f", 0o644, vec![]);
         t.insert_file("d-x", 0o644, vec![]);
         t.remove("d");
-        let paths: Vec<&str> = t.iter().map(|(p, _)| p).collect();
-        assert_eq!(paths, ["d-x"]);
+        let paths: Vec<&[u8]> = t.iter().map(|(p, _)| p).collect();
+        assert_eq!(paths, [b"d-x"]);
     }
 }

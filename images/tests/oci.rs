@@ -53,7 +53,7 @@ fn sample_config() -> ImageConfig {
 }
 
 fn paths(tree: &Tree) -> Vec<&str> {
-    tree.iter().map(|(p, _)| p).collect()
+    tree.iter().map(|(p, _)| std::str::from_utf8(p).expect("UTF-8 path in this test")).collect()
 }
 
 fn file_data<'a>(tree: &'a Tree, path: &str) -> Option<&'a [u8]> {
@@ -424,6 +424,31 @@ fn paths_that_climb_out_are_rejected() {
     write_index(dir, vec![m]);
     let err = import_oci_layout(dir, None).expect_err("escaping path");
     assert!(matches!(err, OciError::BadEntry { ref path, .. } if path == "a/../../etc/passwd"), "{err:?}");
+}
+
+#[test]
+fn latin1_names_are_accepted_as_bytes() {
+    use std::os::unix::ffi::OsStrExt;
+    let name: &[u8] = b"d/caf\xe9";
+    let tmp = tempdir();
+    let dir = tmp.path().join("layout");
+    fs::create_dir(&dir).expect("layout dir");
+    let m = write_image(&dir, &[layer(TAR, tar_of(&[T::Dir("d"), T::RawName(name)]))], json!({}));
+    write_index(&dir, vec![m]);
+    let image = import_oci_layout(&dir, None).expect("a Latin-1 name imports");
+    assert!(matches!(image.rootfs.get(name).map(|e| &e.node), Some(Node::File { .. })));
+
+    // Written back out and read again, the name is the same bytes.
+    let again = tmp.path().join("again");
+    create_oci_layout(&again, "latest", &image.rootfs, &ImageConfig::default()).expect("create");
+    let back = import_oci_layout(&again, None).expect("import again");
+    assert!(back.rootfs.get(name).is_some(), "{:?}", back.rootfs.iter().map(|(p, _)| p).collect::<Vec<_>>());
+
+    // The same from a directory.
+    let rootfs = tmp.path().join("rootfs");
+    fs::create_dir_all(rootfs.join("d")).expect("d");
+    fs::write(rootfs.join(std::ffi::OsStr::from_bytes(name)), b"x").expect("Latin-1 file");
+    assert!(import_dir(&rootfs).expect("dir import").rootfs.get(name).is_some());
 }
 
 #[test]

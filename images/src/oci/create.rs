@@ -1,8 +1,10 @@
 //! Writing a one-image, one-layer OCI layout, reproducibly.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use flate2::{Compression as Level, GzBuilder};
@@ -83,7 +85,8 @@ fn prepare(out: &Path) -> Result<(), OciError> {
 fn layer_tar(tree: &Tree) -> Result<Vec<u8>, OciError> {
     let mut tar = tar::Builder::new(Vec::new());
     let mut first_path = HashMap::new();
-    for (path, entry) in tree.iter() {
+    for (bytes, entry) in tree.iter() {
+        let path = Path::new(OsStr::from_bytes(bytes));
         let mut h = Header::new_gnu();
         h.set_mtime(0);
         h.set_uid(entry.uid.into());
@@ -93,7 +96,7 @@ fn layer_tar(tree: &Tree) -> Result<Vec<u8>, OciError> {
             Node::Dir { mode } => {
                 h.set_entry_type(EntryType::Directory);
                 h.set_mode(*mode);
-                tar.append_data(&mut h, format!("{path}/"), io::empty())
+                tar.append_data(&mut h, OsStr::from_bytes(&[bytes, b"/"].concat()), io::empty())
             }
             Node::File { mode, data } => {
                 h.set_mode(*mode);
@@ -127,7 +130,7 @@ fn layer_tar(tree: &Tree) -> Result<Vec<u8>, OciError> {
                     .and_then(|()| tar.append_data(&mut h, path, io::empty()))
             }
         };
-        result.map_err(|source| OciError::TarWrite { path: path.to_string(), source })?;
+        result.map_err(|source| OciError::TarWrite { path: String::from_utf8_lossy(bytes).into_owned(), source })?;
     }
     tar.into_inner().map_err(|source| OciError::TarWrite { path: String::new(), source })
 }

@@ -87,7 +87,7 @@ pub(super) fn tree_digest(tree: &Tree) -> String {
         h.update(b);
     };
     for (path, entry) in tree.iter() {
-        bytes(path.as_bytes());
+        bytes(path);
         let (kind, mode): (&[u8], u32) = match &entry.node {
             Node::Dir { mode } => (b"dir", *mode),
             Node::File { mode, .. } => (b"file", *mode),

@@ -43,7 +43,7 @@ pub fn import_dir(dir: &Path) -> Result<Image, OciError> {
 pub(super) fn import(dir: &Path, limits: &Limits) -> Result<Image, OciError> {
     let root = open::dir(dir)?;
     let mut walk = Walk { tree: Tree::new(), budget: Budget::new(limits), inodes: HashMap::new() };
-    walk.dir(root.as_fd(), dir, "", 0)?;
+    walk.dir(root.as_fd(), dir, b"", 0)?;
     let digest = tree_digest(&walk.tree);
     Ok(Image { rootfs: walk.tree, config: ImageConfig::default(), digest })
 }
@@ -56,7 +56,7 @@ struct Walk {
 }
 
 impl Walk {
-    fn dir(&mut self, fd: BorrowedFd<'_>, path: &Path, rel: &str, depth: usize) -> Result<(), OciError> {
+    fn dir(&mut self, fd: BorrowedFd<'_>, path: &Path, rel: &[u8], depth: usize) -> Result<(), OciError> {
         if depth > MAX_DEPTH {
             return Err(OciError::BadPath { path: path.to_path_buf(), reason: "directories nested too deeply" });
         }
@@ -77,10 +77,8 @@ impl Walk {
         for name in names {
             let name = Path::new(OsStr::from_bytes(&name));
             let host = path.join(name);
-            let Some(utf8) = name.to_str() else {
-                return Err(OciError::BadPath { path: host, reason: "name is not UTF-8" });
-            };
-            let rel = if rel.is_empty() { utf8.to_string() } else { format!("{rel}/{utf8}") };
+            let bytes = name.as_os_str().as_bytes();
+            let rel = if rel.is_empty() { bytes.to_vec() } else { [rel, b"/", bytes].concat() };
             let listed = fstatat(fd, name, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(|e| changed_or(&host, e))?;
             let mode = listed.st_mode & 0o7777;
             match kind(&listed) {

@@ -17,10 +17,10 @@ use tar::EntryType;
 use super::OciError;
 use super::digest::HashingReader;
 use super::limits::{Budget, Capped};
-use crate::tree::{Entry, Node, Tree, normalize};
+use crate::tree::{Entry, Node, Tree, normalize_bytes};
 
-const WHITEOUT: &str = ".wh.";
-const OPAQUE: &str = ".wh..wh..opq";
+const WHITEOUT: &[u8] = b".wh.";
+const OPAQUE: &[u8] = b".wh..wh..opq";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Compression {
@@ -60,15 +60,15 @@ impl Compression {
 enum Change {
     /// Removes `parent/name` and its subtree from lower layers.
     Whiteout {
-        parent: String,
-        name: String,
+        parent: Vec<u8>,
+        name: Vec<u8>,
     },
     /// Clears the lower-layer contents of a directory.
-    Opaque(String),
-    Put(String, Entry),
+    Opaque(Vec<u8>),
+    Put(Vec<u8>, Entry),
     Hardlink {
-        path: String,
-        target: String,
+        path: Vec<u8>,
+        target: Vec<u8>,
     },
 }
 
@@ -166,10 +166,10 @@ fn unpack(
 }
 
 fn change<R: Read>(layer: &str, mut entry: tar::Entry<'_, R>, budget: &Budget) -> Result<Option<Change>, OciError> {
+    // Names are bytes: Latin-1 names are as valid in a layer as on Linux.
     let raw = entry.path_bytes().into_owned();
-    let bad = |path: &str, reason| OciError::BadEntry { layer: layer.to_string(), path: path.to_string(), reason };
-    let raw = String::from_utf8(raw).map_err(|e| bad(&String::from_utf8_lossy(e.as_bytes()), "path is not UTF-8"))?;
-    let path = normalize(&raw).ok_or_else(|| bad(&raw, "path climbs out of the root"))?;
+    let bad = |path: &[u8], reason| OciError::BadEntry { layer: layer.to_string(), path: shown(path), reason };
+    let path = normalize_bytes(&raw).ok_or_else(|| bad(&raw, "path climbs out of the root"))?;
     let kind = entry.header().entry_type();
     if kind == EntryType::XGlobalHeader {
         return Ok(None);
@@ -177,12 +177,12 @@ fn change<R: Read>(layer: &str, mut entry: tar::Entry<'_, R>, budget: &Budget) -
     let (parent, name) = split(&path);
     if let Some(hidden) = name.strip_prefix(WHITEOUT) {
         return Ok(if name == OPAQUE {
-            Some(Change::Opaque(parent.to_string()))
+            Some(Change::Opaque(parent.to_vec()))
         } else if hidden.is_empty() || hidden.starts_with(WHITEOUT) {
             // aufs bookkeeping (.wh..wh.plnk and the like): nothing to apply.
             None
         } else {
-            Some(Change::Whiteout { parent: parent.to_string(), name: hidden.to_string() })
+            Some(Change::Whiteout { parent: parent.to_vec(), name: hidden.to_vec() })
         });
     }
     if path.is_empty() {
@@ -206,8 +206,8 @@ fn change<R: Read>(layer: &str, mut entry: tar::Entry<'_, R>, budget: &Budget) -
             Node::Symlink { target }
         }
         EntryType::Link => {
-            let target = link_name(&entry).ok_or_else(|| bad(&path, "link target is missing or not UTF-8"))?;
-            let target = normalize(&target).ok_or_else(|| bad(&path, "link target climbs out of the root"))?;
+            let target = entry.link_name_bytes().ok_or_else(|| bad(&path, "link target is missing"))?;
+            let target = normalize_bytes(&target).ok_or_else(|| bad(&path, "link target climbs out of the root"))?;
             return Ok(Some(Change::Hardlink { path, target }));
         }
         EntryType::Char => {
@@ -217,11 +217,15 @@ fn change<R: Read>(layer: &str, mut entry: tar::Entry<'_, R>, budget: &Budget) -
             Node::CharDev { mode, major, minor }
         }
         EntryType::Block | EntryType::Fifo => {
-            log::warn!("layer {layer}: skipping {path}: block devices and fifos are not supported");
+            log::warn!("layer {layer}: skipping {}: block devices and fifos are not supported", shown(&path));
             return Ok(None);
         }
         other => {
-            log::warn!("layer {layer}: skipping {path}: unknown tar entry type {:?}", other.as_byte() as char);
+            log::warn!(
+                "layer {layer}: skipping {}: unknown tar entry type {:?}",
+                shown(&path),
+                other.as_byte() as char
+            );
             return Ok(None);
         }
     };
@@ -298,7 +302,7 @@ fn apply_changes(tree: &mut Tree, layer: &str, changes: Vec<Change>) -> Result<(
             }
             Change::Whiteout { parent, name } => {
                 let parent = resolve(tree, layer, parent)?;
-                tree.remove(&join(&parent, name));
+                tree.remove(join(&parent, name));
             }
             Change::Put(..) | Change::Hardlink { .. } => {}
         }
@@ -316,7 +320,7 @@ fn apply_changes(tree: &mut Tree, layer: &str, changes: Vec<Change>) -> Result<(
                     _ => {
                         return Err(OciError::BadEntry {
                             layer: layer.to_string(),
-                            path,
+                            path: shown(&path),
                             reason: "hard link target is missing or a directory",
                         });
                     }
@@ -331,26 +335,34 @@ fn apply_changes(tree: &mut Tree, layer: &str, changes: Vec<Change>) -> Result<(
 }
 
 /// `path` with its parent directory resolved through symlinks; the last component is kept.
-fn resolve_parent(tree: &Tree, layer: &str, path: &str) -> Result<String, OciError> {
+fn resolve_parent(tree: &Tree, layer: &str, path: &[u8]) -> Result<Vec<u8>, OciError> {
     let (parent, name) = split(path);
     Ok(join(&resolve(tree, layer, parent)?, name))
 }
 
 /// Follows every symlink in `path` inside the tree ([`Tree::resolve`]).
-fn resolve(tree: &Tree, layer: &str, path: &str) -> Result<String, OciError> {
+fn resolve(tree: &Tree, layer: &str, path: &[u8]) -> Result<Vec<u8>, OciError> {
     tree.resolve(path).ok_or_else(|| OciError::BadEntry {
         layer: layer.to_string(),
-        path: path.to_string(),
+        path: shown(path),
         reason: "too many levels of symlinks",
     })
 }
 
-fn split(path: &str) -> (&str, &str) {
-    path.rsplit_once('/').unwrap_or(("", path))
+fn split(path: &[u8]) -> (&[u8], &[u8]) {
+    match path.iter().rposition(|b| *b == b'/') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => (b"", path),
+    }
 }
 
-fn join(parent: &str, name: &str) -> String {
-    if parent.is_empty() { name.to_string() } else { format!("{parent}/{name}") }
+fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
+    if parent.is_empty() { name.to_vec() } else { [parent, b"/", name].concat() }
+}
+
+/// A path for a message: bytes that are not UTF-8 are shown as U+FFFD.
+fn shown(path: &[u8]) -> String {
+    String::from_utf8_lossy(path).into_owned()
 }
 
 #[cfg(test)]
@@ -365,11 +377,11 @@ mod tests {
         t.insert_symlink("abs", "/usr");
         t.insert_symlink("up", "../../..");
         t.insert_symlink("loop", "loop");
-        assert_eq!(resolve(&t, "l", "lib/x").ok().as_deref(), Some("usr/lib/x"));
-        assert_eq!(resolve(&t, "l", "abs/lib").ok().as_deref(), Some("usr/lib"));
-        assert_eq!(resolve(&t, "l", "up/etc").ok().as_deref(), Some("etc"));
-        assert!(resolve(&t, "l", "loop/x").is_err());
-        assert_eq!(resolve_parent(&t, "l", "lib").ok().as_deref(), Some("lib"));
+        assert_eq!(resolve(&t, "l", b"lib/x").ok().as_deref(), Some(&b"usr/lib/x"[..]));
+        assert_eq!(resolve(&t, "l", b"abs/lib").ok().as_deref(), Some(&b"usr/lib"[..]));
+        assert_eq!(resolve(&t, "l", b"up/etc").ok().as_deref(), Some(&b"etc"[..]));
+        assert!(resolve(&t, "l", b"loop/x").is_err());
+        assert_eq!(resolve_parent(&t, "l", b"lib").ok().as_deref(), Some(&b"lib"[..]));
     }
 
     #[test]

@@ -35,8 +35,8 @@
 //! Not supported: registries (no network here: images come from local layouts and tarballs),
 //! signatures and attestations, encrypted layers, digests other than sha256, platforms other
 //! than linux/amd64 in multi-platform indexes, block devices and fifos (skipped with a
-//! warning), extended attributes and file capabilities (dropped), file names that are not
-//! UTF-8 (an error). Hard links stay links: the linked paths share one `Arc` of data in the
+//! warning), extended attributes and file capabilities (dropped), symlink targets that are
+//! not UTF-8 (an error; file names are bytes, so Latin-1 names are fine). Hard links stay links: the linked paths share one `Arc` of data in the
 //! [`Tree`], which [`crate::cpio`] writes as one inode.
 
 mod create;
