@@ -5,6 +5,8 @@
 //! mode 0700) and on TCP with mutual TLS: only clients holding a certificate from this
 //! host's CA get in.
 
+pub mod auth;
 pub mod blobs;
+pub mod limits;
 pub mod logs;
 pub mod server;
