@@ -100,3 +100,23 @@ fn a_hostile_name_is_escaped_in_what_the_client_is_told() {
     let (status, _) = decide(&path("Stop"), &peer, &none_revoked()).expect_err("denied");
     assert!(!status.message().contains('\n') && !status.message().contains('\u{1b}'), "{:?}", status.message());
 }
+
+/// Each handler of a call that changes something writes its audit line: a new mutating
+/// call without one fails here, not in an incident review.
+#[test]
+fn every_mutating_handler_audits() {
+    let source = include_str!("../server.rs");
+    for r in RULES.iter().filter(|r| r.mutating) {
+        let mut snake = String::new();
+        for (i, c) in r.call.chars().enumerate() {
+            if c.is_ascii_uppercase() && i > 0 {
+                snake.push('_');
+            }
+            snake.push(c.to_ascii_lowercase());
+        }
+        let start = source.find(&format!("async fn {snake}(")).unwrap_or_else(|| panic!("no handler for {}", r.call));
+        let body = &source[start + 1..];
+        let body = &body[..body.find("async fn ").unwrap_or(body.len())];
+        assert!(body.contains("audit(") || body.contains("audit_as("), "{} does not audit", r.call);
+    }
+}
