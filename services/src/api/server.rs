@@ -473,7 +473,7 @@ pub fn spawn(svc: ControlService) {
         .client_ca_root(Certificate::from_pem(ca))
         .timeout(Duration::from_secs(10));
     tokio::spawn(async move {
-        let listener = bind_with_retry(("0.0.0.0", hoist_api::PORT)).await;
+        let listener = bind_with_retry(("0.0.0.0", hoist_api::PORT), super::limits::bind_delay, &crate::say).await;
         let builder = match Server::builder().tls_config(tls) {
             Ok(b) => b,
             Err(e) => {
@@ -498,21 +498,25 @@ fn read_revoked(path: &Path) -> super::auth::Revoked {
     }
 }
 
-/// Binds `addr`, saying on the console why it cannot and trying again after each
-/// [`bind_delay`](super::limits::bind_delay), until it can.
-async fn bind_with_retry(addr: (&str, u16)) -> tokio::net::TcpListener {
+/// Binds `addr`, saying why it cannot (`say`, the console in the supervisor) and trying
+/// again after each `delay(attempt)` ([`bind_delay`](super::limits::bind_delay)), until it can.
+async fn bind_with_retry(
+    addr: (&str, u16),
+    delay: fn(u32) -> Duration,
+    say: &(dyn Fn(&str) + Sync),
+) -> tokio::net::TcpListener {
     let mut attempt = 0u32;
     loop {
         match tokio::net::TcpListener::bind(addr).await {
             Ok(l) => {
                 if attempt > 0 {
-                    crate::say(&format!("control API port {}: listening after {attempt} retries", addr.1));
+                    say(&format!("control API port {}: listening after {attempt} retries", addr.1));
                 }
                 return l;
             }
             Err(e) => {
-                let wait = super::limits::bind_delay(attempt);
-                crate::say(&format!("control API port {}: {e}; retrying in {} ms", addr.1, wait.as_millis()));
+                let wait = delay(attempt);
+                say(&format!("control API port {}: {e}; retrying in {} ms", addr.1, wait.as_millis()));
                 tokio::time::sleep(wait).await;
                 attempt = attempt.saturating_add(1);
             }
@@ -533,5 +537,31 @@ mod tests {
         let (data, truncated) = read_capped(&path, 64).expect("read");
         assert_eq!((data.len(), truncated), (64, true));
         assert_eq!(read_capped(&dir.path().join("none"), 64).expect("missing"), (Vec::new(), false));
+    }
+
+    #[tokio::test]
+    async fn a_port_in_use_is_said_and_retried_until_free() {
+        let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = holder.local_addr().expect("addr").port();
+        let said = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let log = said.clone();
+        let task = tokio::spawn(async move {
+            let say = move |l: &str| log.lock().expect("lock").push(l.to_string());
+            bind_with_retry(("127.0.0.1", port), |_| Duration::from_millis(20), &say).await
+        });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while said.lock().expect("lock").len() < 2 {
+            assert!(tokio::time::Instant::now() < deadline, "no retry said: {:?}", said.lock().expect("lock"));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        drop(holder);
+        let bound = tokio::time::timeout(Duration::from_secs(10), task).await.expect("bound once free").expect("task");
+        assert_eq!(bound.local_addr().expect("addr").port(), port);
+        let said = said.lock().expect("lock").clone();
+        assert!(
+            said[0].contains(&format!("control API port {port}: ")) && said[0].contains("retrying in 20 ms"),
+            "{said:?}"
+        );
+        assert!(said.last().expect("last").contains("listening after"), "{said:?}");
     }
 }
