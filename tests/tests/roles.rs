@@ -1,7 +1,8 @@
 //! Roles from the client certificate, against a booted host over the real mutual-TLS
 //! path: a reader reads but cannot exec or restart, an operator restarts but cannot exec,
-//! the build's admin can; a revoked certificate is refused; every change, allowed or
-//! denied, leaves an audit line on the console and in the supervisor's log.
+//! the build's admin can; a certificate revoked before the build, or after it and sent
+//! with `hoist apply`, is refused; every change, allowed or denied, leaves an audit line
+//! on the console and in the supervisor's log.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -118,4 +119,19 @@ fn roles_from_the_client_certificate_are_enforced_and_audited() {
         let body = line.body().to_string();
         assert!(log.iter().any(|l| l.ends_with(&body)), "{body:?} not in the supervisor log:\n{}", log.join("\n"));
     }
+
+    // A certificate revoked after the build is refused once `hoist apply` carries the list.
+    let (late, _) = client_dir(work.path(), "late", Role::Admin);
+    let works =
+        host.rt.block_on(async { client::tcp(&host.addr, &late).await.ok()?.status(pb::StatusRequest {}).await.ok() });
+    assert!(works.is_some(), "late works before its revocation");
+    hoist_images::pki::revoke(pki_dir(), "late").expect("revoke after the build");
+    let applied = host.apply(&host.config("same.toml", HOST), &[]);
+    assert!(applied.status.success(), "{}", text(&applied));
+    let refused = host.rt.block_on(async {
+        let mut c = client::tcp(&host.addr, &late).await.expect("the handshake passes");
+        c.status(pb::StatusRequest {}).await.expect_err("revoked by the apply")
+    });
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    assert!(host.status().iter().any(|s| s.name == "web"), "the admin still gets in");
 }

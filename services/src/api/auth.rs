@@ -88,6 +88,68 @@ pub enum Peer {
 /// The serials refused, or why the list could not be read (then every certificate is).
 pub type Revoked = Result<BTreeSet<String>, String>;
 
+/// The revocation list in force: the build's, plus what `hoist apply` added since boot
+/// (kept in a file of its own, so a restarted supervisor still refuses them). Shared by
+/// the layer and the apply handler.
+#[derive(Debug, Clone)]
+pub struct Revocations {
+    list: Arc<std::sync::RwLock<Revoked>>,
+    /// Where added serials are kept.
+    applied: std::path::PathBuf,
+}
+
+impl Revocations {
+    /// The union of the `build` and `applied` lists (a missing file is an empty list; an
+    /// unreadable one refuses every certificate).
+    pub fn load(build: &std::path::Path, applied: &std::path::Path) -> Self {
+        let list = read_list(build).and_then(|mut set| {
+            set.extend(read_list(applied)?);
+            Ok(set)
+        });
+        Revocations { list: Arc::new(std::sync::RwLock::new(list)), applied: applied.to_path_buf() }
+    }
+
+    /// The list as [`decide`] takes it.
+    pub fn snapshot(&self) -> Revoked {
+        self.list.read().map_err(|_| "revocation list poisoned".to_string())?.clone()
+    }
+
+    /// Adds `serials` (hex) for good: refused from now on, and after a supervisor restart.
+    /// A serial that is not hex refuses the whole request, adding nothing. Returns how
+    /// many were new.
+    pub fn add(&self, serials: &[String]) -> Result<usize, Status> {
+        if let Some(bad) =
+            serials.iter().find(|s| s.is_empty() || s.len() > 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            let bad = hoist_guest::console::escape(bad);
+            return Err(Status::invalid_argument(format!("revoked: {bad} is not a certificate serial (hex)")));
+        }
+        let mut applied = read_list(&self.applied).map_err(Status::internal)?;
+        let before = applied.len();
+        applied.extend(serials.iter().map(|s| hoist_guest::pki::normal_serial(s)));
+        let new = applied.len() - before;
+        if new > 0 {
+            let text: String = applied.iter().map(|s| format!("{s}\n")).collect();
+            hoist_guest::atomic::write(&self.applied, text.as_bytes())
+                .map_err(|e| Status::internal(format!("{}: {e}", self.applied.display())))?;
+        }
+        let mut list = self.list.write().map_err(|_| Status::internal("revocation list poisoned"))?;
+        if let Ok(set) = list.as_mut() {
+            set.extend(applied);
+        }
+        Ok(new)
+    }
+}
+
+/// A revocation list file's serials; none when there is no file.
+fn read_list(path: &std::path::Path) -> Revoked {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(hoist_guest::pki::parse_revoked(&text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeSet::new()),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
 /// A refusal, and the audit line it makes (for calls that would change something).
 pub type Denied = (Status, Option<Line>);
 
@@ -157,18 +219,18 @@ pub fn audit_as(caller: Option<&Caller>, target: &str) {
 #[derive(Debug, Clone)]
 pub struct AuthLayer {
     local: bool,
-    revoked: Arc<Revoked>,
+    revoked: Option<Revocations>,
 }
 
 impl AuthLayer {
     /// For the Unix socket: every caller is `local`.
     pub fn local() -> Self {
-        AuthLayer { local: true, revoked: Arc::new(Ok(BTreeSet::new())) }
+        AuthLayer { local: true, revoked: None }
     }
 
     /// For TCP with TLS client certificates, refusing the `revoked` serials.
-    pub fn tls(revoked: Revoked) -> Self {
-        AuthLayer { local: false, revoked: Arc::new(revoked) }
+    pub fn tls(revoked: Revocations) -> Self {
+        AuthLayer { local: false, revoked: Some(revoked) }
     }
 }
 
@@ -215,7 +277,8 @@ where
                 None => Peer::Unknown,
             }
         };
-        match decide(req.uri().path(), &peer, &self.layer.revoked) {
+        let revoked = self.layer.revoked.as_ref().map(Revocations::snapshot).unwrap_or_else(|| Ok(BTreeSet::new()));
+        match decide(req.uri().path(), &peer, &revoked) {
             Ok(caller) => {
                 req.extensions_mut().insert(caller);
                 Box::pin(self.inner.call(req))

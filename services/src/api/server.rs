@@ -15,7 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 
-use super::auth::{AuthLayer, Caller, audit, audit_as};
+use super::auth::{AuthLayer, Caller, Revocations, audit, audit_as};
 use crate::containerd::Containerd;
 use crate::core::{Command, Event, Refused, ServiceView};
 use hoist_api::pb::{self, control_server::Control, control_server::ControlServer};
@@ -144,6 +144,8 @@ pub struct ControlService {
     reserved: Arc<AtomicU64>,
     /// Open `logs -f` and `events` streams.
     streams: super::limits::Streams,
+    /// The client certificates refused: the build's list and what applies added.
+    revocations: Revocations,
 }
 
 type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -164,6 +166,10 @@ impl ControlService {
             uploads: Arc::new(tokio::sync::Semaphore::new(super::blobs::MAX_UPLOADS)),
             reserved: Arc::new(AtomicU64::new(0)),
             streams: super::limits::Streams::new(super::limits::STREAMS_PER_CONNECTION, super::limits::STREAMS_TOTAL),
+            revocations: Revocations::load(
+                &Path::new(hoist_api::TLS_DIR).join(pki::REVOKED),
+                Path::new(hoist_guest::paths::REVOKED_APPLIED),
+            ),
         }
     }
 
@@ -318,6 +324,11 @@ impl Control for ControlService {
         // What is cheap to refuse is refused before any image is unpacked.
         let config = hoist_config::parse(&req.config, crate::candidate::file_name(&req.file))
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        // Revocations take effect now, whatever becomes of the rollout.
+        let added = self.revocations.add(&req.revoked)?;
+        if added > 0 {
+            crate::say(&format!("control API: {added} client certificates revoked by apply"));
+        }
         if let Some(g) = self.ask(Cmd::Busy).await? {
             return Err(Status::aborted(format!(
                 "generation {g} is being applied or is tentative; one apply at a time"
@@ -464,8 +475,8 @@ pub fn spawn(svc: ControlService) {
         log::warn!("no TLS material in {}: control API on the Unix socket only", dir.display());
         return;
     };
-    let revoked = read_revoked(&dir.join(pki::REVOKED));
-    if let Err(e) = &revoked {
+    let revoked = svc.revocations.clone();
+    if let Err(e) = revoked.snapshot() {
         crate::say(&format!("control API: revocation list {e}: refusing every certificate"));
     }
     let tls = ServerTlsConfig::new()
@@ -487,15 +498,6 @@ pub fn spawn(svc: ControlService) {
             crate::say(&format!("control API: {e}"));
         }
     });
-}
-
-/// The revocation list's serials; none when the build put none in.
-fn read_revoked(path: &Path) -> super::auth::Revoked {
-    match std::fs::read_to_string(path) {
-        Ok(text) => Ok(pki::parse_revoked(&text)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Default::default()),
-        Err(e) => Err(format!("{}: {e}", path.display())),
-    }
 }
 
 /// Binds `addr`, saying why it cannot (`say`, the console in the supervisor) and trying
