@@ -1,6 +1,6 @@
 //! `hoist`: the user's command. Argument parsing and printing only; the work is in the
-//! hoist-config, hoist-images and hoist-qemu libraries, `hoist ctl` and `hoist apply` talk
-//! through the hoist-api client, and `hoist run` reads the guest's console with hoist-guest's
+//! hoist-config, hoist-images and hoist-qemu libraries (`hoist pki` is hoist-images' PKI),
+//! `hoist ctl` and `hoist apply` talk through the hoist-api client, and `hoist run` reads the guest's console with hoist-guest's
 //! `Line`. It links neither the supervisor (hoist-services) nor PID 1 (hoist-init).
 
 mod apply;
