@@ -48,6 +48,7 @@ enum CtlCommand {
     /// Run a command in a running service's container; exits with its exit code
     Exec {
         service: String,
+        /// Seconds before the command is killed (the host refuses more than 600)
         #[arg(long, default_value_t = 30)]
         timeout: u32,
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]

@@ -1,6 +1,6 @@
 //! `hoist`: the user's command. Argument parsing and printing only; the work is in the
-//! hoist-config, hoist-images and hoist-qemu libraries, `hoist ctl` and `hoist apply` talk
-//! through the hoist-api client, and `hoist run` reads the guest's console with hoist-guest's
+//! hoist-config, hoist-images and hoist-qemu libraries (`hoist pki` is hoist-images' PKI),
+//! `hoist ctl` and `hoist apply` talk through the hoist-api client, and `hoist run` reads the guest's console with hoist-guest's
 //! `Line`. It links neither the supervisor (hoist-services) nor PID 1 (hoist-init).
 
 mod apply;
@@ -8,6 +8,7 @@ mod conn;
 mod ctl;
 mod history;
 mod image;
+mod pki;
 mod progress;
 mod rollout;
 mod run;
@@ -61,6 +62,9 @@ enum Command {
     /// Make and inspect service images.
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// Client certificates for the control API: issue with a role, revoke, list.
+    #[command(subcommand)]
+    Pki(pki::PkiCommand),
 }
 
 fn main() -> ExitCode {
@@ -72,6 +76,7 @@ fn main() -> ExitCode {
         Command::Image(cmd) => image::run(cmd),
         Command::Apply(args) => apply::run(args),
         Command::Ctl(args) => ctl::run(args),
+        Command::Pki(cmd) => pki::run(cmd),
     };
     match result {
         Ok(code) => code,
@@ -146,12 +151,16 @@ mod tests {
             // Generation 0 is the build's.
             &["hoist", "ctl", "rollback", "0"],
             &["hoist", "apply", "host.toml", "-t", "out/x", "--plan", "--try", "2m", "--settle", "20s"],
+            &["hoist", "pki", "issue", "--role", "operator", "alice", "--days", "30", "--pki", "p", "-o", "d"],
+            &["hoist", "pki", "revoke", "alice"],
         ] {
             Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
         }
         for argv in [
             &["hoist", "apply", "host.toml", "--try", "0"][..],
             &["hoist", "apply", "host.toml", "--settle", "2 minutes"],
+            &["hoist", "pki", "issue", "--role", "root", "alice"],
+            &["hoist", "pki", "issue", "alice"],
         ] {
             assert!(Cli::try_parse_from(argv).is_err(), "{argv:?}");
         }

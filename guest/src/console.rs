@@ -45,6 +45,10 @@ pub enum Line {
     ShutdownStarted(Action),
     /// `all processes stopped, zombies=N after M ms`: PID 1's kill sweep is done.
     AllStopped { zombies: usize, after_ms: u64 },
+    /// `audit allowed|denied call=CALL target=TARGET caller=CN role=ROLE`: a control API
+    /// call that changes something (or was refused). Values are [`escape`]d, so a hostile
+    /// certificate name cannot forge a line or reach the terminal raw; an empty target is `-`.
+    Audit { allowed: bool, call: String, target: String, caller: String, role: String },
     /// PID 1's last line: `power off` or `rebooting`. QEMU under `-no-reboot` ends on a
     /// reboot and on a kernel panic alike, with a reset: `hoist run` tells them apart by it.
     Last(Action),
@@ -92,6 +96,7 @@ impl Line {
                 let ms = ms.strip_suffix(" ms")?;
                 Some(Line::AllStopped { zombies: zombies.parse().ok()?, after_ms: ms.parse().ok()? })
             }
+            "audit" => parse_audit(rest),
             "rebooting" if rest.is_empty() => Some(Line::Last(Action::Reboot)),
             "power" if rest == "off" => Some(Line::Last(Action::PowerOff)),
             _ => None,
@@ -158,6 +163,55 @@ fn parse_service(rest: &str) -> Option<Line> {
     Some(Line::Outcome { service, what: what.to_string(), then: then.to_string(), uptime_ms: ms.parse().ok()? })
 }
 
+/// `allowed|denied call=.. target=.. caller=.. role=..`
+fn parse_audit(rest: &str) -> Option<Line> {
+    let mut words = rest.split(' ');
+    let allowed = match words.next()? {
+        "allowed" => true,
+        "denied" => false,
+        _ => return None,
+    };
+    let mut field = |key: &str| unescape(words.next()?.strip_prefix(key)?.strip_prefix('=')?);
+    let (call, target, caller, role) = (field("call")?, field("target")?, field("caller")?, field("role")?);
+    if words.next().is_some() {
+        return None;
+    }
+    let target = if target == "-" { String::new() } else { target };
+    Some(Line::Audit { allowed, call, target, caller, role })
+}
+
+/// A value safe in a `key=value` console field: bytes outside `[A-Za-z0-9._:@/+-]`
+/// (spaces, `=`, `%`, control characters, non-ASCII) become `%XX`.
+pub fn escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"._:@/+-".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The inverse of [`escape`]; `None` for a malformed escape or bytes that are not UTF-8.
+pub fn unescape(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// `K=N K=N ...` (possibly none).
 fn pairs(text: &str) -> Option<Vec<(String, u64)>> {
     text.split_whitespace()
@@ -218,6 +272,15 @@ impl fmt::Display for Body<'_> {
             Line::AllStopped { zombies, after_ms } => {
                 write!(f, "all processes stopped, zombies={zombies} after {after_ms} ms")
             }
+            Line::Audit { allowed, call, target, caller, role } => write!(
+                f,
+                "audit {} call={} target={} caller={} role={}",
+                if *allowed { "allowed" } else { "denied" },
+                escape(call),
+                if target.is_empty() { "-".into() } else { escape(target) },
+                escape(caller),
+                escape(role)
+            ),
             Line::Last(Action::Reboot) => f.write_str("rebooting"),
             Line::Last(Action::PowerOff) => f.write_str("power off"),
         }

@@ -5,7 +5,7 @@
 //! API sends PID 1 the signals it understands.
 //!
 //! - [`paths`]: where things live in the guest, and the logger URI containerd is given;
-//! - [`pki`]: the control API's certificate file names and server name;
+//! - [`pki`]: the control API's certificate file names, server name and client roles;
 //! - [`api`]: the control API's socket, port and message limit;
 //! - [`signals`]: which signal asks PID 1 to power off or reboot;
 //! - [`kernel`]: the default command line and the modules every image carries;

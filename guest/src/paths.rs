@@ -20,6 +20,9 @@ pub const TIMELINE: &str = "/run/hoist/timeline";
 pub const PROBLEMS: &str = "/run/hoist/problems";
 /// What the supervisor keeps across its own restarts (counters, held states).
 pub const SUPERVISOR_STATE: &str = "/run/hoist/supervisor.toml";
+/// Serials of client certificates revoked by `hoist apply` since boot (the build's are
+/// in [`crate::pki::TLS_DIR`]); kept here across a supervisor restart.
+pub const REVOKED_APPLIED: &str = "/run/hoist/revoked.txt";
 /// The control API's Unix socket (root only: /run/hoist is 0700).
 pub const CONTROL_SOCKET: &str = "/run/hoist/control.sock";
 /// Writable upper layers of service roots (tmpfs).

@@ -147,12 +147,12 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport
     tree.insert_file(paths::BUILD_MANIFEST, 0o644, manifest.to_toml().into_bytes());
 
     let pki_dir = opts.pki.clone().unwrap_or_else(|| opts.out.join("pki"));
-    crate::pki::ensure(&pki_dir)?;
-    for (file, mode) in pki::SERVER_FILES {
-        let path = pki_dir.join(file);
-        let data = std::fs::read(&path).map_err(io(&path))?;
+    progress.begin("pki");
+    let notes = crate::pki::ensure(&pki_dir)?;
+    for (file, mode, data) in crate::pki::server_side(&pki_dir, &config.host.hostname)? {
         tree.insert_file(format!("{}/{file}", pki::TLS_DIR), mode, data);
     }
+    progress.end("pki", &if notes.is_empty() { format!("{}", pki_dir.display()) } else { notes.join("; ") });
 
     progress.begin("initramfs");
     // Counted first (headers only, no data copied), then streamed through the compressor

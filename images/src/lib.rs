@@ -8,7 +8,10 @@
 //! service image unpacked into a ready rootfs tree ([`oci`]: digests verified on the way
 //! in; the image's `User` and `WorkingDir` resolved to numbers and absolute paths with
 //! [`resolve`]). It writes that tree as a sorted newc archive ([`cpio`]) with fixed owners and
-//! mtimes and compresses it ([`compress`]), so the same inputs give the same bytes.
+//! mtimes and compresses it ([`compress`]), so the same inputs give the same bytes. The
+//! control API's certificates come from [`pki`]: the CA, a server certificate per host
+//! name and the revocation list go into the image; `hoist pki` issues and revokes client
+//! certificates with roles.
 //!
 //! It does not pull from registries (there is no network here): images come from local
 //! OCI layouts, `docker save` tarballs or plain directories, and [`oci::create_oci_layout`]

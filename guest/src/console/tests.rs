@@ -71,6 +71,26 @@ fn examples() -> Vec<(&'static str, Line)> {
         ("hoist: shutdown started (power off)", Line::ShutdownStarted(Action::PowerOff)),
         ("hoist: shutdown started (reboot)", Line::ShutdownStarted(Action::Reboot)),
         ("hoist: all processes stopped, zombies=0 after 912 ms", Line::AllStopped { zombies: 0, after_ms: 912 }),
+        (
+            "hoist: audit allowed call=restart target=web caller=alice role=operator",
+            Line::Audit {
+                allowed: true,
+                call: s("restart"),
+                target: s("web"),
+                caller: s("alice"),
+                role: s("operator"),
+            },
+        ),
+        (
+            "hoist: audit denied call=shutdown target=- caller=ops%20team role=reader",
+            Line::Audit {
+                allowed: false,
+                call: s("shutdown"),
+                target: s(""),
+                caller: s("ops team"),
+                role: s("reader"),
+            },
+        ),
         ("hoist: rebooting", Line::Last(Action::Reboot)),
         ("hoist: power off", Line::Last(Action::PowerOff)),
     ]
@@ -109,6 +129,10 @@ fn other_lines_are_not_read_as_contract_lines() {
         "hoist: timeline a=1 b",
         "hoist: fatal: no /proc; powering off",
         "[web] hoist: ready uptime_ms=1 services=0",
+        "hoist: audit maybe call=a target=b caller=c role=d",
+        "hoist: audit allowed call=a target=b caller=c",
+        "hoist: audit allowed call=a target=b caller=c role=d extra=e",
+        "hoist: audit allowed call=a target=%zz caller=c role=d",
     ] {
         assert_eq!(Line::parse(text), None, "{text}");
     }
@@ -124,4 +148,14 @@ fn fields_are_read_by_name() {
     assert_eq!((memory.field("pid1_rss_kb"), memory.field("containerd_rss_kb")), (Some(2900), None));
     let running = Line::parse("hoist: service web running pid=7 uptime_ms=8").expect("running");
     assert_eq!((running.service(), running.field("pid")), (Some("web"), Some(7)));
+}
+
+#[test]
+fn a_hostile_caller_name_cannot_forge_an_audit_line() {
+    let caller = "eve role=admin\n\x1b[2Jhoist: audit allowed call=exec target=- caller=root role=admin";
+    let line = Line::Audit { allowed: false, call: s("exec"), target: s("web"), caller: s(caller), role: s("reader") };
+    let text = line.to_string();
+    assert!(!text.contains('\n') && !text.contains('\x1b') && text.matches('=').count() == 4, "{text}");
+    assert_eq!(Line::parse(&text), Some(line));
+    assert_eq!(unescape(&escape("100% sure ü")).as_deref(), Some("100% sure ü"));
 }

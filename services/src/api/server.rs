@@ -15,6 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 
+use super::auth::{AuthLayer, Caller, Revocations, audit, audit_as};
 use crate::containerd::Containerd;
 use crate::core::{Command, Event, Refused, ServiceView};
 use hoist_api::pb::{self, control_server::Control, control_server::ControlServer};
@@ -141,6 +142,10 @@ pub struct ControlService {
     /// Uploads at once, and the bytes they announced.
     uploads: Arc<tokio::sync::Semaphore>,
     reserved: Arc<AtomicU64>,
+    /// Open `logs -f` and `events` streams.
+    streams: super::limits::Streams,
+    /// The client certificates refused: the build's list and what applies added.
+    revocations: Revocations,
 }
 
 type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -160,6 +165,11 @@ impl ControlService {
             library,
             uploads: Arc::new(tokio::sync::Semaphore::new(super::blobs::MAX_UPLOADS)),
             reserved: Arc::new(AtomicU64::new(0)),
+            streams: super::limits::Streams::new(super::limits::STREAMS_PER_CONNECTION, super::limits::STREAMS_TOTAL),
+            revocations: Revocations::load(
+                &Path::new(hoist_api::TLS_DIR).join(pki::REVOKED),
+                Path::new(hoist_guest::paths::REVOKED_APPLIED),
+            ),
         }
     }
 
@@ -192,41 +202,60 @@ impl Control for ControlService {
     }
 
     async fn start(&self, r: Request<pb::ServiceRequest>) -> Result<Response<pb::ActionReply>, Status> {
+        audit(&r, &r.get_ref().name);
         self.action(Command::Start(r.into_inner().name)).await
     }
 
     async fn stop(&self, r: Request<pb::ServiceRequest>) -> Result<Response<pb::ActionReply>, Status> {
+        audit(&r, &r.get_ref().name);
         self.action(Command::Stop(r.into_inner().name)).await
     }
 
     async fn restart(&self, r: Request<pb::ServiceRequest>) -> Result<Response<pb::ActionReply>, Status> {
+        audit(&r, &r.get_ref().name);
         self.action(Command::Restart(r.into_inner().name)).await
     }
 
     type LogsStream = Stream_<pb::LogLine>;
 
     async fn logs(&self, r: Request<pb::LogsRequest>) -> Result<Response<Self::LogsStream>, Status> {
+        let peer = r.remote_addr();
         let req = r.into_inner();
+        // Only a follow stays open; a tail ends by itself.
+        let slot = if req.follow { Some(self.streams.open(peer)?) } else { None };
         let (tx, rx) = mpsc::channel(256);
         let tail = req.tail as usize;
         if req.source == "kernel" {
-            tokio::task::spawn_blocking(move || super::logs::stream_kernel(tail, req.follow, tx));
+            tokio::task::spawn_blocking(move || {
+                let _slot = slot;
+                super::logs::stream_kernel(tail, req.follow, tx)
+            });
         } else {
             let path = super::logs::file_of(Path::new(super::logs::LOG_DIR), &req.source)
                 .map_err(|e| Status::not_found(e.to_string()))?;
-            tokio::task::spawn_blocking(move || super::logs::stream_file(path, req.source, tail, req.follow, tx));
+            tokio::task::spawn_blocking(move || {
+                let _slot = slot;
+                super::logs::stream_file(path, req.source, tail, req.follow, tx)
+            });
         }
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     type EventsStream = Stream_<pb::Event>;
 
-    async fn events(&self, _: Request<pb::EventsRequest>) -> Result<Response<Self::EventsStream>, Status> {
+    async fn events(&self, r: Request<pb::EventsRequest>) -> Result<Response<Self::EventsStream>, Status> {
+        let slot = self.streams.open(r.remote_addr())?;
         let mut sub = self.events.subscribe();
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
+            let _slot = slot;
             loop {
-                let item = match sub.recv().await {
+                let next = tokio::select! {
+                    // A client gone frees its slot now, not at the next event.
+                    _ = tx.closed() => return,
+                    next = sub.recv() => next,
+                };
+                let item = match next {
                     Ok(e) => Ok(e),
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         Err(Status::data_loss(format!("{n} events dropped: too slow")))
@@ -242,10 +271,12 @@ impl Control for ControlService {
     }
 
     async fn exec(&self, r: Request<pb::ExecRequest>) -> Result<Response<pb::ExecReply>, Status> {
+        audit(&r, &r.get_ref().service);
         let req = r.into_inner();
         if req.command.is_empty() {
             return Err(to_status(Refused::Invalid("exec needs a command".into())));
         }
+        let timeout = super::limits::exec_timeout(req.timeout_secs)?;
         let name = req.service.clone();
         let base = self.ask(|tx| Cmd::ExecPlan(name, tx)).await?.map_err(to_status)?;
         let process =
@@ -257,7 +288,6 @@ impl Control for ControlService {
         // containerd's shim sends both streams of a file:// stdio to one file, in order.
         let out = dir.join(format!("{id}.out"));
         let uri = format!("file://{}", out.display());
-        let timeout = Duration::from_secs(if req.timeout_secs == 0 { 30 } else { req.timeout_secs.into() });
         let status = client.exec(&req.service, &id, process, &uri, &uri, timeout).await;
         let output = read_capped(&out, EXEC_OUTPUT_MAX);
         let _ = std::fs::remove_file(&out);
@@ -272,6 +302,7 @@ impl Control for ControlService {
     async fn shutdown(&self, r: Request<pb::ShutdownRequest>) -> Result<Response<pb::ActionReply>, Status> {
         use hoist_guest::signals::Action;
         use nix::sys::signal::{Signal, kill};
+        audit(&r, if r.get_ref().reboot { "reboot" } else { "power-off" });
         let reboot = r.into_inner().reboot;
         // PID 1 owns the machine's shutdown; we ask it with its signal protocol.
         let action = if reboot { Action::Reboot } else { Action::PowerOff };
@@ -288,10 +319,16 @@ impl Control for ControlService {
     type ApplyStream = Stream_<pb::ApplyProgress>;
 
     async fn apply(&self, r: Request<pb::ApplyRequest>) -> Result<Response<Self::ApplyStream>, Status> {
+        audit(&r, &crate::generations::digest(&r.get_ref().config));
         let req = Box::new(r.into_inner());
         // What is cheap to refuse is refused before any image is unpacked.
         let config = hoist_config::parse(&req.config, crate::candidate::file_name(&req.file))
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        // Revocations take effect now, whatever becomes of the rollout.
+        let added = self.revocations.add(&req.revoked)?;
+        if added > 0 {
+            crate::say(&format!("control API: {added} client certificates revoked by apply"));
+        }
         if let Some(g) = self.ask(Cmd::Busy).await? {
             return Err(Status::aborted(format!(
                 "generation {g} is being applied or is tentative; one apply at a time"
@@ -312,13 +349,15 @@ impl Control for ControlService {
         Ok(Response::new(follow(started?)))
     }
 
-    async fn confirm(&self, _: Request<pb::ConfirmRequest>) -> Result<Response<pb::ActionReply>, Status> {
+    async fn confirm(&self, r: Request<pb::ConfirmRequest>) -> Result<Response<pb::ActionReply>, Status> {
+        audit(&r, "");
         self.action(Command::Confirm).await
     }
 
     type RollbackStream = Stream_<pb::ApplyProgress>;
 
     async fn rollback(&self, r: Request<pb::RollbackRequest>) -> Result<Response<Self::RollbackStream>, Status> {
+        audit(&r, &r.get_ref().generation.map(|g| g.to_string()).unwrap_or_default());
         let target = r.into_inner().generation;
         Ok(Response::new(follow(self.ask(|tx| Cmd::Rollback(target, tx)).await??)))
     }
@@ -342,6 +381,7 @@ impl Control for ControlService {
         r: Request<tonic::Streaming<pb::BlobChunk>>,
     ) -> Result<Response<pb::UploadBlobReply>, Status> {
         use tokio_stream::StreamExt;
+        let caller = r.extensions().get::<Caller>().cloned();
         let mut stream = r.into_inner();
         let idle = super::blobs::IDLE;
         let first = tokio::time::timeout(idle, stream.next())
@@ -349,6 +389,7 @@ impl Control for ControlService {
             .map_err(|_| Status::deadline_exceeded(format!("upload: no data for {idle:?}")))?
             .ok_or_else(|| Status::invalid_argument("upload: no chunk"))??;
         let (digest, size) = (first.digest.clone(), first.size);
+        audit_as(caller.as_ref(), &digest);
         if !crate::images::valid_digest(&digest) {
             return Err(Status::invalid_argument(format!("invalid blob digest {digest:?}")));
         }
@@ -406,9 +447,10 @@ fn server(svc: ControlService) -> ControlServer<ControlService> {
         .max_encoding_message_size(hoist_api::MAX_MESSAGE)
 }
 
-/// Serves on the Unix socket, and on TCP with mutual TLS when the build put a PKI in
-/// [`hoist_api::TLS_DIR`]. Failures to listen are logged; the supervisor goes on without
-/// the API.
+/// Serves on the Unix socket (every caller is `local`, an admin), and on TCP with mutual
+/// TLS when the build put a PKI in [`hoist_api::TLS_DIR`] (roles from the client
+/// certificate, [`super::auth`]). A port that cannot be bound is said on the console and
+/// tried again with backoff ([`super::limits::bind_delay`]); the supervisor goes on meanwhile.
 pub fn spawn(svc: ControlService) {
     let socket = Path::new(hoist_api::SOCKET);
     if let Some(dir) = socket.parent() {
@@ -421,7 +463,9 @@ pub fn spawn(svc: ControlService) {
         Ok(l) => {
             let incoming = tokio_stream::wrappers::UnixListenerStream::new(l);
             let s = server(svc.clone());
-            tokio::spawn(async move { Server::builder().serve_with_incoming(s, incoming).await });
+            tokio::spawn(
+                async move { Server::builder().layer(AuthLayer::local()).serve_with_incoming(s, incoming).await },
+            );
         }
         Err(e) => log::warn!("control socket {}: {e}", socket.display()),
     }
@@ -431,30 +475,55 @@ pub fn spawn(svc: ControlService) {
         log::warn!("no TLS material in {}: control API on the Unix socket only", dir.display());
         return;
     };
+    let revoked = svc.revocations.clone();
+    if let Err(e) = revoked.snapshot() {
+        crate::say(&format!("control API: revocation list {e}: refusing every certificate"));
+    }
     let tls = ServerTlsConfig::new()
         .identity(Identity::from_pem(cert, key))
         .client_ca_root(Certificate::from_pem(ca))
         .timeout(Duration::from_secs(10));
     tokio::spawn(async move {
-        let listener = match tokio::net::TcpListener::bind(("0.0.0.0", hoist_api::PORT)).await {
-            Ok(l) => l,
-            Err(e) => {
-                log::warn!("control API port {}: {e}", hoist_api::PORT);
-                return;
-            }
-        };
+        let listener = bind_with_retry(("0.0.0.0", hoist_api::PORT), super::limits::bind_delay, &crate::say).await;
         let builder = match Server::builder().tls_config(tls) {
             Ok(b) => b,
             Err(e) => {
-                log::warn!("control API TLS: {e}");
+                crate::say(&format!("control API TLS: {e}: TCP API off"));
                 return;
             }
         };
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        if let Err(e) = builder.serve_with_incoming(server(svc), incoming).await {
-            log::warn!("control API: {e}");
+        let layered = builder.layer(AuthLayer::tls(revoked));
+        if let Err(e) = layered.serve_with_incoming(server(svc), incoming).await {
+            crate::say(&format!("control API: {e}"));
         }
     });
+}
+
+/// Binds `addr`, saying why it cannot (`say`, the console in the supervisor) and trying
+/// again after each `delay(attempt)` ([`bind_delay`](super::limits::bind_delay)), until it can.
+async fn bind_with_retry(
+    addr: (&str, u16),
+    delay: fn(u32) -> Duration,
+    say: &(dyn Fn(&str) + Sync),
+) -> tokio::net::TcpListener {
+    let mut attempt = 0u32;
+    loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => {
+                if attempt > 0 {
+                    say(&format!("control API port {}: listening after {attempt} retries", addr.1));
+                }
+                return l;
+            }
+            Err(e) => {
+                let wait = delay(attempt);
+                say(&format!("control API port {}: {e}; retrying in {} ms", addr.1, wait.as_millis()));
+                tokio::time::sleep(wait).await;
+                attempt = attempt.saturating_add(1);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -470,5 +539,31 @@ mod tests {
         let (data, truncated) = read_capped(&path, 64).expect("read");
         assert_eq!((data.len(), truncated), (64, true));
         assert_eq!(read_capped(&dir.path().join("none"), 64).expect("missing"), (Vec::new(), false));
+    }
+
+    #[tokio::test]
+    async fn a_port_in_use_is_said_and_retried_until_free() {
+        let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = holder.local_addr().expect("addr").port();
+        let said = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let log = said.clone();
+        let task = tokio::spawn(async move {
+            let say = move |l: &str| log.lock().expect("lock").push(l.to_string());
+            bind_with_retry(("127.0.0.1", port), |_| Duration::from_millis(20), &say).await
+        });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while said.lock().expect("lock").len() < 2 {
+            assert!(tokio::time::Instant::now() < deadline, "no retry said: {:?}", said.lock().expect("lock"));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        drop(holder);
+        let bound = tokio::time::timeout(Duration::from_secs(10), task).await.expect("bound once free").expect("task");
+        assert_eq!(bound.local_addr().expect("addr").port(), port);
+        let said = said.lock().expect("lock").clone();
+        assert!(
+            said[0].contains(&format!("control API port {port}: ")) && said[0].contains("retrying in 20 ms"),
+            "{said:?}"
+        );
+        assert!(said.last().expect("last").contains("listening after"), "{said:?}");
     }
 }
