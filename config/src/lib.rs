@@ -95,7 +95,7 @@ use std::path::Path;
 
 pub use backoff::{Backoff, StartLimit};
 pub use bind::Bind;
-pub use caps::{CAPABILITIES, Capabilities};
+pub use caps::{CAPABILITIES, Capabilities, Seccomp, SeccompError};
 pub use duration::{DurationError, parse_duration};
 pub use error::ConfigError;
 pub use image::{ImageError, ImageSource};

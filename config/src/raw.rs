@@ -102,6 +102,7 @@ pub(crate) struct RawService {
     pub cpu: Option<Spanned<Number>>,
     pub user: Option<StrOrInt<User>>,
     pub capabilities: Option<Table<RawCapabilities>>,
+    pub seccomp: Option<Parsed<crate::Seccomp>>,
     #[serde(default)]
     pub binds: Vec<Spanned<String>>,
 }

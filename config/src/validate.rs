@@ -155,6 +155,7 @@ fn service(raw: RawService, src: &Source, key: &str) -> Result<Service, ConfigEr
         cpu: raw.cpu.map(|c| resources::cpu(c, src, &format!("{key}.cpu"))).transpose()?,
         user: raw.user.map(|u| (u.0.0, u.0.1)),
         capabilities: capabilities(raw.capabilities, src, &format!("{key}.capabilities"))?,
+        seccomp: raw.seccomp.map_or(defaults.seccomp, |s| s.0),
         binds: binds(raw.binds, src, &format!("{key}.binds"))?,
         ..defaults
     })

@@ -187,6 +187,8 @@ fn supervision_fixture_values() {
     assert_eq!(cache.ready, Ready::Running);
     assert_eq!(cache.capabilities.drop, ["CAP_NET_RAW", "CAP_MKNOD"]);
     assert!(cache.capabilities.add.is_empty());
+    assert_eq!(cache.seccomp, hoist_config::Seccomp::Unconfined);
+    assert_eq!(web.seccomp, hoist_config::Seccomp::Default);
 
     let metrics = &c.service["metrics"];
     assert_eq!(metrics.ready, Ready::Notify);
