@@ -100,6 +100,7 @@ pub(crate) struct RawService {
     pub memory: Option<Spanned<StrOrInt<Size>>>,
     pub pids: Option<Spanned<Integer>>,
     pub cpu: Option<Spanned<Number>>,
+    pub disk: Option<Spanned<StrOrInt<Size>>>,
     pub user: Option<StrOrInt<User>>,
     pub capabilities: Option<Table<RawCapabilities>>,
     pub seccomp: Option<Parsed<crate::Seccomp>>,

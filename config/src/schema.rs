@@ -43,7 +43,7 @@ pub struct Container<'a> {
 
 impl Config {
     /// What is valid but weakens a service, one sentence each naming service and key, for
-    /// `hoist check` and `hoist build` to print: the config is still accepted.
+    /// `hoist check` to print: the config is still accepted.
     pub fn warnings(&self) -> Vec<String> {
         self.service
             .iter()
@@ -176,6 +176,9 @@ pub struct Service {
     /// CPU time in cores (0.5: half of one), from 0.01 (the smallest cpu.max quota, 1ms
     /// per 100ms period) to 1024; None: no limit.
     pub cpu: Option<f64>,
+    /// Bytes the service's writable layer (root overlay upper, /tmp included) may hold: a
+    /// tmpfs of its own, so a full one is ENOSPC for this service only.
+    pub disk: u64,
     /// (uid, gid), neither 4294967295 ((uid_t)-1); None: the image's user.
     pub user: Option<(u32, u32)>,
     pub capabilities: Capabilities,
@@ -187,6 +190,9 @@ pub struct Service {
 impl Service {
     /// pids.max when `pids` is not set: a fork bomb stops there, not at the host's pid_max.
     pub const DEFAULT_PIDS: u32 = 1024;
+    /// `disk` when not set. A tmpfs holds pages only as they are written, in the guest's
+    /// memory (charged to the service's memory cgroup).
+    pub const DEFAULT_DISK: u64 = 256 << 20;
     pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
     pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -210,6 +216,7 @@ impl Service {
             memory: None,
             pids: None,
             cpu: None,
+            disk: Self::DEFAULT_DISK,
             user: None,
             capabilities: Capabilities::default(),
             seccomp: Seccomp::default(),

@@ -154,6 +154,7 @@ fn supervision_fixture_values() {
     let db = &c.service["db"];
     assert_eq!(db.ready, Ready::Tcp { port: 5432 });
     assert_eq!((db.memory, db.pids, db.cpu), (Some(512 << 20), Some(200), Some(2.0)));
+    assert_eq!((db.disk, c.service["api"].disk), (1 << 30, Service::DEFAULT_DISK));
     assert_eq!(db.user, Some((999, 999)));
     assert_eq!(db.start_timeout, Duration::from_secs(120));
     let bind = |source: &str, dest: &str, readonly| Bind { source: source.into(), dest: dest.into(), readonly };

@@ -93,6 +93,8 @@ pub struct Settings {
     /// None: [`hoist_config::Service::DEFAULT_PIDS`].
     pub pids: Option<u32>,
     pub cpu: Option<f64>,
+    /// The writable layer's tmpfs size; None: [`hoist_config::Service::DEFAULT_DISK`].
+    pub disk: Option<u64>,
     /// Share the host pid namespace.
     pub host_pid: bool,
     /// sd_notify readiness: mount the notify socket dir and set NOTIFY_SOCKET.
@@ -113,6 +115,7 @@ impl From<&Service> for Settings {
             memory: s.memory,
             pids: s.pids,
             cpu: s.cpu,
+            disk: Some(s.disk),
             host_pid: s.host_pid,
             notify: matches!(s.ready, hoist_config::Ready::Notify),
         }
