@@ -1,6 +1,8 @@
-//! `capabilities = { add = [...], drop = [...] }`: changes to the container's default
-//! capability set. Names are checked against a fixed table (Linux 6.1) rather than libc,
-//! like signals, so a typo fails `hoist check` on any build machine.
+//! A service's confinement keys. `capabilities = { add = [...], drop = [...] }`: changes to
+//! the container's default capability set. Names are checked against a fixed table
+//! (Linux 6.1) rather than libc, like signals, so a typo fails `hoist check` on any build
+//! machine. `seccomp = "default" | "unconfined"`: the supervisor's syscall filter, or none
+//! (the explicit opt-out, which `hoist check` warns about).
 
 use toml::Spanned;
 
@@ -59,6 +61,32 @@ pub const CAPABILITIES: [&str; 41] = [
 pub struct Capabilities {
     pub add: Vec<String>,
     pub drop: Vec<String>,
+}
+
+/// `seccomp`: which syscall filter the container gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Seccomp {
+    /// The supervisor's default profile for the container's capabilities.
+    #[default]
+    Default,
+    /// No filter at all: every syscall the capabilities allow.
+    Unconfined,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid seccomp profile {0:?}: expected default or unconfined")]
+pub struct SeccompError(String);
+
+impl std::str::FromStr for Seccomp {
+    type Err = SeccompError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "default" => Ok(Seccomp::Default),
+            "unconfined" => Ok(Seccomp::Unconfined),
+            _ => Err(SeccompError(s.to_string())),
+        }
+    }
 }
 
 /// The canonical `CAP_` name for `name` (written with or without the prefix).
@@ -120,6 +148,14 @@ mod tests {
         for bad in ["net_admin", "CAP_net_admin", "CAP_", "", "CAP_CAP_CHOWN", "ALL", "CAP_ALL", "CAP_SYS_WHATEVER"] {
             assert_eq!(canonical(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn seccomp_modes() {
+        assert_eq!("default".parse(), Ok(Seccomp::Default));
+        assert_eq!("unconfined".parse(), Ok(Seccomp::Unconfined));
+        assert!("none".parse::<Seccomp>().is_err());
+        assert!("Unconfined".parse::<Seccomp>().is_err());
     }
 
     #[test]

@@ -22,8 +22,9 @@
 //! # Services, dependencies and one-shots
 //!
 //! A `[service.NAME]` is a long-running container. Besides what it runs (`image`,
-//! `command`, `env`, `working_dir`, `user`, `binds`, `capabilities`, `readonly_rootfs`, `host_pid`)
-//! and its cgroup limits (`memory`, `pids`, `cpu`), it says how it is supervised:
+//! `command`, `env`, `working_dir`, `user`, `binds`, `capabilities`, `seccomp`,
+//! `readonly_rootfs`, `host_pid`) and its limits (`memory`, `pids` (1024 by default),
+//! `cpu`, `disk`), it says how it is supervised:
 //! `depends_on` other services, which must be [`Ready`] (a TCP port, a command, a file or
 //! sd_notify; by default just running) within their `start_timeout` before it starts;
 //! `restart` with capped exponential [`Backoff`] (never under 100 ms) until more than
@@ -95,7 +96,7 @@ use std::path::Path;
 
 pub use backoff::{Backoff, StartLimit};
 pub use bind::Bind;
-pub use caps::{CAPABILITIES, Capabilities};
+pub use caps::{CAPABILITIES, Capabilities, Seccomp, SeccompError};
 pub use duration::{DurationError, parse_duration};
 pub use error::ConfigError;
 pub use image::{ImageError, ImageSource};

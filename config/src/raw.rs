@@ -100,8 +100,10 @@ pub(crate) struct RawService {
     pub memory: Option<Spanned<StrOrInt<Size>>>,
     pub pids: Option<Spanned<Integer>>,
     pub cpu: Option<Spanned<Number>>,
+    pub disk: Option<Spanned<StrOrInt<Size>>>,
     pub user: Option<StrOrInt<User>>,
     pub capabilities: Option<Table<RawCapabilities>>,
+    pub seccomp: Option<Parsed<crate::Seccomp>>,
     #[serde(default)]
     pub binds: Vec<Spanned<String>>,
 }

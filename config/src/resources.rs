@@ -1,5 +1,6 @@
-//! What a service may use and who it runs as: `memory`, `pids`, `cpu` and `user`.
-//! The limits become cgroup v2 settings (memory.max, pids.max, cpu.max) in the supervisor.
+//! What a service may use and who it runs as: `memory`, `pids`, `cpu`, `disk` and `user`.
+//! The limits become cgroup v2 settings (memory.max, pids.max, cpu.max) in the supervisor;
+//! `disk` is the size of the tmpfs that holds the service's writable layer.
 
 use std::str::FromStr;
 
@@ -116,6 +117,22 @@ pub(crate) fn memory(raw: Spanned<StrOrInt<Size>>, src: &Source, key: &str) -> R
     }
     if bytes > MAX_MEMORY {
         let message = format!("memory {} is above the largest cgroup limit, {MAX_MEMORY} bytes", format_size(bytes));
+        return Err(src.invalid(Some(raw.span()), key.to_string(), message));
+    }
+    Ok(bytes)
+}
+
+/// A service's writable layer (its root's overlay upper, /tmp included), a tmpfs of this
+/// size: at least 1 MiB, at most what a tmpfs `size=` takes.
+pub(crate) fn disk(raw: Spanned<StrOrInt<Size>>, src: &Source, key: &str) -> Result<u64, ConfigError> {
+    const MIN_DISK: u64 = 1 << 20;
+    let bytes = raw.get_ref().0.0;
+    if bytes < MIN_DISK {
+        let message = format!("disk {} is below the minimum of {}", format_size(bytes), format_size(MIN_DISK));
+        return Err(src.invalid(Some(raw.span()), key.to_string(), message));
+    }
+    if bytes > MAX_MEMORY {
+        let message = format!("disk {} is above {MAX_MEMORY} bytes", format_size(bytes));
         return Err(src.invalid(Some(raw.span()), key.to_string(), message));
     }
     Ok(bytes)

@@ -5,7 +5,9 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::{Backoff, Bind, Capabilities, ImageSource, Ipv4Cidr, OneShot, Ready, RestartPolicy, Signal, StartLimit};
+use crate::{
+    Backoff, Bind, Capabilities, ImageSource, Ipv4Cidr, OneShot, Ready, RestartPolicy, Seccomp, Signal, StartLimit,
+};
 
 /// The only `version` this crate understands.
 pub const CURRENT_VERSION: u32 = 1;
@@ -40,6 +42,16 @@ pub struct Container<'a> {
 }
 
 impl Config {
+    /// What is valid but weakens a service, one sentence each naming service and key, for
+    /// `hoist check` to print: the config is still accepted.
+    pub fn warnings(&self) -> Vec<String> {
+        self.service
+            .iter()
+            .filter(|(_, s)| s.seccomp == Seccomp::Unconfined)
+            .map(|(name, _)| format!("service.{name}.seccomp: \"unconfined\": the service runs with no syscall filter"))
+            .collect()
+    }
+
     /// Every container, services first (by name), then the onboot and onshutdown stages
     /// in file order: what the builder imports, and what an apply must find images for.
     pub fn containers(&self) -> impl Iterator<Item = Container<'_>> {
@@ -159,18 +171,28 @@ pub struct Service {
     pub start_limit: StartLimit,
     /// memory.max in bytes, at least 4 MiB and at most i64::MAX; None: no limit.
     pub memory: Option<u64>,
-    /// pids.max, at least 1; None: no limit.
+    /// pids.max, at least 1; None: [`Service::DEFAULT_PIDS`].
     pub pids: Option<u32>,
     /// CPU time in cores (0.5: half of one), from 0.01 (the smallest cpu.max quota, 1ms
     /// per 100ms period) to 1024; None: no limit.
     pub cpu: Option<f64>,
+    /// Bytes the service's writable layer (root overlay upper, /tmp included) may hold: a
+    /// tmpfs of its own, so a full one is ENOSPC for this service only.
+    pub disk: u64,
     /// (uid, gid), neither 4294967295 ((uid_t)-1); None: the image's user.
     pub user: Option<(u32, u32)>,
     pub capabilities: Capabilities,
+    /// The syscall filter; `Unconfined` is the explicit opt-out ([`Config::warnings`]).
+    pub seccomp: Seccomp,
     pub binds: Vec<Bind>,
 }
 
 impl Service {
+    /// pids.max when `pids` is not set: a fork bomb stops there, not at the host's pid_max.
+    pub const DEFAULT_PIDS: u32 = 1024;
+    /// `disk` when not set. A tmpfs holds pages only as they are written, in the guest's
+    /// memory (charged to the service's memory cgroup).
+    pub const DEFAULT_DISK: u64 = 256 << 20;
     pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
     pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -194,8 +216,10 @@ impl Service {
             memory: None,
             pids: None,
             cpu: None,
+            disk: Self::DEFAULT_DISK,
             user: None,
             capabilities: Capabilities::default(),
+            seccomp: Seccomp::default(),
             binds: Vec::new(),
         }
     }
@@ -203,6 +227,16 @@ impl Service {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn unconfined_seccomp_is_warned_about_by_service() {
+        let text = "version = 1\n[service.web]\nimage = \"oci:/i\"\n[service.raw]\nimage = \"oci:/i\"\nseccomp = \"unconfined\"\n";
+        let config = crate::parse(text, "host.toml").expect("valid");
+        assert_eq!(config.service["web"].seccomp, crate::Seccomp::Default);
+        assert_eq!(config.warnings(), ["service.raw.seccomp: \"unconfined\": the service runs with no syscall filter"]);
+        let confined = crate::parse("version = 1\n[service.web]\nimage = \"oci:/i\"\n", "host.toml").expect("valid");
+        assert!(confined.warnings().is_empty());
+    }
+
     #[test]
     fn containers_are_services_by_name_then_stages_in_file_order() {
         let text = r#"

@@ -153,8 +153,13 @@ fn service(raw: RawService, src: &Source, key: &str) -> Result<Service, ConfigEr
         memory: raw.memory.map(|m| resources::memory(m, src, &format!("{key}.memory"))).transpose()?,
         pids: raw.pids.map(|p| resources::pids(p, src, &format!("{key}.pids"))).transpose()?,
         cpu: raw.cpu.map(|c| resources::cpu(c, src, &format!("{key}.cpu"))).transpose()?,
+        disk: match raw.disk {
+            Some(d) => resources::disk(d, src, &format!("{key}.disk"))?,
+            None => defaults.disk,
+        },
         user: raw.user.map(|u| (u.0.0, u.0.1)),
         capabilities: capabilities(raw.capabilities, src, &format!("{key}.capabilities"))?,
+        seccomp: raw.seccomp.map_or(defaults.seccomp, |s| s.0),
         binds: binds(raw.binds, src, &format!("{key}.binds"))?,
         ..defaults
     })

@@ -154,6 +154,7 @@ fn supervision_fixture_values() {
     let db = &c.service["db"];
     assert_eq!(db.ready, Ready::Tcp { port: 5432 });
     assert_eq!((db.memory, db.pids, db.cpu), (Some(512 << 20), Some(200), Some(2.0)));
+    assert_eq!((db.disk, c.service["api"].disk), (1 << 30, Service::DEFAULT_DISK));
     assert_eq!(db.user, Some((999, 999)));
     assert_eq!(db.start_timeout, Duration::from_secs(120));
     let bind = |source: &str, dest: &str, readonly| Bind { source: source.into(), dest: dest.into(), readonly };
@@ -187,6 +188,8 @@ fn supervision_fixture_values() {
     assert_eq!(cache.ready, Ready::Running);
     assert_eq!(cache.capabilities.drop, ["CAP_NET_RAW", "CAP_MKNOD"]);
     assert!(cache.capabilities.add.is_empty());
+    assert_eq!(cache.seccomp, hoist_config::Seccomp::Unconfined);
+    assert_eq!(web.seccomp, hoist_config::Seccomp::Default);
 
     let metrics = &c.service["metrics"];
     assert_eq!(metrics.ready, Ready::Notify);

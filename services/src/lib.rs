@@ -57,6 +57,7 @@ pub mod plan;
 pub mod policy;
 pub mod ready;
 pub mod runner;
+pub mod seccomp;
 pub mod spec;
 pub mod state;
 pub mod stats;

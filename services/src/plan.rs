@@ -1,5 +1,6 @@
 //! What it takes to (re)start one container, computed once from the config and the build
-//! manifest: the OCI spec, the rootfs tree, and the supervision settings. Pure data, so the
+//! manifest: the OCI spec, the rootfs tree, the writable layer's size, and the supervision
+//! settings. Pure data, so the
 //! reconciler core compares plans to decide what a new config changes.
 
 use std::time::Duration;
@@ -19,6 +20,8 @@ pub struct Plan {
     /// Why this container cannot start at all (no image in the build, bad spec).
     pub problem: Option<String>,
     pub rootfs: String,
+    /// Bytes the writable layer's tmpfs may hold (`disk`).
+    pub disk: u64,
     pub stop_signal: i32,
     pub stop_timeout: Duration,
     pub ready: Ready,
@@ -60,6 +63,7 @@ impl Plan {
         h.update((self.spec.len() as u64).to_le_bytes());
         h.update(&self.spec);
         h.update(self.rootfs.as_bytes());
+        h.update(self.disk.to_le_bytes());
         let digest = h.finalize();
         digest[..12].iter().map(|b| format!("{b:02x}")).collect()
     }
@@ -72,6 +76,7 @@ pub fn container(name: &str, settings: &Settings, image: Option<&ServiceImage>, 
         stop_signal: libc::SIGTERM,
         stop_timeout: Duration::from_secs(10),
         log_max: hoist_config::Logs::DEFAULT_MAX_SIZE,
+        disk: settings.disk.unwrap_or(hoist_config::Service::DEFAULT_DISK),
         ..Default::default()
     };
     let Some(image) = image else {
@@ -153,6 +158,30 @@ mod tests {
             b.insert(format!("k{i}"), i);
         }
         assert_eq!(super::canonical_json(&a).expect("a"), super::canonical_json(&b).expect("b"));
+    }
+
+    #[test]
+    fn disk_is_part_of_the_plan_and_its_id() {
+        let manifest = |rootfs: &str| {
+            let mut m = hoist_config::manifest::BuildManifest::default();
+            let image = hoist_config::manifest::ServiceImage {
+                rootfs: rootfs.into(),
+                cmd: vec!["sh".into()],
+                ..Default::default()
+            };
+            m.service.insert("web".into(), image);
+            m
+        };
+        let plan = |text: &str| {
+            let config = hoist_config::parse(text, "host.toml").expect("config");
+            super::Desired::from_config(&config, &manifest("/r")).services["web"].clone()
+        };
+        let default = plan("version = 1\n[service.web]\nimage = \"oci:/x\"\n");
+        let small = plan("version = 1\n[service.web]\nimage = \"oci:/x\"\ndisk = \"16M\"\n");
+        assert_eq!(default.disk, hoist_config::Service::DEFAULT_DISK);
+        assert_eq!(small.disk, 16 << 20);
+        assert_ne!(default, small);
+        assert_ne!(default.id(), small.id());
     }
 
     #[test]

@@ -12,21 +12,30 @@ use crate::core::StartError;
 use crate::driver::{Runtime, WaitError};
 use crate::plan::Plan;
 
-/// Per-container writable layers (overlay upper + work dirs) live here, on tmpfs.
+/// Per-container writable layers (overlay upper + work dirs) live here, each on a tmpfs
+/// of its own (`disk` bytes), so a service that fills its root fills only that.
 pub use hoist_guest::paths::RW_DIR;
 /// containerd's shim starts hoist-logger for each task with its stdout/stderr on fds 3
 /// and 4; the query becomes its arguments (`max_size BYTES`).
 pub use hoist_guest::paths::logger_uri;
 
-/// Rootfs mounts for the task: an overlay of the unpacked tree with a fresh tmpfs upper
-/// layer (a restarted container starts from its image again). Read-only roots use the
-/// same overlay: runc must create mount points (/proc, bind targets) the image may lack,
-/// and then remounts the root read-only itself (`root.readonly` in the spec).
+/// Rootfs mounts for the task: an overlay of the unpacked tree with a fresh upper layer on
+/// a tmpfs of `plan.disk` bytes (a restarted container starts from its image again).
+/// Read-only roots use the same overlay: runc must create mount points (/proc, bind
+/// targets) the image may lack, and then remounts the root read-only itself
+/// (`root.readonly` in the spec).
 pub fn rootfs_mounts(plan: &Plan) -> std::io::Result<Vec<Mount>> {
+    use nix::mount::{MntFlags, MsFlags, mount, umount2};
     let rw = Path::new(RW_DIR).join(&plan.name);
     if rw.exists() {
+        // The last run's tmpfs; lazily, in case something still holds it.
+        let _ = umount2(&rw, MntFlags::MNT_DETACH);
         std::fs::remove_dir_all(&rw)?;
     }
+    std::fs::create_dir_all(&rw)?;
+    let options = format!("size={},mode=0755", plan.disk);
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    mount(Some("tmpfs"), &rw, Some("tmpfs"), flags, Some(options.as_str())).map_err(std::io::Error::from)?;
     let (upper, work) = (rw.join("upper"), rw.join("work"));
     std::fs::create_dir_all(&upper)?;
     std::fs::create_dir_all(&work)?;
@@ -60,10 +69,18 @@ async fn cleanup_unlocked(client: &Containerd, name: &str) {
     let _ = client.delete_container(name).await;
 }
 
-/// Removes whatever an earlier run of the container left in containerd.
+/// Removes whatever an earlier run of the container left in containerd, and its
+/// writable layer (the tmpfs gives its memory back).
 pub async fn cleanup(client: &Containerd, name: &str) {
     let _guard = lock(name).await;
     cleanup_unlocked(client, name).await;
+    let rw = Path::new(RW_DIR).join(name);
+    if rw.exists() {
+        let _ = nix::mount::umount2(&rw, nix::mount::MntFlags::MNT_DETACH);
+        if let Err(e) = std::fs::remove_dir_all(&rw) {
+            log::warn!("{}: {e}", rw.display());
+        }
+    }
 }
 
 /// Creates and starts the container; returns the pid of its main process. A plan that

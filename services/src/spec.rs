@@ -1,11 +1,20 @@
 //! OCI runtime specs for service containers, built with `oci-spec` from the same defaults
 //! containerd's own clients get from its Go `oci` package (a non-Go client gets none of
-//! them for free): the 14 default capabilities, masked and read-only /proc paths,
-//! no_new_privileges, the standard /proc, /dev, /sys mounts and a device cgroup that
-//! denies everything runc does not allow by default.
+//! them for free), tightened where newer containerd and Docker are: 13 default capabilities
+//! (no CAP_NET_RAW; `add` brings it back) in the bounding, effective and permitted sets
+//! only (inheritable and ambient stay empty, so a non-root service has none in effect and
+//! `drop` works), the default seccomp profile ([`crate::seccomp`]) unless the service says
+//! `seccomp = "unconfined"`, masked and read-only /proc and /sys paths, no_new_privileges,
+//! a pids limit ([`hoist_config::Service::DEFAULT_PIDS`] unless set), the standard /proc,
+//! /dev, /sys mounts and a device cgroup that denies everything runc does not allow by
+//! default. There is no default memory limit: what a service needs is not knowable here,
+//! and a guest's memory is the VM's; the OOM killer picks a service (oom_score_adj 0)
+//! before PID 1, containerd or the supervisor.
 //!
 //! Services share the host's network namespace (system services, as LinuxKit's are) and
-//! get their own pid, ipc, uts and mount namespaces.
+//! get their own pid, ipc, uts, mount and cgroup namespaces (a service sees its own cgroup
+//! as `/`). Processes exec'd into a service ([`crate::exec`]) reuse this spec's process, and
+//! runc applies the container's seccomp filter, cgroup and namespaces to them.
 
 use std::collections::BTreeMap;
 
@@ -18,14 +27,14 @@ use oci_spec::runtime::{
     SpecBuilder, UserBuilder,
 };
 
-/// containerd's default capability set (oci.defaultUnixCaps / populateDefaultUnixSpec).
-pub const DEFAULT_CAPABILITIES: [Capability; 14] = [
+/// containerd's default capability set (oci.defaultUnixCaps) without CAP_NET_RAW, as
+/// newer containerd and Docker have it: raw sockets forge packets on the host network.
+pub const DEFAULT_CAPABILITIES: [Capability; 13] = [
     Capability::Chown,
     Capability::DacOverride,
     Capability::Fsetid,
     Capability::Fowner,
     Capability::Mknod,
-    Capability::NetRaw,
     Capability::Setgid,
     Capability::Setuid,
     Capability::Setfcap,
@@ -36,7 +45,7 @@ pub const DEFAULT_CAPABILITIES: [Capability; 14] = [
     Capability::AuditWrite,
 ];
 
-pub const MASKED_PATHS: [&str; 10] = [
+pub const MASKED_PATHS: [&str; 12] = [
     "/proc/acpi",
     "/proc/asound",
     "/proc/kcore",
@@ -47,6 +56,10 @@ pub const MASKED_PATHS: [&str; 10] = [
     "/proc/sched_debug",
     "/sys/firmware",
     "/proc/scsi",
+    // Energy counters leak what other tenants compute (the PLATYPUS side channel).
+    "/sys/devices/virtual/powercap",
+    // Per-CPU interrupt counts leak other processes' activity (keystroke timing).
+    "/proc/interrupts",
 ];
 
 pub const READONLY_PATHS: [&str; 5] = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
@@ -74,10 +87,14 @@ pub struct Settings {
     pub user: Option<(u32, u32)>,
     pub readonly_rootfs: bool,
     pub capabilities: hoist_config::Capabilities,
+    pub seccomp: hoist_config::Seccomp,
     pub binds: Vec<hoist_config::Bind>,
     pub memory: Option<u64>,
+    /// None: [`hoist_config::Service::DEFAULT_PIDS`].
     pub pids: Option<u32>,
     pub cpu: Option<f64>,
+    /// The writable layer's tmpfs size; None: [`hoist_config::Service::DEFAULT_DISK`].
+    pub disk: Option<u64>,
     /// Share the host pid namespace.
     pub host_pid: bool,
     /// sd_notify readiness: mount the notify socket dir and set NOTIFY_SOCKET.
@@ -93,10 +110,12 @@ impl From<&Service> for Settings {
             user: s.user,
             readonly_rootfs: s.readonly_rootfs,
             capabilities: s.capabilities.clone(),
+            seccomp: s.seccomp,
             binds: s.binds.clone(),
             memory: s.memory,
             pids: s.pids,
             cpu: s.cpu,
+            disk: Some(s.disk),
             host_pid: s.host_pid,
             notify: matches!(s.ready, hoist_config::Ready::Notify),
         }
@@ -224,9 +243,8 @@ fn resources(settings: &Settings) -> Result<oci_spec::runtime::LinuxResources, o
     if let Some(bytes) = settings.memory {
         r = r.memory(oci_spec::runtime::LinuxMemoryBuilder::default().limit(bytes as i64).build()?);
     }
-    if let Some(pids) = settings.pids {
-        r = r.pids(oci_spec::runtime::LinuxPidsBuilder::default().limit(pids as i64).build()?);
-    }
+    let pids = settings.pids.unwrap_or(hoist_config::Service::DEFAULT_PIDS);
+    r = r.pids(oci_spec::runtime::LinuxPidsBuilder::default().limit(i64::from(pids)).build()?);
     if let Some(cpus) = settings.cpu {
         const PERIOD: u64 = 100_000;
         let quota = (cpus * PERIOD as f64).round() as i64;
@@ -245,10 +263,19 @@ pub fn build(name: &str, settings: &Settings, image: &ServiceImage) -> Result<Sp
     let err = |cause| SpecError::Build { service: name.to_string(), cause };
     let caps =
         capabilities(&settings.capabilities).map_err(|e| SpecError::Caps { service: name.to_string(), reason: e })?;
+    let seccomp = match settings.seccomp {
+        hoist_config::Seccomp::Default => {
+            Some(crate::seccomp::profile(&caps).map_err(|e| SpecError::Caps { service: name.to_string(), reason: e })?)
+        }
+        hoist_config::Seccomp::Unconfined => None,
+    };
+    // The builder's defaults fill inheritable and ambient; both must be empty.
     let capabilities = oci_spec::runtime::LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
         .effective(caps.clone())
         .permitted(caps)
+        .inheritable(oci_spec::runtime::Capabilities::new())
+        .ambient(oci_spec::runtime::Capabilities::new())
         .build()
         .map_err(err)?;
     let cwd = settings.working_dir.clone().unwrap_or_else(|| match image.working_dir.as_str() {
@@ -276,7 +303,8 @@ pub fn build(name: &str, settings: &Settings, image: &ServiceImage) -> Result<Sp
         .oom_score_adj(0)
         .build()
         .map_err(err)?;
-    let mut kinds = vec![LinuxNamespaceType::Ipc, LinuxNamespaceType::Uts, LinuxNamespaceType::Mount];
+    let mut kinds =
+        vec![LinuxNamespaceType::Ipc, LinuxNamespaceType::Uts, LinuxNamespaceType::Mount, LinuxNamespaceType::Cgroup];
     if !settings.host_pid {
         kinds.insert(0, LinuxNamespaceType::Pid);
     }
@@ -285,7 +313,11 @@ pub fn build(name: &str, settings: &Settings, image: &ServiceImage) -> Result<Sp
         .map(|typ| LinuxNamespaceBuilder::default().typ(typ).build())
         .collect::<Result<Vec<_>, _>>()
         .map_err(err)?;
-    let linux = LinuxBuilder::default()
+    let mut linux = LinuxBuilder::default();
+    if let Some(seccomp) = seccomp {
+        linux = linux.seccomp(seccomp);
+    }
+    let linux = linux
         .namespaces(namespaces)
         .masked_paths(MASKED_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
         .readonly_paths(READONLY_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
@@ -353,20 +385,70 @@ mod tests {
         let spec = build("web", &service(&["httpd"]), &image()).expect("spec");
         let json: serde_json::Value = serde_json::to_value(&spec).expect("json");
         let caps = json["process"]["capabilities"]["bounding"].as_array().expect("caps");
-        assert_eq!(caps.len(), 14);
+        assert_eq!(caps.len(), 13);
         assert!(caps.iter().any(|c| c == "CAP_NET_BIND_SERVICE"));
         assert!(!caps.iter().any(|c| c == "CAP_SYS_ADMIN"));
+        assert!(!caps.iter().any(|c| c == "CAP_NET_RAW"), "{caps:?}");
         assert_eq!(json["process"]["noNewPrivileges"], true);
         assert_eq!(json["process"]["cwd"], "/srv");
         assert_eq!(json["process"]["oomScoreAdj"], 0);
-        assert_eq!(json["linux"]["maskedPaths"].as_array().expect("masked").len(), 10);
+        let masked = json["linux"]["maskedPaths"].as_array().expect("masked");
+        assert_eq!(masked.len(), 12);
+        for path in ["/sys/devices/virtual/powercap", "/proc/interrupts", "/proc/kcore"] {
+            assert!(masked.iter().any(|p| p == path), "{path} not masked");
+        }
         assert!(json["linux"]["readonlyPaths"].as_array().expect("ro").iter().any(|p| p == "/proc/sys"));
         let ns: Vec<&str> =
             json["linux"]["namespaces"].as_array().expect("ns").iter().filter_map(|n| n["type"].as_str()).collect();
-        assert_eq!(ns, ["pid", "ipc", "uts", "mount"]);
+        assert_eq!(ns, ["pid", "ipc", "uts", "mount", "cgroup"]);
         assert_eq!(json["root"]["path"], "rootfs");
         assert_eq!(json["linux"]["resources"]["devices"][0]["allow"], false);
+        assert_eq!(json["linux"]["resources"]["pids"]["limit"], hoist_config::Service::DEFAULT_PIDS);
+        assert!(json["linux"]["resources"].get("memory").is_none());
         assert_eq!(json["linux"]["cgroupsPath"], "/hoist/web");
+    }
+
+    /// runc sets every set it is given; a capability in inheritable or ambient that is
+    /// not in bounding makes its capset fail (EPERM), and ambient ones stay in effect for
+    /// a non-root user.
+    #[test]
+    fn inheritable_and_ambient_sets_are_empty() {
+        let json = serde_json::to_value(build("web", &service(&["x"]), &image()).expect("spec")).expect("json");
+        let caps = &json["process"]["capabilities"];
+        for set in ["inheritable", "ambient"] {
+            assert_eq!(caps[set], serde_json::json!([]), "{set}: {caps}");
+        }
+        let mut dropped = service(&["x"]);
+        dropped.capabilities = hoist_config::Capabilities { add: vec![], drop: vec!["ALL".into()] };
+        let json = serde_json::to_value(build("web", &dropped, &image()).expect("spec")).expect("json");
+        for set in ["bounding", "effective", "permitted", "inheritable", "ambient"] {
+            assert_eq!(json["process"]["capabilities"][set], serde_json::json!([]), "{set}");
+        }
+    }
+
+    #[test]
+    fn seccomp_is_on_unless_the_service_opts_out() {
+        let json = serde_json::to_value(build("web", &service(&["x"]), &image()).expect("spec")).expect("json");
+        let seccomp = &json["linux"]["seccomp"];
+        assert_eq!(seccomp["defaultAction"], "SCMP_ACT_ERRNO");
+        // The profile follows the capabilities: CAP_SYS_ADMIN unlocks mount.
+        let allowed = |v: &serde_json::Value| -> Vec<String> {
+            v["linux"]["seccomp"]["syscalls"][0]["names"]
+                .as_array()
+                .expect("names")
+                .iter()
+                .map(|n| n.as_str().expect("name").to_string())
+                .collect()
+        };
+        assert!(!allowed(&json).iter().any(|n| n == "mount"));
+        let mut admin = service(&["x"]);
+        admin.capabilities.add.push("CAP_SYS_ADMIN".into());
+        let json = serde_json::to_value(build("web", &admin, &image()).expect("spec")).expect("json");
+        assert!(allowed(&json).iter().any(|n| n == "mount"));
+        let mut raw = service(&["x"]);
+        raw.seccomp = hoist_config::Seccomp::Unconfined;
+        let json = serde_json::to_value(build("web", &raw, &image()).expect("spec")).expect("json");
+        assert!(json["linux"].get("seccomp").is_none(), "{}", json["linux"]);
     }
 
     #[test]
@@ -380,7 +462,7 @@ pids = 50
 cpu = 0.5
 user = "1000:100"
 host_pid = true
-capabilities = { add = ["CAP_NET_ADMIN"], drop = ["CAP_NET_RAW"] }
+capabilities = { add = ["CAP_NET_ADMIN", "CAP_NET_RAW"], drop = ["CAP_KILL"] }
 binds = ["/var/data:/data:ro"]
 ready = { notify = true }
 "#;
@@ -395,7 +477,8 @@ ready = { notify = true }
         assert_eq!(json["process"]["user"]["uid"], 1000);
         let caps = json["process"]["capabilities"]["bounding"].as_array().expect("caps");
         assert!(caps.iter().any(|c| c == "CAP_NET_ADMIN"));
-        assert!(!caps.iter().any(|c| c == "CAP_NET_RAW"));
+        assert!(caps.iter().any(|c| c == "CAP_NET_RAW"), "add brings CAP_NET_RAW back");
+        assert!(!caps.iter().any(|c| c == "CAP_KILL"));
         assert_eq!(caps.len(), 14);
         let ns: Vec<&str> =
             json["linux"]["namespaces"].as_array().expect("ns").iter().filter_map(|n| n["type"].as_str()).collect();

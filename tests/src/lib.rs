@@ -63,7 +63,8 @@ pub fn busybox_image() -> &'static Path {
     })
 }
 
-/// The busybox image's tree: busybox-static, its applet links, a web page, sd-notify.
+/// The busybox image's tree: busybox-static, its applet links, a web page, sd-notify and
+/// sysprobe (tests/src/sysprobe.c: syscalls a confined service must not make, a fork bomb).
 pub fn busybox_tree() -> &'static Tree {
     static TREE: OnceLock<Tree> = OnceLock::new();
     TREE.get_or_init(|| {
@@ -77,7 +78,8 @@ pub fn busybox_tree() -> &'static Tree {
             }
         }
         tree.insert_file("www/index.html", 0o644, b"<h1>Hello from hoist</h1>\n".to_vec());
-        tree.insert_file("bin/sd-notify", 0o755, sd_notify_binary());
+        tree.insert_file("bin/sd-notify", 0o755, c_binary("sd-notify"));
+        tree.insert_file("bin/sysprobe", 0o755, c_binary("sysprobe"));
         tree
     })
 }
@@ -94,18 +96,18 @@ pub fn pki_dir() -> &'static Path {
     })
 }
 
-/// A static sd_notify client (tests/src/sd-notify.c) compiled with the host's cc.
-fn sd_notify_binary() -> Vec<u8> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/sd-notify.c");
-    let out = std::env::temp_dir().join(format!("hoist-sd-notify-{}", std::process::id()));
+/// tests/src/NAME.c (the sd_notify client, sysprobe) compiled statically with the host's cc.
+fn c_binary(name: &str) -> Vec<u8> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("src/{name}.c"));
+    let out = std::env::temp_dir().join(format!("hoist-{name}-{}", std::process::id()));
     let status = std::process::Command::new("cc")
         .args(["-static", "-O2", "-o"])
         .arg(&out)
         .arg(&src)
         .status()
-        .expect("cc (gcc) is needed to build the test image's sd-notify client");
+        .unwrap_or_else(|e| panic!("cc (gcc) is needed to build the test image's {name}: {e}"));
     assert!(status.success(), "cc -static failed for {}: install libc6-dev", src.display());
-    std::fs::read(&out).expect("read sd-notify")
+    std::fs::read(&out).unwrap_or_else(|e| panic!("read {}: {e}", out.display()))
 }
 
 /// Writes `host.toml` (with `@IMAGE@` replaced by the busybox image) into `work` and builds it into `work/out`.
