@@ -66,7 +66,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut vm = builder.spawn()?;
     let record = args.dir.join(crate::conn::RUN_RECORD);
     let api = format!("127.0.0.1:{api_port}");
-    std::fs::write(&record, serde_json::json!({ "api": api, "qemu_pid": vm.pid() }).to_string())?;
+    let text = serde_json::json!({ "api": api, "qemu_pid": vm.pid() }).to_string();
+    hoist_guest::atomic::write(&record, text.as_bytes())?;
     let _remove_record = RemoveOnDrop(record);
     eprintln!(
         "hoist: QEMU pid {}, console log {}, control API {api} (hoist ctl --target {})",

@@ -4,6 +4,15 @@
 //! newc archive with fixed owners and mtimes, so the same inputs give the same bytes.
 //! Outputs are written to temporary names and renamed into place: an interrupted build
 //! never leaves a half-written initrd behind a valid-looking name.
+//!
+//! The initrd holds the server's TLS key and the config with every `env` value, so every
+//! output (`kernel`, `initrd.img` and `cmdline` alike: one rule, and the cmdline may carry
+//! secrets too) is written 0600, through [`hoist_guest::atomic::Dir`]: an unpredictable
+//! temporary made with `O_EXCL | O_NOFOLLOW` in the opened directory, then renamed. An
+//! output directory another user can write (not owned by this user or root, or group- or
+//! other-writable) is refused before anything is read or written. In the guest,
+//! `/etc/hoist` (config, manifest, TLS) is root's alone: 0700, files 0600 except the
+//! certificates.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -51,6 +60,8 @@ pub enum BuildError {
     Io { path: PathBuf, cause: std::io::Error },
     #[error(transparent)]
     Pki(#[from] crate::pki::PkiError),
+    #[error("output directory {0}")]
+    OutDir(#[from] hoist_guest::atomic::UnsafeDir),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
@@ -92,13 +103,14 @@ pub struct BuildReport {
 }
 
 pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport, BuildError> {
+    let out = open_out_dir(&opts.out)?;
     progress.begin("config");
     let config = hoist_config::load(&opts.config)?;
     let config_text = std::fs::read(&opts.config).map_err(io(&opts.config))?;
     progress.end("config", &format!("{} services", config.service.len()));
 
     let mut tree = skeleton();
-    tree.insert_file(paths::HOST_CONFIG, 0o644, config_text);
+    tree.insert_file(paths::HOST_CONFIG, 0o600, config_text);
     tree.insert_file(paths::CONTAINERD_CONFIG, 0o644, paths::CONTAINERD_CONFIG_TOML.as_bytes().to_vec());
 
     progress.begin("kernel");
@@ -137,7 +149,7 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport
         progress.end(&step, &format!("{} files, {}", image.rootfs.len(), image.digest));
         services.insert(name.to_string(), image.digest);
     }
-    tree.insert_file(paths::BUILD_MANIFEST, 0o644, manifest.to_toml().into_bytes());
+    tree.insert_file(paths::BUILD_MANIFEST, 0o600, manifest.to_toml().into_bytes());
 
     let pki_dir = opts.pki.clone().unwrap_or_else(|| opts.out.join("pki"));
     crate::pki::ensure(&pki_dir)?;
@@ -157,11 +169,12 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport
         &format!("{} MB cpio -> {} MB {}", mb(uncompressed), mb(initrd.len() as u64), opts.compression),
     );
 
-    std::fs::create_dir_all(&opts.out).map_err(io(&opts.out))?;
     let cmdline = config.kernel.cmdline.clone().unwrap_or_else(|| DEFAULT_CMDLINE.to_string());
-    write_atomic(&opts.out.join("kernel"), &kernel_bytes)?;
-    write_atomic(&opts.out.join("initrd.img"), &initrd)?;
-    write_atomic(&opts.out.join("cmdline"), format!("{cmdline}\n").as_bytes())?;
+    for (name, data) in
+        [("kernel", &kernel_bytes[..]), ("initrd.img", &initrd), ("cmdline", format!("{cmdline}\n").as_bytes())]
+    {
+        out.write(name.as_ref(), data, OUTPUT_MODE).map_err(io(&opts.out.join(name)))?;
+    }
     Ok(BuildReport {
         kernel: kernel_path,
         release,
@@ -210,18 +223,16 @@ fn mb(bytes: u64) -> String {
     format!("{:.1}", bytes as f64 / 1e6)
 }
 
-/// temp file, fsync, rename, fsync the directory: the old file or the new one, never a torn one.
-pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), BuildError> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
-    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-    f.write_all(data).and_then(|_| f.sync_all()).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+/// The mode of every build output: they hold secrets (see the crate doc).
+pub const OUTPUT_MODE: u32 = 0o600;
+
+/// Creates the output directory (0755) if missing, and refuses one another user can write.
+pub fn open_out_dir(out: &Path) -> Result<hoist_guest::atomic::Dir, BuildError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o755).create(out).map_err(io(out))?;
+    let dir = hoist_guest::atomic::Dir::open(out).map_err(io(out))?;
+    dir.check_private()?;
+    Ok(dir)
 }
 
 /// Merged-/usr layout, API mount points, and the two device nodes the kernel and PID 1
@@ -233,7 +244,6 @@ fn skeleton() -> Tree {
         "usr/sbin",
         "usr/lib",
         "usr/lib64",
-        "etc/hoist",
         "etc/containerd",
         "proc",
         "sys",
@@ -247,6 +257,7 @@ fn skeleton() -> Tree {
         t.insert_dir(d, 0o755);
     }
     t.insert_dir("tmp", 0o1777);
+    t.insert_dir("etc/hoist", 0o700);
     for (link, target) in [("bin", "usr/bin"), ("sbin", "usr/sbin"), ("lib", "usr/lib"), ("lib64", "usr/lib64")] {
         t.insert_symlink(link, target);
     }

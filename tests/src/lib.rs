@@ -21,6 +21,7 @@ use hoist_images::oci::{self, ImageConfig};
 use hoist_images::tree::Tree;
 
 pub mod host;
+pub mod newc;
 
 /// target/<profile>: where the test binary's own profile put hoist-init & co.
 pub fn bin_dir() -> PathBuf {
