@@ -54,6 +54,8 @@ pub enum BuildError {
     Elf(#[from] elf::ElfError),
     #[error("service {service}: image {image}: {cause}")]
     Image { service: String, image: String, cause: Box<oci::OciError> },
+    #[error("service {service}: image {image}: {cause}")]
+    Platform { service: String, image: String, cause: oci::ForeignPlatform },
     #[error("service {service}: image {image}: user {user:?}: {cause}")]
     User { service: String, image: String, user: String, cause: crate::resolve::UserError },
     #[error("{path}: {cause}")]
@@ -89,6 +91,8 @@ pub struct BuildOptions {
     pub compression: Compression,
     /// The control API's PKI (made there if missing); default `OUT/pki`.
     pub pki: Option<PathBuf>,
+    /// Build in images made for another platform than [`oci::TARGET_PLATFORM`] (a warning).
+    pub allow_foreign_arch: bool,
 }
 
 #[derive(Debug)]
@@ -139,6 +143,9 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport
             image: source.clone(),
             cause: Box::new(e),
         })?;
+        image
+            .check_platform(&format!("service {name}"), opts.allow_foreign_arch)
+            .map_err(|cause| BuildError::Platform { service: name.to_string(), image: source.clone(), cause })?;
         let hex = image.digest.trim_start_matches("sha256:");
         let rootfs = format!("{}/{}/rootfs", paths::IMAGES_DIR, &hex[..hex.len().min(16)]);
         if !unpacked.contains_key(&image.digest) {
@@ -333,7 +340,7 @@ mod tests {
         rootfs.insert_file("etc/passwd", 0o644, b"root:x:0:0::/:\nwww-data:x:33:33::/var/www:\n".to_vec());
         rootfs.insert_file("etc/group", 0o644, b"root:x:0:\nwww-data:x:33:\n".to_vec());
         let config = ImageConfig { user: user.into(), working_dir: working_dir.into(), ..Default::default() };
-        Image { rootfs, config, digest: "sha256:00".into() }
+        Image { rootfs, config, digest: "sha256:00".into(), platform: "linux/amd64".into() }
     }
 
     #[test]

@@ -121,7 +121,14 @@ pub fn build_host_with(work: &Path, toml: &str, compression: hoist_images::compr
     std::fs::write(&config, text).expect("write host.toml");
     let out = work.join("out");
     let pki = Some(pki_dir().to_path_buf());
-    let opts = hoist_images::build::BuildOptions { config, out: out.clone(), bin_dir: bin_dir(), compression, pki };
+    let opts = hoist_images::build::BuildOptions {
+        config,
+        out: out.clone(),
+        bin_dir: bin_dir(),
+        compression,
+        pki,
+        allow_foreign_arch: false,
+    };
     hoist_images::build::build(&opts, &hoist_images::build::Quiet).expect("hoist build");
     out
 }

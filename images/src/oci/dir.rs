@@ -20,7 +20,7 @@ pub fn import_dir(dir: &Path) -> Result<Image, OciError> {
     let mut rootfs = Tree::new();
     walk(dir, "", &mut rootfs)?;
     let digest = tree_digest(&rootfs);
-    Ok(Image { rootfs, config: ImageConfig::default(), digest })
+    Ok(Image { rootfs, config: ImageConfig::default(), digest, platform: String::new() })
 }
 
 fn walk(dir: &Path, rel: &str, tree: &mut Tree) -> Result<(), OciError> {
@@ -53,7 +53,7 @@ fn walk(dir: &Path, rel: &str, tree: &mut Tree) -> Result<(), OciError> {
             };
             Node::Symlink { target: target.to_string() }
         } else {
-            log::warn!("{}: skipping special file", path.display());
+            log::warn!("{}: skipping special file", hoist_guest::text::escape(&path.to_string_lossy()));
             continue;
         };
         tree.insert(&rel, Entry::root(node));

@@ -32,6 +32,7 @@ const MAX_LINKS: usize = 16;
 pub fn import_docker_archive(file: &Path, reference: Option<&str>) -> Result<Image, OciError> {
     let Selected { archive, image, config: config_data } = select_image(file, reference)?;
     let config: ConfigBlob = spec::parse(&archive.label(&image.config), &config_data)?;
+    let platform = config.platform();
     let diff_ids = config.rootfs.map(|r| r.diff_ids).unwrap_or_default();
     if diff_ids.len() != image.layers.len() {
         return Err(OciError::LayerCount {
@@ -51,10 +52,7 @@ pub fn import_docker_archive(file: &Path, reference: Option<&str>) -> Result<Ima
         }
         layer::apply(&mut rootfs, &label, &data, Compression::sniff(&data), Some(diff_id))?;
     }
-    if (config.os.as_str(), config.architecture.as_str()) != ("linux", "amd64") {
-        log::warn!("{} is for {}/{}, not linux/amd64", file.display(), config.os, config.architecture);
-    }
-    Ok(Image { rootfs, config: config.config.into(), digest: digest::sha256(&config_data) })
+    Ok(Image { rootfs, config: config.config.into(), digest: digest::sha256(&config_data), platform })
 }
 
 /// The archive, the manifest.json entry `reference` selects, and its config blob, checked

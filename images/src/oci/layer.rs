@@ -166,10 +166,12 @@ fn change<R: Read>(layer: &str, mut entry: tar::Entry<'_, R>) -> Result<Option<C
             Node::CharDev { mode, major, minor }
         }
         EntryType::Block | EntryType::Fifo => {
+            let path = hoist_guest::text::escape(&path);
             log::warn!("layer {layer}: skipping {path}: block devices and fifos are not supported");
             return Ok(None);
         }
         other => {
+            let path = hoist_guest::text::escape(&path);
             log::warn!("layer {layer}: skipping {path}: unknown tar entry type {:?}", other.as_byte() as char);
             return Ok(None);
         }

@@ -23,7 +23,7 @@ pub fn import_oci_layout(dir: &Path, tag: Option<&str>) -> Result<Image, OciErro
     let Selected { blobs, desc, manifest, .. } = select_manifest(dir, tag)?;
     let config_data = blobs.read("config", &manifest.config)?;
     let config: ConfigBlob = spec::parse(&format!("config {}", manifest.config.digest), &config_data)?;
-    warn_platform(&desc.digest, &config);
+    let platform = config.platform();
     let diff_ids = config.rootfs.map(|r| r.diff_ids).unwrap_or_default();
     if diff_ids.len() != manifest.layers.len() {
         return Err(OciError::LayerCount {
@@ -40,7 +40,7 @@ pub fn import_oci_layout(dir: &Path, tag: Option<&str>) -> Result<Image, OciErro
         let data = blobs.read("layer", layer)?;
         layer::apply(&mut rootfs, &layer.digest, &data, compression, Some(diff_id))?;
     }
-    Ok(Image { rootfs, config: config.config.into(), digest: desc.digest })
+    Ok(Image { rootfs, config: config.config.into(), digest: desc.digest, platform })
 }
 
 /// The image manifest `tag` selects in the layout at `dir`, verified, with its descriptor
@@ -146,12 +146,6 @@ fn select<'a>(manifests: &'a [Descriptor], tag: Option<&str>) -> Result<&'a Desc
         Some(tag) => OciError::AmbiguousTag { tag: tag.to_string() },
         None => OciError::NoTagGiven { available },
     })
-}
-
-fn warn_platform(manifest: &str, config: &ConfigBlob) {
-    if (config.os.as_str(), config.architecture.as_str()) != ("linux", "amd64") {
-        log::warn!("image {manifest} is for {}/{}, not linux/amd64", config.os, config.architecture);
-    }
 }
 
 pub(super) struct Blobs {
