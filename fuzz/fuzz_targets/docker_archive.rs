@@ -5,7 +5,7 @@
 //! for transfer. Errors are fine; a panic, a hang or unbounded memory is not.
 #![no_main]
 
-use hoist_fuzz::{check_transfer, chunks};
+use hoist_fuzz::{check_transfer, chunks, debug};
 use libfuzzer_sys::fuzz_target;
 
 fn archive(data: &[u8]) -> Vec<u8> {
@@ -29,11 +29,15 @@ fuzz_target!(|data: &[u8]| {
     let file = dir.path().join("image.tar");
     std::fs::write(&file, bytes).expect("write");
     for reference in [None, Some("app:latest")] {
-        if let Ok(image) = hoist_images::oci::import_docker_archive(&file, reference) {
+        let image = hoist_images::oci::import_docker_archive(&file, reference);
+        debug("import", &image.as_ref().map(|i| (&i.digest, &i.platform, i.rootfs.len())));
+        if let Ok(image) = image {
             let _ = image.check_platform("fuzz", false);
         }
     }
-    if let Ok(transfer) = hoist_images::oci::docker_archive_blobs(&file, None) {
+    let transfer = hoist_images::oci::docker_archive_blobs(&file, None);
+    debug("transfer", &transfer.as_ref().map(|t| t.blobs.len()));
+    if let Ok(transfer) = transfer {
         check_transfer(&transfer);
     }
 });

@@ -4,7 +4,7 @@
 //! transfer. Errors are fine; a panic, a hang or unbounded memory is not.
 #![no_main]
 
-use hoist_fuzz::{check_transfer, chunks, sha256};
+use hoist_fuzz::{check_transfer, chunks, debug, sha256};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -19,11 +19,15 @@ fuzz_target!(|data: &[u8]| {
         std::fs::write(blobs.join(digest.trim_start_matches("sha256:")), blob).expect("write");
     }
     for tag in [None, Some("latest")] {
-        if let Ok(image) = hoist_images::oci::import_oci_layout(dir.path(), tag) {
+        let image = hoist_images::oci::import_oci_layout(dir.path(), tag);
+        debug("import", &image.as_ref().map(|i| (&i.digest, &i.platform, i.rootfs.len())));
+        if let Ok(image) = image {
             let _ = image.check_platform("fuzz", false);
         }
     }
-    if let Ok(transfer) = hoist_images::oci::oci_layout_blobs(dir.path(), None) {
+    let transfer = hoist_images::oci::oci_layout_blobs(dir.path(), None);
+    debug("transfer", &transfer.as_ref().map(|t| t.blobs.len()));
+    if let Ok(transfer) = transfer {
         check_transfer(&transfer);
     }
 });

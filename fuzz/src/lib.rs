@@ -77,6 +77,16 @@ pub fn chunks(input: &[u8]) -> Vec<Vec<u8>> {
     raw
 }
 
+/// With HOIST_FUZZ_DEBUG set, prints what an input came to (for writing seeds).
+pub fn debug<T: std::fmt::Debug, E: std::fmt::Display>(what: &str, result: &Result<T, E>) {
+    if std::env::var_os("HOIST_FUZZ_DEBUG").is_some() {
+        match result {
+            Ok(value) => eprintln!("{what}: ok: {:.200}", format!("{value:?}")),
+            Err(e) => eprintln!("{what}: {e}"),
+        }
+    }
+}
+
 /// Every blob a transfer lists yields exactly the bytes its digest and size promise.
 pub fn check_transfer(transfer: &hoist_images::oci::Transfer) {
     for blob in &transfer.blobs {
