@@ -46,6 +46,12 @@ fn parse_publish(spec: &str) -> anyhow::Result<(u16, u16)> {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    // run.json and run/console.log are written here, as root: not in a directory another
+    // user could plant a symlink in.
+    hoist_guest::atomic::Dir::open(&args.dir)
+        .with_context(|| args.dir.display().to_string())?
+        .check_private()
+        .context("build directory")?;
     let mut builder =
         hoist_qemu::VmBuilder::from_build_dir(&args.dir)?.memory_mib(args.memory).cpus(args.cpus).echo_console(true);
     for p in &args.publish {
