@@ -5,7 +5,7 @@
 //! for transfer. Errors are fine; a panic, a hang or unbounded memory is not.
 #![no_main]
 
-use hoist_fuzz::{check_transfer, chunks, debug};
+use hoist_fuzz::{check_transfer, chunks, debug, scratch_dir};
 use libfuzzer_sys::fuzz_target;
 
 fn archive(data: &[u8]) -> Vec<u8> {
@@ -25,7 +25,7 @@ fn archive(data: &[u8]) -> Vec<u8> {
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, body)) = data.split_first() else { return };
     let bytes = if mode % 2 == 1 { body.to_vec() } else { archive(body) };
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = scratch_dir();
     let file = dir.path().join("image.tar");
     std::fs::write(&file, bytes).expect("write");
     for reference in [None, Some("app:latest")] {

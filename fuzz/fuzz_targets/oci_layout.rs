@@ -4,12 +4,12 @@
 //! transfer. Errors are fine; a panic, a hang or unbounded memory is not.
 #![no_main]
 
-use hoist_fuzz::{check_transfer, chunks, debug, sha256};
+use hoist_fuzz::{check_transfer, chunks, debug, scratch_dir, sha256};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let chunks = chunks(data);
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = scratch_dir();
     let blobs = dir.path().join("blobs/sha256");
     std::fs::create_dir_all(&blobs).expect("mkdir");
     std::fs::write(dir.path().join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).expect("write");

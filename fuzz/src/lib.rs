@@ -77,6 +77,14 @@ pub fn chunks(input: &[u8]) -> Vec<Vec<u8>> {
     raw
 }
 
+/// A fresh directory for one input's files: in memory (/dev/shm) when there is one, since
+/// a disk's metadata writes would be most of each run's time.
+pub fn scratch_dir() -> tempfile::TempDir {
+    let shm = std::path::Path::new("/dev/shm");
+    let dir = if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() };
+    dir.expect("a scratch directory")
+}
+
 /// With HOIST_FUZZ_DEBUG set, prints what an input came to (for writing seeds).
 pub fn debug<T: std::fmt::Debug, E: std::fmt::Display>(what: &str, result: &Result<T, E>) {
     if std::env::var_os("HOIST_FUZZ_DEBUG").is_some() {
