@@ -10,7 +10,8 @@
 //! secrets too) is written 0600, through [`hoist_guest::atomic::Dir`]: an unpredictable
 //! temporary made with `O_EXCL | O_NOFOLLOW` in the opened directory, then renamed. An
 //! output directory another user can write (not owned by this user or root, or group- or
-//! other-writable) is refused before anything is read or written. In the guest,
+//! other-writable) is refused before anything is read or written (a missing one is made
+//! once the images are read, so a bad config or image leaves nothing behind). In the guest,
 //! `/etc/hoist` (config, manifest, TLS) is root's alone: 0700, files 0600 except the
 //! certificates.
 
@@ -107,7 +108,11 @@ pub struct BuildReport {
 }
 
 pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport, BuildError> {
-    let out = open_out_dir(&opts.out)?;
+    // An output directory that will be refused is refused before any work; a missing one
+    // is made only once everything it will hold has been read.
+    if opts.out.exists() {
+        open_out_dir(&opts.out)?;
+    }
     progress.begin("config");
     let config = hoist_config::load(&opts.config)?;
     let config_text = std::fs::read(&opts.config).map_err(io(&opts.config))?;
@@ -158,6 +163,7 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport
     }
     tree.insert_file(paths::BUILD_MANIFEST, 0o600, manifest.to_toml().into_bytes());
 
+    let out = open_out_dir(&opts.out)?;
     let pki_dir = opts.pki.clone().unwrap_or_else(|| opts.out.join("pki"));
     crate::pki::ensure(&pki_dir)?;
     for (file, mode) in pki::SERVER_FILES {
