@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs what building and booting a hoist host needs, when it is missing:
 # QEMU, a kernel with modules, containerd + runc (their binaries go into the image),
-# busybox-static (the demo image), protoc (containerd-client's build), cpio (tests).
+# busybox-static (the demo image), protoc (containerd-client's build), cpio (tests),
+# g++ (libFuzzer, for tests/fuzz.sh).
 # Idempotent; run as root on Debian or Ubuntu.
 set -eu
 missing=""
@@ -17,6 +18,7 @@ need curl curl
 command -v file >/dev/null 2>&1 || missing="$missing file"
 [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || missing="$missing libc6-dev"   # static sd-notify client in the tests
 command -v cc >/dev/null 2>&1 || missing="$missing gcc"
+command -v c++ >/dev/null 2>&1 || missing="$missing g++"   # libFuzzer, built by the fuzz targets (tests/fuzz.sh)
 command -v modprobe >/dev/null 2>&1 || missing="$missing kmod"
 ls /boot/vmlinuz-* >/dev/null 2>&1 || kernel=yes
 if [ -n "$missing" ] || [ "${kernel:-}" = yes ]; then

@@ -34,6 +34,9 @@ pub struct ApplyArgs {
     /// (1 on an error); sends no images
     #[arg(long)]
     plan: bool,
+    /// Accept images made for another architecture than the host's (linux/amd64)
+    #[arg(long)]
+    allow_foreign_arch: bool,
     /// JSON: the plan as one object with --plan; else first the bytes sent
     /// ({"sent_bytes":N,"image_bytes":M,"blobs_sent":K}), then one object per progress message
     #[arg(long)]
@@ -74,14 +77,18 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         Ok(config) => config,
         Err(e) => {
             // Already `file:line:column: key: message`, as `hoist check` prints it.
-            eprintln!("{e}");
+            eprintln!("{}", hoist_guest::text::escape_message(&e.to_string()));
             return Ok(ExitCode::FAILURE);
         }
     };
     let text = String::from_utf8(bytes).with_context(|| file.clone())?;
     // The plan needs digests only; blobs are listed (and hashed) only to be sent.
     let containers: Vec<Container<'_>> = config.containers().collect();
-    let resolved = resolve_images(&containers, |source| resolve(source, !args.plan), &mut std::io::stderr())?;
+    let resolved = resolve_images(
+        &containers,
+        |source| resolve(source, !args.plan, args.allow_foreign_arch),
+        &mut std::io::stderr(),
+    )?;
     let request = pb::ApplyRequest {
         config: text,
         file,
@@ -109,8 +116,10 @@ fn revoked_list(pki: &std::path::Path) -> anyhow::Result<Vec<String>> {
 
 /// An image source's digest, as `hoist build` would import it, and with `with_blobs` the
 /// blobs to send if the host lacks it (none for `dir:`, which cannot be sent).
-fn resolve(source: &ImageSource, with_blobs: bool) -> anyhow::Result<Resolved> {
-    let digest = oci::import(source)?.digest;
+fn resolve(source: &ImageSource, with_blobs: bool, allow_foreign_arch: bool) -> anyhow::Result<Resolved> {
+    let image = oci::import(source)?;
+    image.check_platform(&source.describe(), allow_foreign_arch)?;
+    let digest = image.digest;
     let transfer = match source {
         ImageSource::Dir { .. } => None,
         _ if !with_blobs => None,

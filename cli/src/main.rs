@@ -8,6 +8,7 @@ mod conn;
 mod ctl;
 mod history;
 mod image;
+mod logger;
 mod pki;
 mod progress;
 mod rollout;
@@ -22,6 +23,9 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "hoist", version, about = "Build, boot and run container hosts from one TOML file")]
 struct Cli {
+    /// Show more of what the libraries log (-v info, -vv debug, -vvv trace; HOIST_LOG=LEVEL overrides)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -49,6 +53,9 @@ enum Command {
         /// The control API's CA and certificates (made if missing; default: OUT/pki)
         #[arg(long, value_name = "DIR")]
         pki: Option<PathBuf>,
+        /// Accept images made for another architecture than the host's (linux/amd64)
+        #[arg(long)]
+        allow_foreign_arch: bool,
     },
     /// Boot a built host under QEMU with its console on this terminal; Ctrl-C powers it off.
     Run(run::RunArgs),
@@ -69,9 +76,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    logger::init(cli.verbose);
     let result = match cli.command {
         Command::Check { file } => check(&file),
-        Command::Build { file, out, compress, bin_dir, pki } => build(file, out, compress, bin_dir, pki),
+        Command::Build { file, out, compress, bin_dir, pki, allow_foreign_arch } => {
+            build(file, out, compress, bin_dir, pki, allow_foreign_arch)
+        }
         Command::Run(args) => run::run(args),
         Command::Image(cmd) => image::run(cmd),
         Command::Apply(args) => apply::run(args),
@@ -81,7 +91,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("hoist: error: {}", error_text(&e));
+            eprintln!("hoist: error: {}", hoist_guest::text::escape_message(&error_text(&e)));
             ExitCode::FAILURE
         }
     }
@@ -103,7 +113,7 @@ fn check(file: &std::path::Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("{}", hoist_guest::text::escape_message(&e.to_string()));
             Ok(ExitCode::FAILURE)
         }
     }
@@ -115,12 +125,20 @@ fn build(
     compression: hoist_images::compress::Compression,
     bin_dir: Option<PathBuf>,
     pki: Option<PathBuf>,
+    allow_foreign_arch: bool,
 ) -> anyhow::Result<ExitCode> {
     let bin_dir = match bin_dir {
         Some(d) => d,
         None => std::env::current_exe()?.parent().map(|p| p.to_path_buf()).unwrap_or_default(),
     };
-    let opts = hoist_images::build::BuildOptions { config: file, out: out.clone(), bin_dir, compression, pki };
+    let opts = hoist_images::build::BuildOptions {
+        config: file,
+        out: out.clone(),
+        bin_dir,
+        compression,
+        pki,
+        allow_foreign_arch,
+    };
     let started = std::time::Instant::now();
     let report = hoist_images::build::build(&opts, &progress::Bar::new())?;
     println!(

@@ -16,6 +16,7 @@ impl Bar {
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
         bar.enable_steady_tick(Duration::from_millis(120));
+        crate::logger::set_bar(Some(bar.clone()));
         Bar { bar }
     }
 }
@@ -38,6 +39,7 @@ impl hoist_images::build::Progress for Bar {
 
 impl Drop for Bar {
     fn drop(&mut self) {
+        crate::logger::set_bar(None);
         self.bar.finish_and_clear();
     }
 }

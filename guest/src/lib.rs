@@ -16,11 +16,12 @@
 //!   initramfs) and by PID 1 at boot (what to load);
 //! - [`logfile`]: size-capped log files, written by PID 1 (containerd's log), the
 //!   supervisor and every service's logger;
-//! - [`atomic`]: replacing a small state file whole (PID 1's problems, the supervisor's
-//!   persisted state).
+//! - [`atomic`]: replacing a file whole, never through a planted name (PID 1's problems,
+//!   the supervisor's persisted state, and on the host the build's outputs);
+//! - [`text`]: names from images, configs and disks escaped for a terminal.
 //!
 //! It is a library of constants and small code on std (plus libc's signal numbers and
-//! thiserror): no async, no gRPC, no syscalls beyond reading and writing files and a
+//! thiserror): no async, no gRPC, no syscalls beyond files, getrandom (temporary names) and a
 //! pipe, so PID 1 can link it and stay small. It does not decide anything; the crates on
 //! either side of a contract do. What is not here on purpose: the host side's own
 //! defaults (`hoist-qemu`'s command line for a bare kernel), and free-text console lines
@@ -35,4 +36,5 @@ pub mod modules;
 pub mod paths;
 pub mod pki;
 pub mod signals;
+pub mod text;
 pub mod timeline;

@@ -6,6 +6,16 @@
 //! in memory, not the archive and its compressed copy as well.
 //! Outputs are written to temporary names and renamed into place: an interrupted build
 //! never leaves a half-written initrd behind a valid-looking name.
+//!
+//! The initrd holds the server's TLS key and the config with every `env` value, so every
+//! output (`kernel`, `initrd.img` and `cmdline` alike: one rule, and the cmdline may carry
+//! secrets too) is written 0600, through [`hoist_guest::atomic::Dir`]: an unpredictable
+//! temporary made with `O_EXCL | O_NOFOLLOW` in the opened directory, then renamed. An
+//! output directory another user can write (not owned by this user or root, or group- or
+//! other-writable) is refused before anything is read or written (a missing one is made
+//! once the images are read, so a bad config or image leaves nothing behind). In the guest,
+//! `/etc/hoist` (config, manifest, TLS) is root's alone: 0700, files 0600 except the
+//! certificates.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -49,12 +59,16 @@ pub enum BuildError {
     Elf(#[from] elf::ElfError),
     #[error("service {service}: image {image}: {cause}")]
     Image { service: String, image: String, cause: Box<oci::OciError> },
+    #[error("service {service}: image {image}: {cause}")]
+    Platform { service: String, image: String, cause: oci::ForeignPlatform },
     #[error("service {service}: image {image}: user {user:?}: {cause}")]
     User { service: String, image: String, user: String, cause: crate::resolve::UserError },
     #[error("{path}: {cause}")]
     Io { path: PathBuf, cause: std::io::Error },
     #[error(transparent)]
     Pki(#[from] crate::pki::PkiError),
+    #[error("output directory {0}")]
+    OutDir(#[from] hoist_guest::atomic::UnsafeDir),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
@@ -82,6 +96,8 @@ pub struct BuildOptions {
     pub compression: Compression,
     /// The control API's PKI (made there if missing); default `OUT/pki`.
     pub pki: Option<PathBuf>,
+    /// Build in images made for another platform than [`oci::TARGET_PLATFORM`] (a warning).
+    pub allow_foreign_arch: bool,
 }
 
 #[derive(Debug)]
@@ -96,13 +112,18 @@ pub struct BuildReport {
 }
 
 pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport, BuildError> {
+    // An output directory that will be refused is refused before any work; a missing one
+    // is made only once everything it will hold has been read.
+    if opts.out.exists() {
+        open_out_dir(&opts.out)?;
+    }
     progress.begin("config");
     let config = hoist_config::load(&opts.config)?;
     let config_text = std::fs::read(&opts.config).map_err(io(&opts.config))?;
     progress.end("config", &format!("{} services", config.service.len()));
 
     let mut tree = skeleton();
-    tree.insert_file(paths::HOST_CONFIG, 0o644, config_text);
+    tree.insert_file(paths::HOST_CONFIG, 0o600, config_text);
     tree.insert_file(paths::CONTAINERD_CONFIG, 0o644, paths::CONTAINERD_CONFIG_TOML.as_bytes().to_vec());
 
     progress.begin("kernel");
@@ -133,6 +154,9 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport
             image: source.clone(),
             cause: Box::new(e),
         })?;
+        image
+            .check_platform(&format!("service {name}"), opts.allow_foreign_arch)
+            .map_err(|cause| BuildError::Platform { service: name.to_string(), image: source.clone(), cause })?;
         let hex = image.digest.trim_start_matches("sha256:");
         let rootfs = format!("{}/{}/rootfs", paths::IMAGES_DIR, &hex[..hex.len().min(16)]);
         if !unpacked.contains_key(&image.digest) {
@@ -144,8 +168,9 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport
         progress.end(&step, &format!("{} files, {}", image.rootfs.len(), image.digest));
         services.insert(name.to_string(), image.digest);
     }
-    tree.insert_file(paths::BUILD_MANIFEST, 0o644, manifest.to_toml().into_bytes());
+    tree.insert_file(paths::BUILD_MANIFEST, 0o600, manifest.to_toml().into_bytes());
 
+    let out = open_out_dir(&opts.out)?;
     let pki_dir = opts.pki.clone().unwrap_or_else(|| opts.out.join("pki"));
     progress.begin("pki");
     let notes = crate::pki::ensure(&pki_dir)?;
@@ -158,19 +183,20 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport
     // Counted first (headers only, no data copied), then streamed through the compressor
     // into the output: neither the archive nor its compressed copy is ever held whole.
     let uncompressed = cpio::write_tree(&tree, std::io::sink()).map_err(io(&opts.out))?;
-    std::fs::create_dir_all(&opts.out).map_err(io(&opts.out))?;
     let cmdline = config.kernel.cmdline.clone().unwrap_or_else(|| DEFAULT_CMDLINE.to_string());
-    write_atomic(&opts.out.join("kernel"), &kernel_bytes)?;
+    out.write("kernel".as_ref(), &kernel_bytes, OUTPUT_MODE).map_err(io(&opts.out.join("kernel")))?;
     let initrd_path = opts.out.join("initrd.img");
-    write_atomic_with(&initrd_path, |file| {
+    out.write_with("initrd.img".as_ref(), OUTPUT_MODE, |file| {
         let mut enc =
             Compressor::new(std::io::BufWriter::with_capacity(1 << 20, file), opts.compression, uncompressed)?;
         cpio::write_tree(&tree, &mut enc)?;
         enc.finish()?.flush()
-    })?;
+    })
+    .map_err(io(&initrd_path))?;
     let initrd_bytes = std::fs::metadata(&initrd_path).map_err(io(&initrd_path))?.len();
     progress.end("initramfs", &format!("{} MB cpio -> {} MB {}", mb(uncompressed), mb(initrd_bytes), opts.compression));
-    write_atomic(&opts.out.join("cmdline"), format!("{cmdline}\n").as_bytes())?;
+    out.write("cmdline".as_ref(), format!("{cmdline}\n").as_bytes(), OUTPUT_MODE)
+        .map_err(io(&opts.out.join("cmdline")))?;
     Ok(BuildReport { kernel: kernel_path, release, files: tree.len(), uncompressed, initrd_bytes, modules, services })
 }
 
@@ -221,26 +247,16 @@ fn mb(bytes: u64) -> String {
     format!("{:.1}", bytes as f64 / 1e6)
 }
 
-/// temp file, fsync, rename, fsync the directory: the old file or the new one, never a torn one.
-pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), BuildError> {
-    use std::io::Write;
-    write_atomic_with(path, |f| f.write_all(data))
-}
+/// The mode of every build output: they hold secrets (see the crate doc).
+pub const OUTPUT_MODE: u32 = 0o600;
 
-/// [`write_atomic`] with the contents written by `fill`, streamed.
-pub fn write_atomic_with(
-    path: &Path,
-    fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
-) -> Result<(), BuildError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
-    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-    fill(&mut f).and_then(|_| f.sync_all()).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+/// Creates the output directory (0755) if missing, and refuses one another user can write.
+pub fn open_out_dir(out: &Path) -> Result<hoist_guest::atomic::Dir, BuildError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o755).create(out).map_err(io(out))?;
+    let dir = hoist_guest::atomic::Dir::open(out).map_err(io(out))?;
+    dir.check_private()?;
+    Ok(dir)
 }
 
 /// Merged-/usr layout, API mount points, and the two device nodes the kernel and PID 1
@@ -252,7 +268,6 @@ fn skeleton() -> Tree {
         "usr/sbin",
         "usr/lib",
         "usr/lib64",
-        "etc/hoist",
         "etc/containerd",
         "proc",
         "sys",
@@ -266,6 +281,7 @@ fn skeleton() -> Tree {
         t.insert_dir(d, 0o755);
     }
     t.insert_dir("tmp", 0o1777);
+    t.insert_dir("etc/hoist", 0o700);
     for (link, target) in [("bin", "usr/bin"), ("sbin", "usr/sbin"), ("lib", "usr/lib"), ("lib64", "usr/lib64")] {
         t.insert_symlink(link, target);
     }
@@ -341,7 +357,7 @@ mod tests {
         rootfs.insert_file("etc/passwd", 0o644, b"root:x:0:0::/:\nwww-data:x:33:33::/var/www:\n".to_vec());
         rootfs.insert_file("etc/group", 0o644, b"root:x:0:\nwww-data:x:33:\n".to_vec());
         let config = ImageConfig { user: user.into(), working_dir: working_dir.into(), ..Default::default() };
-        Image { rootfs, config, digest: "sha256:00".into() }
+        Image { rootfs, config, digest: "sha256:00".into(), platform: "linux/amd64".into() }
     }
 
     #[test]

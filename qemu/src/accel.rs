@@ -83,16 +83,34 @@ fn kvm_usable_with(qemu: &Path) -> bool {
     })
 }
 
+/// The probe's firmware in a new file of the temp dir: created with `O_EXCL` (never an
+/// existing file, never through a symlink another user planted at a guessable name).
+fn write_probe_firmware() -> std::io::Result<std::path::PathBuf> {
+    use std::io::Write;
+    let mut last = None;
+    for n in 0..100 {
+        let path = std::env::temp_dir().join(format!("hoist-qemu-kvm-probe-{}-{n}.bin", std::process::id()));
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(mut file) => return file.write_all(&probe_firmware()).map(|()| path),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free name")))
+}
+
 fn probe(qemu: &Path) -> bool {
     if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
         log::debug!("/dev/kvm: {e}");
         return false;
     }
-    let firmware = std::env::temp_dir().join(format!("hoist-qemu-kvm-probe-{}.bin", std::process::id()));
-    if let Err(e) = std::fs::write(&firmware, probe_firmware()) {
-        log::debug!("{}: {e}", firmware.display());
-        return false;
-    }
+    let firmware = match write_probe_firmware() {
+        Ok(path) => path,
+        Err(e) => {
+            log::debug!("KVM probe firmware: {e}");
+            return false;
+        }
+    };
     let status = run_probe(qemu, &firmware);
     let _ = std::fs::remove_file(&firmware);
     status == Some(PROBE_OK_STATUS)
@@ -138,6 +156,33 @@ fn run_probe(qemu: &Path, firmware: &Path) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_probe_firmware_is_never_written_through_a_planted_symlink() {
+        let victim = tempfile_path("victim");
+        std::fs::write(&victim, b"untouched").expect("write victim");
+        let tmp = std::env::temp_dir();
+        let pid = std::process::id();
+        let planted = [
+            tmp.join(format!("hoist-qemu-kvm-probe-{pid}.bin")),
+            tmp.join(format!("hoist-qemu-kvm-probe-{pid}-0.bin")),
+        ];
+        for link in &planted {
+            let _ = std::fs::remove_file(link);
+            std::os::unix::fs::symlink(&victim, link).expect("plant");
+        }
+        let written = write_probe_firmware().expect("firmware written");
+        assert_eq!(std::fs::read(&victim).expect("read victim"), b"untouched");
+        assert!(!planted.contains(&written), "{}", written.display());
+        assert_eq!(std::fs::read(&written).expect("read firmware"), probe_firmware());
+        for path in planted.iter().chain([&written, &victim]) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    fn tempfile_path(name: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("hoist-accel-test-{}-{name}", std::process::id()))
+    }
 
     #[test]
     fn env_values() {

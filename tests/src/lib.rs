@@ -21,6 +21,7 @@ use hoist_images::oci::{self, ImageConfig};
 use hoist_images::tree::Tree;
 
 pub mod host;
+pub mod newc;
 
 /// target/<profile>: where the test binary's own profile put hoist-init & co.
 pub fn bin_dir() -> PathBuf {
@@ -122,7 +123,14 @@ pub fn build_host_with(work: &Path, toml: &str, compression: hoist_images::compr
     std::fs::write(&config, text).expect("write host.toml");
     let out = work.join("out");
     let pki = Some(pki_dir().to_path_buf());
-    let opts = hoist_images::build::BuildOptions { config, out: out.clone(), bin_dir: bin_dir(), compression, pki };
+    let opts = hoist_images::build::BuildOptions {
+        config,
+        out: out.clone(),
+        bin_dir: bin_dir(),
+        compression,
+        pki,
+        allow_foreign_arch: false,
+    };
     hoist_images::build::build(&opts, &hoist_images::build::Quiet).expect("hoist build");
     out
 }

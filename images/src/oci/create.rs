@@ -156,5 +156,7 @@ fn write_blob(blobs: &Path, media_type: &str, data: &[u8]) -> Result<Descriptor,
 }
 
 fn write(path: &Path, data: &[u8]) -> Result<(), OciError> {
-    fs::write(path, data).map_err(|source| OciError::Write { path: path.to_path_buf(), source })
+    // Not a secret, but never written through a planted symlink either.
+    hoist_guest::atomic::write_mode(path, data, 0o644)
+        .map_err(|source| OciError::Write { path: path.to_path_buf(), source })
 }

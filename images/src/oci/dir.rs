@@ -45,7 +45,7 @@ pub(super) fn import(dir: &Path, limits: &Limits) -> Result<Image, OciError> {
     let mut walk = Walk { tree: Tree::new(), budget: Budget::new(limits), inodes: HashMap::new() };
     walk.dir(root.as_fd(), dir, b"", 0)?;
     let digest = tree_digest(&walk.tree);
-    Ok(Image { rootfs: walk.tree, config: ImageConfig::default(), digest })
+    Ok(Image { rootfs: walk.tree, config: ImageConfig::default(), digest, platform: String::new() })
 }
 
 struct Walk {
@@ -99,7 +99,7 @@ impl Walk {
                     };
                     self.tree.insert(&rel, Entry::root(Node::Symlink { target: target.to_string() }));
                 }
-                _ => log::warn!("{}: skipping special file", host.display()),
+                _ => log::warn!("{}: skipping special file", hoist_guest::text::escape(&host.to_string_lossy())),
             }
         }
         Ok(())

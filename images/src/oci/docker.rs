@@ -41,6 +41,7 @@ pub fn import_docker_archive(file: &Path, reference: Option<&str>) -> Result<Ima
 pub(super) fn import(file: &Path, reference: Option<&str>, limits: &Limits) -> Result<Image, OciError> {
     let Selected { archive, image, config: config_data } = select_image(file, reference)?;
     let config: ConfigBlob = spec::parse(&archive.label(&image.config), &config_data)?;
+    let platform = config.platform();
     let diff_ids = config.rootfs.map(|r| r.diff_ids).unwrap_or_default();
     if diff_ids.len() != image.layers.len() {
         return Err(OciError::LayerCount {
@@ -61,10 +62,7 @@ pub(super) fn import(file: &Path, reference: Option<&str>, limits: &Limits) -> R
         let raw = Range { file: &archive.file, pos, end: pos.saturating_add(size) };
         layer::apply(&mut rootfs, &label, raw, None, blob, Some(diff_id), &budget)?;
     }
-    if (config.os.as_str(), config.architecture.as_str()) != ("linux", "amd64") {
-        log::warn!("{} is for {}/{}, not linux/amd64", file.display(), config.os, config.architecture);
-    }
-    Ok(Image { rootfs, config: config.config.into(), digest: digest::sha256(&config_data) })
+    Ok(Image { rootfs, config: config.config.into(), digest: digest::sha256(&config_data), platform })
 }
 
 /// The archive, the manifest.json entry `reference` selects, and its config blob, checked

@@ -361,8 +361,9 @@ fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
 }
 
 /// A path for a message: bytes that are not UTF-8 are shown as U+FFFD.
+/// A path from a layer as it may be shown: not-UTF-8 bytes replaced, control characters escaped.
 fn shown(path: &[u8]) -> String {
-    String::from_utf8_lossy(path).into_owned()
+    hoist_guest::text::escape(&String::from_utf8_lossy(path)).into_owned()
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ pub(super) fn import(dir: &Path, tag: Option<&str>, limits: &Limits) -> Result<I
     let Selected { blobs, desc, manifest, .. } = select_manifest(dir, tag)?;
     let config_data = blobs.read("config", &manifest.config)?;
     let config: ConfigBlob = spec::parse(&format!("config {}", manifest.config.digest), &config_data)?;
-    warn_platform(&desc.digest, &config);
+    let platform = config.platform();
     let diff_ids = config.rootfs.map(|r| r.diff_ids).unwrap_or_default();
     if diff_ids.len() != manifest.layers.len() {
         return Err(OciError::LayerCount {
@@ -52,7 +52,7 @@ pub(super) fn import(dir: &Path, tag: Option<&str>, limits: &Limits) -> Result<I
         let raw = file.take(layer.size.saturating_add(1));
         layer::apply(&mut rootfs, &layer.digest, raw, Some(compression), blob, Some(diff_id), &budget)?;
     }
-    Ok(Image { rootfs, config: config.config.into(), digest: desc.digest })
+    Ok(Image { rootfs, config: config.config.into(), digest: desc.digest, platform })
 }
 
 /// The image manifest `tag` selects in the layout at `dir`, verified, with its descriptor
@@ -163,12 +163,6 @@ fn select<'a>(manifests: &'a [Descriptor], tag: Option<&str>) -> Result<&'a Desc
         Some(tag) => OciError::AmbiguousTag { tag: tag.to_string() },
         None => OciError::NoTagGiven { available },
     })
-}
-
-fn warn_platform(manifest: &str, config: &ConfigBlob) {
-    if (config.os.as_str(), config.architecture.as_str()) != ("linux", "amd64") {
-        log::warn!("image {manifest} is for {}/{}, not linux/amd64", config.os, config.architecture);
-    }
 }
 
 /// The `blobs/sha256` directory of a layout, open: every blob is opened relative to it,

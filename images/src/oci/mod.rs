@@ -34,10 +34,12 @@
 //!
 //! Not supported: registries (no network here: images come from local layouts and tarballs),
 //! signatures and attestations, encrypted layers, digests other than sha256, platforms other
-//! than linux/amd64 in multi-platform indexes, block devices and fifos (skipped with a
-//! warning), extended attributes and file capabilities (dropped), symlink targets that are
-//! not UTF-8 (an error; file names are bytes, so Latin-1 names are fine). Hard links stay links: the linked paths share one `Arc` of data in the
-//! [`Tree`], which [`crate::cpio`] writes as one inode.
+//! than linux/amd64 in multi-platform indexes (an image whose config names another
+//! platform is refused by its callers unless allowed: [`Image::check_platform`]), block
+//! devices and fifos (skipped with a warning), extended attributes and file capabilities
+//! (dropped), symlink targets that are not UTF-8 (an error; file names are bytes, so
+//! Latin-1 names are fine). Hard links stay links: the linked paths share one `Arc` of data
+//! in the [`Tree`], which [`crate::cpio`] writes as one inode.
 
 mod create;
 mod digest;
@@ -71,6 +73,38 @@ pub struct Image {
     /// docker archives, which carry no manifest blob; for a directory, a sha256 over the tree
     /// (paths, kinds, modes, owners, contents), so every source is content-addressed.
     pub digest: String,
+    /// "os/architecture" from the image config; empty for a plain directory (unknown).
+    pub platform: String,
+}
+
+/// The platform every built host runs (an x86 kernel, the build machine's containerd and runc).
+pub const TARGET_PLATFORM: &str = "linux/amd64";
+
+/// An image for another platform than [`TARGET_PLATFORM`], refused unless asked for.
+#[derive(Debug, thiserror::Error)]
+#[error("built for {platform}, but the host is {TARGET_PLATFORM} (--allow-foreign-arch uses it anyway)")]
+pub struct ForeignPlatform {
+    pub platform: String,
+}
+
+impl Image {
+    /// Refuses an image for another platform, unless `allow` (then it is a warning naming
+    /// `what`, e.g. "service web"). An image that does not say (a plain directory, a config
+    /// without `os`/`architecture`) is accepted.
+    pub fn check_platform(&self, what: &str, allow: bool) -> Result<(), ForeignPlatform> {
+        let unknown = self.platform.is_empty() || self.platform.starts_with('/') || self.platform.ends_with('/');
+        if unknown || self.platform == TARGET_PLATFORM {
+            return Ok(());
+        }
+        if allow {
+            log::warn!(
+                "{what}: image is for {}, not {TARGET_PLATFORM} (allowed by --allow-foreign-arch)",
+                self.platform
+            );
+            return Ok(());
+        }
+        Err(ForeignPlatform { platform: self.platform.clone() })
+    }
 }
 
 /// The runnable parts of an OCI image config's "config" object.

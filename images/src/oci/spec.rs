@@ -87,6 +87,13 @@ pub(super) struct ConfigBlob {
     pub rootfs: Option<RootFs>,
 }
 
+impl ConfigBlob {
+    /// "os/architecture", as [`super::Image::platform`] holds it.
+    pub fn platform(&self) -> String {
+        format!("{}/{}", self.os, self.architecture)
+    }
+}
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(super) struct RunConfig {
