@@ -17,7 +17,7 @@
 //!
 //! The file names and the role's encoding are the guest contract's ([`hoist_guest::pki`]).
 
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -103,22 +103,21 @@ fn private_dir(dir: &Path) -> Result<(), PkiError> {
     check_private_dir(dir)
 }
 
-/// Writes `path` 0600 through a new temp file next to it (never following a planted
-/// link), then renames it into place.
+/// Writes `path` 0600 through a new, unpredictably named temp file next to it (never
+/// following a planted link, never sharing a temp file with a build running beside this
+/// one), then renames it into place.
 fn write_private(path: &Path, data: &[u8]) -> Result<(), PkiError> {
-    use std::io::Write;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    f.write_all(data).and_then(|_| f.sync_all()).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+    hoist_guest::atomic::write_mode(path, data, 0o600).map_err(io(path))
+}
+
+/// Holds the PKI directory's lock (`flock` on the directory itself) until dropped.
+/// Builds side by side (a CI job's, the VM tests') share one PKI: without it, one could
+/// make a CA or a host certificate while another makes its own, and read a key that does
+/// not belong to the certificate it read.
+fn lock(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, PkiError> {
+    let file = std::fs::File::open(dir).map_err(io(dir))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, errno)| PkiError::Io { path: dir.to_path_buf(), cause: errno.into() })
 }
 
 fn gen_err(what: &'static str) -> impl FnOnce(rcgen::Error) -> PkiError {
@@ -188,8 +187,9 @@ pub fn read_pem_cert(path: &Path) -> Result<hoist_guest::pki::CertSummary, PkiEr
 /// whole, and re-issues a client certificate made before roles existed as admin (it was
 /// all-powerful then; it keeps working). Returns what it did that the user should know.
 pub fn ensure(dir: &Path) -> Result<Vec<String>, PkiError> {
-    if dir.exists() {
-        check_private_dir(dir)?;
+    private_dir(dir)?;
+    let _lock = lock(dir)?;
+    {
         let present: Vec<&str> = FILES.iter().copied().filter(|f| dir.join(f).exists()).collect();
         if present.len() == FILES.len() {
             return upgrade_client(dir);
@@ -202,7 +202,6 @@ pub fn ensure(dir: &Path) -> Result<Vec<String>, PkiError> {
             return Err(PkiError::Foreign { dir: dir.to_path_buf() });
         }
     }
-    private_dir(dir)?;
     let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(gen_err("CA"))?;
     ca.distinguished_name.push(DnType::CommonName, "hoist control CA");
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
@@ -279,6 +278,7 @@ pub type ImageFile = (&'static str, u32, Vec<u8>);
 /// The server side for a host named `host`, for [`hoist_guest::pki::TLS_DIR`],
 /// and the revocation list when there is one.
 pub fn server_side(dir: &Path, host: &str) -> Result<Vec<ImageFile>, PkiError> {
+    let _lock = lock(dir)?;
     let hosts = dir.join(HOSTS_DIR);
     let (cert, key) = (hosts.join(format!("{host}.pem")), hosts.join(format!("{host}.key")));
     if !cert.exists() || !key.exists() {
@@ -323,6 +323,7 @@ pub fn issue(dir: &Path, name: &str, role: Role, days: u32) -> Result<Issued, Pk
         return Err(PkiError::BadDays(days));
     }
     check_whole(dir)?;
+    let _lock = lock(dir)?;
     let issuer = load_issuer(dir)?;
     let (cert_pem, key_pem) =
         leaf(&issuer, vec![], &client_subject(name, role), ExtendedKeyUsagePurpose::ClientAuth, days, "client")?;
@@ -387,6 +388,7 @@ pub fn revoked(dir: &Path) -> Result<std::collections::BTreeSet<String>, PkiErro
 /// serial (hex, issued here or not). Returns the serials newly revoked, with their names.
 pub fn revoke(dir: &Path, what: &str) -> Result<Vec<(String, String)>, PkiError> {
     check_whole(dir)?;
+    let _lock = lock(dir)?;
     let known = issued(dir)?;
     let mut hits: Vec<(String, String)> =
         known.iter().filter(|c| c.name == what).map(|c| (c.serial.clone(), c.name.clone())).collect();

@@ -243,3 +243,36 @@ fn openssl_accepts_the_chain_and_its_certificates_carry_roles() {
     let carol = read_pem_cert(&t.path().join("carol.pem")).expect("openssl's certificate");
     assert_eq!((carol.name.as_str(), carol.role), ("carol", Some(Role::Operator)));
 }
+
+/// The public key a PEM certificate or private key holds, as DER.
+fn public_key_of_cert(pem: &[u8]) -> Vec<u8> {
+    let der = x509_parser::pem::parse_x509_pem(pem).expect("pem").1.contents;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).expect("certificate");
+    cert.public_key().subject_public_key.data.to_vec()
+}
+
+fn public_key_of_key(pem: &[u8]) -> Vec<u8> {
+    rcgen::KeyPair::from_pem(std::str::from_utf8(pem).expect("utf-8")).expect("key").public_key_raw().to_vec()
+}
+
+#[test]
+fn builds_side_by_side_share_one_pki_and_get_matching_keys() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let pki = tmp.path().join("pki");
+    let results: Vec<Vec<ImageFile>> = std::thread::scope(|s| {
+        let runs: Vec<_> = (0..6)
+            .map(|_| {
+                s.spawn(|| {
+                    ensure(&pki).expect("ensure");
+                    server_side(&pki, "side").expect("server side")
+                })
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().expect("thread")).collect()
+    });
+    for files in &results {
+        assert_eq!(files, &results[0], "one CA and one host certificate for every build");
+        let (cert, key) = (&files[1].2, &files[2].2);
+        assert_eq!(public_key_of_cert(cert), public_key_of_key(key), "the key is the certificate's");
+    }
+}
