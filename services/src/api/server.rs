@@ -285,7 +285,8 @@ impl Control for ControlService {
         let id = format!("ctl-{}", self.exec_seq.fetch_add(1, Ordering::Relaxed));
         let dir = Path::new(hoist_guest::paths::EXEC_DIR);
         let _ = std::fs::create_dir_all(dir);
-        // containerd's shim sends both streams of a file:// stdio to one file, in order.
+        // containerd's shim copies both streams of a file:// stdio into one file, each in
+        // its own order (two copiers: the order between the streams is not kept).
         let out = dir.join(format!("{id}.out"));
         let uri = format!("file://{}", out.display());
         let status = client.exec(&req.service, &id, process, &uri, &uri, timeout).await;
