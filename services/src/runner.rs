@@ -109,24 +109,24 @@ pub async fn start(client: &Containerd, plan: &Plan) -> Result<u32, StartError> 
         Ok(pid) => Ok(pid),
         Err(e) => {
             cleanup_unlocked(client, name).await;
-            Err(StartError {
-                permanent: !e.is_disconnect() && !is_resource_shortage(&e.to_string()),
-                reason: e.to_string(),
-            })
+            Err(StartError { permanent: !e.is_disconnect() && !may_pass(&e.to_string()), reason: e.to_string() })
         }
     }
 }
 
-/// Start errors that may pass: the machine is short of something (disk, memory, pids).
-/// Anything else runc says about a container is about its immutable image and spec, and
-/// says the same the next time.
-fn is_resource_shortage(message: &str) -> bool {
-    const SIGNS: [&str; 5] = [
+/// Start errors that may pass: the machine is short of something (disk, memory, pids), or
+/// the service's previous task is still going away (a task that did not die within the
+/// grace after SIGKILL, such as a fork bomb's thousand processes under load, is still
+/// there when the restart creates the next one). Anything else runc says about a
+/// container is about its immutable image and spec, and says the same the next time.
+fn may_pass(message: &str) -> bool {
+    const SIGNS: [&str; 6] = [
         "no space left on device",
         "cannot allocate memory",
         "resource temporarily unavailable",
         "too many open files",
         "disk quota exceeded",
+        "already exists",
     ];
     let message = message.to_ascii_lowercase();
     SIGNS.iter().any(|s| message.contains(s))
@@ -194,11 +194,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_shortages_are_worth_retrying() {
-        assert!(is_resource_shortage("create task a: mkdir /run/x: No space left on device"));
-        assert!(is_resource_shortage("runc create failed: fork/exec: resource temporarily unavailable"));
-        assert!(!is_resource_shortage(
-            "runc create failed: exec: \"/no/such/binary\": stat: no such file or directory"
-        ));
+    fn only_shortages_and_leftovers_are_worth_retrying() {
+        assert!(may_pass("create task a: mkdir /run/x: No space left on device"));
+        assert!(may_pass("runc create failed: fork/exec: resource temporarily unavailable"));
+        assert!(may_pass("create task probe: task probe: already exists"));
+        assert!(!may_pass("runc create failed: exec: \"/no/such/binary\": stat: no such file or directory"));
     }
 }
