@@ -81,6 +81,9 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    for warning in config.warnings() {
+        log::warn!("{file}: {warning}");
+    }
     let text = String::from_utf8(bytes).with_context(|| file.clone())?;
     // The plan needs digests only; blobs are listed (and hashed) only to be sent.
     let containers: Vec<Container<'_>> = config.containers().collect();

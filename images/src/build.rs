@@ -118,8 +118,12 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport
         open_out_dir(&opts.out)?;
     }
     progress.begin("config");
-    let config = hoist_config::load(&opts.config)?;
+    // Read once: the text validated is the text the guest gets.
     let config_text = std::fs::read(&opts.config).map_err(io(&opts.config))?;
+    let config = hoist_config::load_bytes(&opts.config, &config_text)?;
+    for warning in config.warnings() {
+        log::warn!("{}: {warning}", opts.config.display());
+    }
     progress.end("config", &format!("{} services", config.service.len()));
 
     let mut tree = skeleton();
