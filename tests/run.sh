@@ -13,5 +13,5 @@ echo "== build" >&2
 cargo build --locked --release --workspace --bins
 echo "== tests (unit + VM; at most 2 at a time on 2 cores)" >&2
 cargo test --locked --release --workspace -- --test-threads=2
-echo "== fuzz (each target ${FUZZ_SECONDS:-30} s)" >&2
-tests/fuzz.sh "${FUZZ_SECONDS:-30}"
+echo "== fuzz (each target ${FUZZ_SECONDS:-15} s)" >&2
+tests/fuzz.sh "${FUZZ_SECONDS:-15}"
