@@ -4,39 +4,22 @@
 //! hanging or allocating what the input claims.
 
 use std::fs;
-use std::io::{Read as _, Write};
+use std::io::Read as _;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use flate2::{Compression, write::GzEncoder};
 use hoist_config::ImageSource;
 use hoist_images::oci::{Limits, OciError, import_docker_archive, import_oci_layout, import_with};
-use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
+use serde_json::json;
+
+mod common;
+use common::{blob, gzip, sha256};
 
 const TAR_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 const TAR: &str = "application/vnd.oci.image.layer.v1.tar";
-
-fn sha256(data: &[u8]) -> String {
-    format!("sha256:{:x}", Sha256::digest(data))
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut gz = GzEncoder::new(Vec::new(), Compression::best());
-    gz.write_all(data).expect("gzip");
-    gz.finish().expect("gzip")
-}
-
-fn blob(dir: &Path, media_type: &str, data: &[u8]) -> Value {
-    let digest = sha256(data);
-    let blobs = dir.join("blobs/sha256");
-    fs::create_dir_all(&blobs).expect("blobs dir");
-    fs::write(blobs.join(&digest[7..]), data).expect("write blob");
-    json!({ "mediaType": media_type, "digest": digest, "size": data.len() })
-}
 
 /// A one-image layout at `dir` whose one layer is `tar`, stored as `media_type`; returns
 /// the path of the layer blob.

@@ -2,26 +2,22 @@
 //! `docker save` archives, tampering, whiteouts, tag selection and directory import.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use flate2::{Compression, write::GzEncoder};
 use hoist_images::oci::{
     ImageConfig, OciError, create_layered_oci_layout, create_oci_layout, import_dir, import_docker_archive,
     import_oci_layout,
 };
 use hoist_images::tree::{Entry, Node, Tree};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
+
+mod common;
+use common::{blob, gzip, sha256};
 
 const TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 const TAR_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 const TAR_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 const DOCKER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-
-fn sha256(data: &[u8]) -> String {
-    format!("sha256:{:x}", Sha256::digest(data))
-}
 
 fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
@@ -109,23 +105,8 @@ fn tar_of(entries: &[T]) -> Vec<u8> {
     b.into_inner().expect("finish tar")
 }
 
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut gz = GzEncoder::new(Vec::new(), Compression::default());
-    gz.write_all(data).expect("gzip");
-    gz.finish().expect("gzip")
-}
-
 fn zstd(data: &[u8]) -> Vec<u8> {
     zstd::encode_all(data, 3).expect("zstd")
-}
-
-/// Writes `data` as a blob of the layout at `dir` and returns its descriptor.
-fn blob(dir: &Path, media_type: &str, data: &[u8]) -> Value {
-    let digest = sha256(data);
-    let blobs = dir.join("blobs/sha256");
-    fs::create_dir_all(&blobs).expect("blobs dir");
-    fs::write(blobs.join(&digest[7..]), data).expect("write blob");
-    json!({ "mediaType": media_type, "digest": digest, "size": data.len() })
 }
 
 /// One layer: (media type, uncompressed tar).

@@ -3,19 +3,16 @@
 //! tampering is refused, tags select.
 
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use flate2::{Compression, write::GzEncoder};
 use hoist_config::ImageSource;
 use hoist_images::oci::{self, BlobData, BlobKind, ImageConfig, OciError, Transfer, create_oci_layout};
 use hoist_images::tree::Tree;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
-fn sha256(data: &[u8]) -> String {
-    format!("sha256:{:x}", Sha256::digest(data))
-}
+mod common;
+use common::{gzip, sha256};
 
 fn tree(text: &str) -> Tree {
     let mut t = Tree::new();
@@ -153,12 +150,6 @@ fn tar_with(path: &str, data: &[u8]) -> Vec<u8> {
     h.set_size(data.len() as u64);
     b.append_data(&mut h, path, data).expect("tar entry");
     b.into_inner().expect("tar")
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut gz = GzEncoder::new(Vec::new(), Compression::default());
-    gz.write_all(data).expect("gzip");
-    gz.finish().expect("gzip")
 }
 
 /// A `docker save`-style archive of one image with three layers: a plain tar, a gzipped
