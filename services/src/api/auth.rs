@@ -109,9 +109,12 @@ impl Revocations {
         Revocations { list: Arc::new(std::sync::RwLock::new(list)), applied: applied.to_path_buf() }
     }
 
-    /// The list as [`decide`] takes it.
-    pub fn snapshot(&self) -> Revoked {
-        self.list.read().map_err(|_| "revocation list poisoned".to_string())?.clone()
+    /// Runs `f` on the list as [`decide`] takes it, under the read lock (no copy per call).
+    pub fn with<T>(&self, f: impl FnOnce(&Revoked) -> T) -> T {
+        match self.list.read() {
+            Ok(list) => f(&list),
+            Err(_) => f(&Err("revocation list poisoned".to_string())),
+        }
     }
 
     /// Adds `serials` (hex) for good: refused from now on, and after a supervisor restart.
@@ -124,6 +127,9 @@ impl Revocations {
             let bad = hoist_guest::console::escape(bad);
             return Err(Status::invalid_argument(format!("revoked: {bad} is not a certificate serial (hex)")));
         }
+        // Held across the file's read, extend and write: two applies at once must not each
+        // write back a list without the other's serials.
+        let mut list = self.list.write().map_err(|_| Status::internal("revocation list poisoned"))?;
         let mut applied = read_list(&self.applied).map_err(Status::internal)?;
         let before = applied.len();
         applied.extend(serials.iter().map(|s| hoist_guest::pki::normal_serial(s)));
@@ -133,7 +139,6 @@ impl Revocations {
             hoist_guest::atomic::write(&self.applied, text.as_bytes())
                 .map_err(|e| Status::internal(format!("{}: {e}", self.applied.display())))?;
         }
-        let mut list = self.list.write().map_err(|_| Status::internal("revocation list poisoned"))?;
         if let Ok(set) = list.as_mut() {
             set.extend(applied);
         }
@@ -277,8 +282,11 @@ where
                 None => Peer::Unknown,
             }
         };
-        let revoked = self.layer.revoked.as_ref().map(Revocations::snapshot).unwrap_or_else(|| Ok(BTreeSet::new()));
-        match decide(req.uri().path(), &peer, &revoked) {
+        let decided = match &self.layer.revoked {
+            Some(revoked) => revoked.with(|list| decide(req.uri().path(), &peer, list)),
+            None => decide(req.uri().path(), &peer, &Ok(BTreeSet::new())),
+        };
+        match decided {
             Ok(caller) => {
                 req.extensions_mut().insert(caller);
                 Box::pin(self.inner.call(req))

@@ -477,7 +477,7 @@ pub fn spawn(svc: ControlService) {
         return;
     };
     let revoked = svc.revocations.clone();
-    if let Err(e) = revoked.snapshot() {
+    if let Some(e) = revoked.with(|list| list.as_ref().err().cloned()) {
         crate::say(&format!("control API: revocation list {e}: refusing every certificate"));
     }
     let tls = ServerTlsConfig::new()

@@ -127,18 +127,18 @@ fn revocations_from_an_apply_add_up_and_outlive_a_supervisor_restart() {
     let (build, applied) = (dir.path().join("build.txt"), dir.path().join("applied.txt"));
     std::fs::write(&build, "ab12  # alice\n").expect("write");
     let list = Revocations::load(&build, &applied);
-    assert_eq!(list.snapshot().expect("list").into_iter().collect::<Vec<_>>(), ["ab12"]);
+    assert_eq!(list.with(|l| l.clone()).expect("list").into_iter().collect::<Vec<_>>(), ["ab12"]);
     let bad = list.add(&["00ff".into(), "not-hex".into()]).expect_err("not hex");
     assert_eq!(bad.code(), tonic::Code::InvalidArgument);
     assert!(!applied.exists(), "a bad request adds nothing");
     assert_eq!(list.add(&["00FF".into(), "ab12".into()]).expect("add"), 2);
     let peer = cert("bob", Some(Role::Admin), "ff");
-    let (status, _) = decide(&path("Status"), &peer, &list.snapshot()).expect_err("refused at once");
+    let (status, _) = list.with(|l| decide(&path("Status"), &peer, l)).expect_err("refused at once");
     assert_eq!(status.code(), tonic::Code::Unauthenticated);
     assert_eq!(list.add(&["ff".into()]).expect("again"), 0);
     let restarted = Revocations::load(&build, &applied);
-    assert_eq!(restarted.snapshot().expect("list").into_iter().collect::<Vec<_>>(), ["ab12", "ff"]);
+    assert_eq!(restarted.with(|l| l.clone()).expect("list").into_iter().collect::<Vec<_>>(), ["ab12", "ff"]);
     std::fs::create_dir(dir.path().join("unreadable")).expect("mkdir");
     let broken = Revocations::load(&dir.path().join("unreadable"), &applied);
-    assert!(broken.snapshot().is_err(), "an unreadable list refuses every certificate");
+    assert!(broken.with(|l| l.is_err()), "an unreadable list refuses every certificate");
 }
