@@ -31,13 +31,14 @@ const MAX_JSON: u64 = 4 << 20;
 const MAX_LAYERS: usize = 128;
 /// Most blobs one MissingBlobs request may ask about.
 const MAX_ASKED: usize = 4096;
-/// Where containerd keeps content and snapshots, and what must stay free there after a
-/// layer is unpacked.
+/// Where containerd keeps content and snapshots.
 const CONTAINERD_ROOT: &str = "/var/lib/containerd";
-const MIN_FREE: u64 = 64 << 20;
+/// What must stay free there after a layer is unpacked (and beyond an upload's reservation).
+pub const MIN_FREE: u64 = 64 << 20;
 
-fn free_bytes(path: &str) -> Option<u64> {
-    nix::sys::statvfs::statvfs(path).ok().map(|s| s.blocks_available().saturating_mul(s.fragment_size()))
+/// Bytes free where containerd keeps content and snapshots; `None` if it cannot be read.
+pub fn containerd_free_bytes() -> Option<u64> {
+    nix::sys::statvfs::statvfs(CONTAINERD_ROOT).ok().map(|s| s.blocks_available().saturating_mul(s.fragment_size()))
 }
 
 /// One imported image and everything of it in containerd.
@@ -211,7 +212,7 @@ impl Library {
                 ));
             }
             // A small compressed layer may unpack into a great deal (RAM, without a disk).
-            if let Some(free) = free_bytes(CONTAINERD_ROOT)
+            if let Some(free) = containerd_free_bytes()
                 && free < MIN_FREE
             {
                 let _ = client.remove_snapshot(name).await;

@@ -10,10 +10,6 @@ pub const MAX_BLOB: u64 = 4 << 30;
 pub const MAX_UPLOADS: usize = 4;
 /// An upload that sends nothing for this long is dropped.
 pub const IDLE: std::time::Duration = std::time::Duration::from_secs(60);
-/// Kept free beyond a blob and its unpacked copy.
-const RESERVE: u64 = 64 << 20;
-/// Where containerd keeps content and snapshots.
-const CONTAINERD_ROOT: &str = "/var/lib/containerd";
 
 /// Room held for an upload under way: what concurrent uploads announced counts against the
 /// free space too. Given back when dropped.
@@ -47,14 +43,12 @@ fn check_room(size: u64) -> Result<(), Status> {
     if size > MAX_BLOB {
         return Err(Status::resource_exhausted(format!("blob of {size} bytes: over the {MAX_BLOB} byte cap")));
     }
-    let free = nix::sys::statvfs::statvfs(CONTAINERD_ROOT)
-        .map(|s| s.blocks_available().saturating_mul(s.fragment_size()))
-        .unwrap_or(u64::MAX);
+    let free = crate::images::containerd_free_bytes().unwrap_or(u64::MAX);
     room(size, free)
 }
 
 fn room(size: u64, free: u64) -> Result<(), Status> {
-    let need = size.saturating_mul(2).saturating_add(RESERVE);
+    let need = size.saturating_mul(2).saturating_add(crate::images::MIN_FREE);
     if need > free {
         return Err(Status::resource_exhausted(format!(
             "blob of {size} bytes: {free} bytes free where containerd keeps images, {need} needed"
