@@ -25,13 +25,9 @@ pub use hoist_guest::paths::logger_uri;
 /// targets) the image may lack, and then remounts the root read-only itself
 /// (`root.readonly` in the spec).
 pub fn rootfs_mounts(plan: &Plan) -> std::io::Result<Vec<Mount>> {
-    use nix::mount::{MntFlags, MsFlags, mount, umount2};
+    use nix::mount::{MsFlags, mount};
     let rw = Path::new(RW_DIR).join(&plan.name);
-    if rw.exists() {
-        // The last run's tmpfs; lazily, in case something still holds it.
-        let _ = umount2(&rw, MntFlags::MNT_DETACH);
-        std::fs::remove_dir_all(&rw)?;
-    }
+    remove_rw(&rw)?;
     std::fs::create_dir_all(&rw)?;
     let options = format!("size={},mode=0755", plan.disk);
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
@@ -75,12 +71,19 @@ pub async fn cleanup(client: &Containerd, name: &str) {
     let _guard = lock(name).await;
     cleanup_unlocked(client, name).await;
     let rw = Path::new(RW_DIR).join(name);
-    if rw.exists() {
-        let _ = nix::mount::umount2(&rw, nix::mount::MntFlags::MNT_DETACH);
-        if let Err(e) = std::fs::remove_dir_all(&rw) {
-            log::warn!("{}: {e}", rw.display());
-        }
+    if let Err(e) = remove_rw(&rw) {
+        log::warn!("{}: {e}", rw.display());
     }
+}
+
+/// Unmounts a container's writable layer (its tmpfs; lazily, in case something still
+/// holds it) and removes it, if there is one.
+fn remove_rw(rw: &Path) -> std::io::Result<()> {
+    if !rw.exists() {
+        return Ok(());
+    }
+    let _ = nix::mount::umount2(rw, nix::mount::MntFlags::MNT_DETACH);
+    std::fs::remove_dir_all(rw)
 }
 
 /// Creates and starts the container; returns the pid of its main process. A plan that
