@@ -74,6 +74,8 @@ pub enum SpecError {
     User { service: String, user: String },
     #[error("service {service}: {reason}")]
     Caps { service: String, reason: String },
+    #[error("service {service}: seccomp profile: {reason}")]
+    Seccomp { service: String, reason: String },
     #[error("service {service}: {cause}")]
     Build { service: String, cause: oci_spec::OciSpecError },
 }
@@ -264,9 +266,9 @@ pub fn build(name: &str, settings: &Settings, image: &ServiceImage) -> Result<Sp
     let caps =
         capabilities(&settings.capabilities).map_err(|e| SpecError::Caps { service: name.to_string(), reason: e })?;
     let seccomp = match settings.seccomp {
-        hoist_config::Seccomp::Default => {
-            Some(crate::seccomp::profile(&caps).map_err(|e| SpecError::Caps { service: name.to_string(), reason: e })?)
-        }
+        hoist_config::Seccomp::Default => Some(
+            crate::seccomp::profile(&caps).map_err(|e| SpecError::Seccomp { service: name.to_string(), reason: e })?,
+        ),
         hoist_config::Seccomp::Unconfined => None,
     };
     // The builder's defaults fill inheritable and ambient; both must be empty.
