@@ -100,21 +100,11 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         settle_ms: millis(args.settle),
         try_ms: millis(args.try_for),
         manifests: resolved.transfers.iter().map(|t| (t.image.clone(), t.manifest.clone())).collect(),
-        revoked: revoked_list(&args.conn.pki_dir())?,
+        // What `hoist pki revoke` listed (none in a directory `hoist pki issue` wrote).
+        revoked: hoist_images::pki::revoked(&args.conn.pki_dir())?.into_iter().collect(),
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(apply(&args, request, &resolved.transfers))
-}
-
-/// The serials `hoist pki revoke` listed in the PKI directory, to send with the apply
-/// (none when it has no list, e.g. a directory `hoist pki issue` wrote).
-fn revoked_list(pki: &std::path::Path) -> anyhow::Result<Vec<String>> {
-    let path = pki.join(hoist_guest::pki::REVOKED);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Ok(hoist_guest::pki::parse_revoked(&text).into_iter().collect()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(anyhow::anyhow!("{}: {e}", path.display())),
-    }
 }
 
 /// An image source's digest, as `hoist build` would import it, and with `with_blobs` the
