@@ -48,10 +48,8 @@ fn parse_publish(spec: &str) -> anyhow::Result<(u16, u16)> {
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // run.json and run/console.log are written here, as root: not in a directory another
     // user could plant a symlink in.
-    hoist_guest::atomic::Dir::open(&args.dir)
-        .with_context(|| args.dir.display().to_string())?
-        .check_private()
-        .context("build directory")?;
+    let dir = hoist_guest::atomic::Dir::open(&args.dir).with_context(|| args.dir.display().to_string())?;
+    dir.check_private().context("build directory")?;
     let mut builder =
         hoist_qemu::VmBuilder::from_build_dir(&args.dir)?.memory_mib(args.memory).cpus(args.cpus).echo_console(true);
     for p in &args.publish {
@@ -73,7 +71,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let record = args.dir.join(crate::conn::RUN_RECORD);
     let api = format!("127.0.0.1:{api_port}");
     let text = serde_json::json!({ "api": api, "qemu_pid": vm.pid() }).to_string();
-    hoist_guest::atomic::write(&record, text.as_bytes())?;
+    // Into the directory checked above; 0644, as it holds no secret and `hoist ctl` run by
+    // another user reads it.
+    dir.write(std::ffi::OsStr::new(crate::conn::RUN_RECORD), text.as_bytes(), 0o644)
+        .with_context(|| record.display().to_string())?;
     let _remove_record = RemoveOnDrop(record);
     eprintln!(
         "hoist: QEMU pid {}, console log {}, control API {api} (hoist ctl --target {})",
