@@ -107,7 +107,7 @@ fn check(file: &std::path::Path) -> anyhow::Result<ExitCode> {
     match hoist_config::load(file) {
         Ok(config) => {
             for warning in config.warnings() {
-                eprintln!("{}: warning: {warning}", file.display());
+                log::warn!("{}: {warning}", file.display());
             }
             println!("{}: ok ({} services)", file.display(), config.service.len());
             Ok(ExitCode::SUCCESS)

@@ -82,7 +82,7 @@ pub fn run(cmd: PkiCommand) -> anyhow::Result<ExitCode> {
                 let state = if revoked.contains(&c.serial) { "revoked" } else { "" };
                 let left = pki::days_left(c.not_after);
                 let left = if left < 0 { "expired".to_string() } else { format!("{left} days left") };
-                let name = hoist_guest::console::escape(&c.name);
+                let name = hoist_guest::text::escape(&c.name);
                 println!("{name:<20} {role:<16} {:<34} {left:<16} {state}", c.serial);
             }
         }
