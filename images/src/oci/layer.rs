@@ -360,7 +360,6 @@ fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
     if parent.is_empty() { name.to_vec() } else { [parent, b"/", name].concat() }
 }
 
-/// A path for a message: bytes that are not UTF-8 are shown as U+FFFD.
 /// A path from a layer as it may be shown: not-UTF-8 bytes replaced, control characters escaped.
 fn shown(path: &[u8]) -> String {
     hoist_guest::text::escape(&String::from_utf8_lossy(path)).into_owned()

@@ -20,7 +20,9 @@
 //! 2^20 entries; `hoist build` also caps all its images together at 8 GiB
 //! ([`TOTAL_BYTES`]). Member data is read as it comes, never allocated from a header's
 //! claim. Files of a source are opened without following symlinks and must be regular
-//! files (see `open`); a `dir:` source is walked by descriptor (see [`import_dir`]).
+//! files (see `open`); a `dir:` source is walked by descriptor (see [`import_dir`]). What
+//! a transfer lists is checked the same way, but `hoist apply` opens a blob again by path
+//! to send it ([`BlobData::open`]); the host verifies every byte against its digest.
 //!
 //! **Transfer** ([`blobs`]) lists the blobs an image is made of (manifest, config, layers),
 //! for `hoist apply` to send to a host that lacks them: an OCI layout's as stored, each
