@@ -100,7 +100,9 @@ pub fn pki_dir() -> &'static Path {
 /// tests/src/NAME.c (the sd_notify client, sysprobe) compiled statically with the host's cc.
 fn c_binary(name: &str) -> Vec<u8> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("src/{name}.c"));
-    let out = std::env::temp_dir().join(format!("hoist-{name}-{}", std::process::id()));
+    // A private directory: a predictable name in /tmp could be a planted symlink.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join(name);
     let status = std::process::Command::new("cc")
         .args(["-static", "-O2", "-o"])
         .arg(&out)
