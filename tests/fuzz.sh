@@ -10,6 +10,8 @@ set -eu
 secs=${1:-30}
 [ $# -gt 0 ] && shift
 targets=${*:-config oci_layout docker_archive cpio api}
+# cargo reads a relative CARGO_TARGET_DIR from where it runs: make it absolute first.
+case ${CARGO_TARGET_DIR:-} in ''|/*) ;; *) export CARGO_TARGET_DIR="$PWD/$CARGO_TARGET_DIR" ;; esac
 cd "$(dirname "$0")/../fuzz"
 triple=$(rustc -vV | sed -n 's/^host: //p')
 # --target keeps these flags off build scripts and proc macros.
@@ -19,7 +21,6 @@ export RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-co
 echo "== fuzz: build" >&2
 cargo build --locked --release --target "$triple" --bins
 bin=${CARGO_TARGET_DIR:-$PWD/target}/$triple/release
-case $bin in /*) ;; *) bin=$PWD/../$bin ;; esac
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 for t in $targets; do

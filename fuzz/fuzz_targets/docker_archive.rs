@@ -5,7 +5,8 @@
 //! for transfer. Errors are fine; a panic, a hang or unbounded memory is not.
 #![no_main]
 
-use hoist_fuzz::{check_transfer, chunks, debug, scratch_dir};
+use hoist_config::ImageSource;
+use hoist_fuzz::{check_transfer, chunks, debug, limits, scratch_dir};
 use libfuzzer_sys::fuzz_target;
 
 fn archive(data: &[u8]) -> Vec<u8> {
@@ -29,7 +30,8 @@ fuzz_target!(|data: &[u8]| {
     let file = dir.path().join("image.tar");
     std::fs::write(&file, bytes).expect("write");
     for reference in [None, Some("app:latest")] {
-        let image = hoist_images::oci::import_docker_archive(&file, reference);
+        let source = ImageSource::DockerArchive { file: file.clone(), reference: reference.map(String::from) };
+        let image = hoist_images::oci::import_with(&source, &limits());
         debug("import", &image.as_ref().map(|i| (&i.digest, &i.platform, i.rootfs.len())));
         if let Ok(image) = image {
             let _ = image.check_platform("fuzz", false);

@@ -4,7 +4,8 @@
 //! transfer. Errors are fine; a panic, a hang or unbounded memory is not.
 #![no_main]
 
-use hoist_fuzz::{check_transfer, chunks, debug, scratch_dir, sha256};
+use hoist_config::ImageSource;
+use hoist_fuzz::{check_transfer, chunks, debug, limits, scratch_dir, sha256};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -19,7 +20,8 @@ fuzz_target!(|data: &[u8]| {
         std::fs::write(blobs.join(digest.trim_start_matches("sha256:")), blob).expect("write");
     }
     for tag in [None, Some("latest")] {
-        let image = hoist_images::oci::import_oci_layout(dir.path(), tag);
+        let source = ImageSource::Oci { dir: dir.path().to_path_buf(), tag: tag.map(String::from) };
+        let image = hoist_images::oci::import_with(&source, &limits());
         debug("import", &image.as_ref().map(|i| (&i.digest, &i.platform, i.rootfs.len())));
         if let Ok(image) = image {
             let _ = image.check_platform("fuzz", false);
