@@ -12,6 +12,7 @@
 //! - [`console`]: the console lines other code reads, as a typed [`console::Line`] that
 //!   prints and parses with one grammar;
 //! - [`timeline`]: the boot timeline file PID 1 hands the supervisor;
+//! - [`network`]: the built-in `network` target, reached when PID 1 says so in a file;
 //! - [`modules`]: the kernel's module index, read at build time (what goes into the
 //!   initramfs) and by PID 1 at boot (what to load);
 //! - [`logfile`]: size-capped log files, written by PID 1 (containerd's log), the
@@ -35,6 +36,7 @@ pub mod console;
 pub mod kernel;
 pub mod logfile;
 pub mod modules;
+pub mod network;
 pub mod paths;
 pub mod pki;
 pub mod signals;

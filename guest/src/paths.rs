@@ -16,6 +16,8 @@ pub const CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
 pub const RUN_DIR: &str = "/run/hoist";
 /// Boot phases recorded by PID 1, read by the supervisor (format: [`crate::timeline`]).
 pub const TIMELINE: &str = "/run/hoist/timeline";
+/// How PID 1's network setup ended, once it has (format: [`crate::network::State`]).
+pub const NETWORK_STATE: &str = "/run/hoist/network";
 /// Problems PID 1 keeps reporting (one per line), read by the supervisor for `status`.
 pub const PROBLEMS: &str = "/run/hoist/problems";
 /// What the supervisor keeps across its own restarts (counters, held states).
