@@ -106,7 +106,9 @@ pub use policy::{PolicyError, RestartPolicy, Signal};
 pub use ready::Ready;
 pub use reference::{Reference, ReferenceError};
 pub use resources::{SizeError, parse_size};
-pub use schema::{CURRENT_VERSION, Config, Container, Host, Kernel, Logs, Network, Service};
+pub use schema::{
+    CURRENT_VERSION, Config, Container, Host, Kernel, Logs, Network, OciRuntime, OciRuntimeError, Service,
+};
 
 use error::Source;
 

@@ -53,6 +53,7 @@ pub(crate) struct RawLogs {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawHost {
     pub hostname: Option<Parsed<Hostname>>,
+    pub runtime: Option<Parsed<crate::OciRuntime>>,
 }
 
 #[derive(Default, Deserialize)]

@@ -104,11 +104,49 @@ impl Default for Config {
 pub struct Host {
     /// An RFC 1123 host name, at most 64 characters.
     pub hostname: String,
+    /// The OCI runtime containerd's shim runs for every container.
+    pub runtime: OciRuntime,
 }
 
 impl Default for Host {
     fn default() -> Self {
-        Host { hostname: "hoist".to_string() }
+        Host { hostname: "hoist".to_string(), runtime: OciRuntime::default() }
+    }
+}
+
+/// `[host] runtime`: which OCI runtime creates the containers. crun (C) is the default: under
+/// emulation it starts a container in a fraction of runc's (Go) time; runc stays selectable.
+/// Only the chosen one goes into the image, so changing it needs a new build and a boot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OciRuntime {
+    #[default]
+    Crun,
+    Runc,
+}
+
+impl OciRuntime {
+    /// The name as written in host.toml (and the binary's name).
+    pub fn name(self) -> &'static str {
+        match self {
+            OciRuntime::Crun => "crun",
+            OciRuntime::Runc => "runc",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid runtime {0:?}: expected crun or runc")]
+pub struct OciRuntimeError(String);
+
+impl std::str::FromStr for OciRuntime {
+    type Err = OciRuntimeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "crun" => Ok(OciRuntime::Crun),
+            "runc" => Ok(OciRuntime::Runc),
+            _ => Err(OciRuntimeError(s.to_string())),
+        }
     }
 }
 

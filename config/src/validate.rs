@@ -31,9 +31,10 @@ pub(crate) fn build(raw: RawConfig, src: &Source) -> Result<Config, ConfigError>
         }
         Some(_) => CURRENT_VERSION,
     };
-    let host = match raw.host.0.hostname {
-        Some(h) => Host { hostname: h.0.0 },
-        None => Host::default(),
+    let defaults = Host::default();
+    let host = Host {
+        hostname: raw.host.0.hostname.map_or(defaults.hostname, |h| h.0.0),
+        runtime: raw.host.0.runtime.map_or(defaults.runtime, |r| r.0),
     };
     let kernel = kernel(raw.kernel.0, src)?;
     let network = network(raw.network.0, src)?;

@@ -22,8 +22,8 @@ use std::io::Write as _;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use hoist_config::Config;
 use hoist_config::manifest::{BuildManifest, ServiceImage};
+use hoist_config::{Config, OciRuntime};
 use hoist_guest::kernel::{ALWAYS_MODULES, DEFAULT_CMDLINE};
 use hoist_guest::modules::{ModuleError, ModuleIndex};
 use hoist_guest::{paths, pki};
@@ -33,15 +33,23 @@ use crate::tree::{Entry, Node, Tree};
 use crate::{cpio, elf, kernel, oci};
 
 /// Modules the QEMU machine's devices need (network, disk, entropy, console), shipped with
-/// [`ALWAYS_MODULES`]; those the kernel has built in, or lacks, are skipped.
-pub const DEVICE_MODULES: &[&str] = &["virtio_pci", "virtio_net", "virtio_blk", "virtio_rng", "virtio_console"];
+/// [`ALWAYS_MODULES`]; those the kernel has built in, or lacks, are skipped. e1000 and
+/// e1000e are QEMU's default NICs (pc and q35 machines), for a VM started without
+/// `-nic virtio`; PID 1 loads only what the devices present ask for.
+pub const DEVICE_MODULES: &[&str] =
+    &["virtio_pci", "virtio_net", "virtio_blk", "virtio_rng", "virtio_console", "e1000", "e1000e"];
 
 /// Host binaries that go into every image: (host path candidates, guest path).
-const RUNTIME_BINARIES: &[(&[&str], &str)] = &[
-    (&["/usr/bin/containerd"], "/usr/bin/containerd"),
-    (&["/usr/bin/containerd-shim-runc-v2"], "/usr/bin/containerd-shim-runc-v2"),
-    (&["/usr/sbin/runc", "/usr/bin/runc"], "/usr/sbin/runc"),
-];
+const RUNTIME_BINARIES: &[(&[&str], &str)] =
+    &[(&["/usr/bin/containerd"], paths::CONTAINERD), (&["/usr/bin/containerd-shim-runc-v2"], paths::SHIM)];
+
+/// Where the host has the OCI runtime `[host] runtime` names (Debian's places).
+fn oci_runtime_on_host(runtime: OciRuntime) -> &'static [&'static str] {
+    match runtime {
+        OciRuntime::Crun => &["/usr/bin/crun"],
+        OciRuntime::Runc => &["/usr/sbin/runc", "/usr/bin/runc"],
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -51,8 +59,12 @@ pub enum BuildError {
     Kernel(#[from] kernel::KernelError),
     #[error("kernel modules for {release}: {cause}")]
     Modules { release: String, cause: ModuleError },
-    #[error("{0} not found (install it: apt-get install containerd runc)")]
+    #[error("{0} not found (install it: apt-get install containerd crun)")]
     MissingRuntime(String),
+    #[error(
+        "{path} not found ([host] runtime = \"{name}\"; install it with apt-get install {name}, or choose the other runtime)"
+    )]
+    MissingOciRuntime { name: &'static str, path: String },
     #[error("{name} not found in {dir} (build it first: cargo build --release)")]
     MissingOwnBinary { name: &'static str, dir: PathBuf },
     #[error(transparent)]
@@ -141,7 +153,7 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport
     progress.end("kernel", &format!("{release}, {} modules", modules.len()));
 
     progress.begin("binaries");
-    add_binaries(&mut tree, &opts.bin_dir)?;
+    add_binaries(&mut tree, &opts.bin_dir, config.host.runtime)?;
     progress.end("binaries", &format!("{} files", tree.len()));
 
     let mut manifest = BuildManifest { kernel_release: release.clone(), ..Default::default() };
@@ -320,16 +332,17 @@ fn add_modules(tree: &mut Tree, config: &Config, release: &str) -> Result<Vec<St
     Ok(names)
 }
 
-fn add_binaries(tree: &mut Tree, bin_dir: &Path) -> Result<(), BuildError> {
+fn add_binaries(tree: &mut Tree, bin_dir: &Path, runtime: OciRuntime) -> Result<(), BuildError> {
+    let find = |candidates: &[&str]| candidates.iter().map(PathBuf::from).find(|p| p.is_file());
     let mut executables: Vec<(PathBuf, String)> = Vec::new();
     for (candidates, guest) in RUNTIME_BINARIES {
-        let host = candidates
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| p.is_file())
-            .ok_or_else(|| BuildError::MissingRuntime(candidates[0].to_string()))?;
+        let host = find(candidates).ok_or_else(|| BuildError::MissingRuntime(candidates[0].to_string()))?;
         executables.push((host, guest.to_string()));
     }
+    let candidates = oci_runtime_on_host(runtime);
+    let missing = || BuildError::MissingOciRuntime { name: runtime.name(), path: candidates[0].to_string() };
+    let guest = paths::oci_runtime(runtime.name()).ok_or_else(missing)?;
+    executables.push((find(candidates).ok_or_else(missing)?, guest.to_string()));
     for (name, guest) in
         [("hoist-init", "/init"), ("hoist-supervisor", paths::SUPERVISOR), ("hoist-logger", paths::LOGGER)]
     {

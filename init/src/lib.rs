@@ -128,15 +128,21 @@ fn boot() -> ! {
         Err(e) => fatal(&format!("config: {e}")),
     };
     setup_system(&config);
-    load_modules(&config);
+    let loader = load_modules(&config);
     console::phase(&mut timeline, "modules");
 
     // The button's input device exists once its driver module is loaded.
     let buttons = power::watch(tx);
     log::debug!("watching {buttons} power button(s)");
 
-    setup_network(&config);
-    console::phase(&mut timeline, "network");
+    // What every service needs whatever the network: loopback, and the resolv.conf each
+    // one bind-mounts. The rest of the network is set up while containerd starts.
+    if let Err(e) = system::write_resolv_conf(Path::new("/etc"), &config.network) {
+        log::warn!("resolv.conf: {e}");
+    }
+    if let Err(e) = net::loopback_up() {
+        log::warn!("loopback: {e}");
+    }
 
     let _ = std::fs::create_dir_all(paths::RUN_DIR);
     let _ = std::fs::create_dir_all(paths::LOG_DIR);
@@ -162,6 +168,7 @@ fn boot() -> ! {
     let now = Instant::now();
     containerd.start(now);
     supervisor.start(now);
+    start_network_thread(loader, config.network.clone());
     main_loop(&rx, &mut supervisor, &mut containerd, budget)
 }
 
@@ -188,17 +195,20 @@ fn setup_system(config: &hoist_config::Config) {
     let _ = nix::sys::reboot::set_cad_enabled(false);
 }
 
-fn load_modules(config: &hoist_config::Config) {
+/// Loads what must be there before containerd and the services start: overlayfs (the
+/// snapshotter checks for it when containerd starts), the power button's drivers, and the
+/// modules the config asks for (a service may need them). The devices' own drivers (the
+/// NIC's among them) are left to the network thread, which gets the loader.
+fn load_modules(config: &hoist_config::Config) -> Option<kmod::Loader> {
     let release = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().to_string()).unwrap_or_default();
     let dir = Path::new(paths::MODULES_DIR).join(&release);
     let mut loader = match kmod::Loader::new(&dir) {
         Ok(l) => l,
         Err(e) => {
             log::warn!("no kernel modules for {release}: {e}");
-            return;
+            return None;
         }
     };
-    loader.load_for_devices(Path::new("/sys"));
     loader.load_present(hoist_guest::kernel::ALWAYS_MODULES);
     let before = loader.report.failed.len();
     for (module, why) in &loader.report.failed {
@@ -209,26 +219,52 @@ fn load_modules(config: &hoist_config::Config) {
     for (module, why) in &loader.report.failed[before..] {
         problems::report(format!("module {module} (from [kernel] modules) did not load: {why}"));
     }
-    log::debug!("modules loaded: {}", loader.report.loaded.join(" "));
+    Some(loader)
 }
 
-fn setup_network(config: &hoist_config::Config) {
-    let n = &config.network;
-    // First and whatever the network: every service bind-mounts this file.
-    if let Err(e) = system::write_resolv_conf(Path::new("/etc"), n) {
-        log::warn!("resolv.conf: {e}");
+/// The devices' drivers, then the network, off the boot's path: containerd and the
+/// supervisor are starting meanwhile, and only services that depend on the `network`
+/// target wait for the state file written at the end (up, or degraded with the reason;
+/// never later than [`NETWORK_DEADLINE`] after the drivers are loaded).
+fn start_network_thread(loader: Option<kmod::Loader>, network: hoist_config::Network) {
+    let spawned = std::thread::Builder::new().name("network".into()).spawn(move || {
+        if let Some(mut loader) = loader {
+            let before = loader.report.failed.len();
+            loader.load_for_devices(Path::new("/sys"));
+            for (module, why) in &loader.report.failed[before..] {
+                log::warn!("module {module}: {why}");
+            }
+            log::debug!("modules loaded: {}", loader.report.loaded.join(" "));
+        }
+        // The supervisor says it on the console and in status when it reads the state.
+        let degraded = setup_network(&network).err();
+        let state = hoist_guest::network::State { uptime_ms: console::uptime_ms() as u64, degraded };
+        console::print(&hoist_guest::console::Line::Phase { name: "network".into(), uptime_ms: state.uptime_ms });
+        if let Err(e) = hoist_guest::atomic::write(Path::new(paths::NETWORK_STATE), state.format().as_bytes()) {
+            log::warn!("{}: {e}", paths::NETWORK_STATE);
+        }
+    });
+    if let Err(e) = spawned {
+        // Without the thread the network target is never reached: say so where it shows.
+        problems::report(format!("network thread: {e}"));
     }
-    if let Err(e) = net::loopback_up() {
-        log::warn!("loopback: {e}");
-    }
-    if !n.enabled {
-        return;
-    }
-    if let Some(cidr) = n.address
-        && let Err(e) = net::configure(&n.interface, cidr.addr, cidr.prefix, n.gateway, Duration::from_secs(2))
-    {
-        log::warn!("network: {e}");
-    }
+}
+
+/// How long the network gets, from its drivers loaded, for its interface to appear and
+/// carrier to come up. Past it the `network` target is reached degraded and the boot goes on.
+pub const NETWORK_DEADLINE: Duration = Duration::from_secs(5);
+
+/// The configured interface's address, link and route, then carrier; the error is why the
+/// network is degraded. A disabled network, or one without an address, is up at once
+/// (loopback only, or nothing PID 1 configures).
+fn setup_network(n: &hoist_config::Network) -> Result<(), String> {
+    let Some(cidr) = n.address.filter(|_| n.enabled) else {
+        return Ok(());
+    };
+    let deadline = Instant::now() + NETWORK_DEADLINE;
+    net::configure(&n.interface, cidr.addr, cidr.prefix, n.gateway, NETWORK_DEADLINE).map_err(|e| e.to_string())?;
+    net::wait_carrier(Path::new("/sys/class/net"), &n.interface, deadline)
+        .map_err(|waited| format!("no carrier on {} after {:.1}s", n.interface, waited.as_secs_f64()))
 }
 
 fn start_signal_thread(tx: std::sync::mpsc::Sender<Event>) {

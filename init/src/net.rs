@@ -218,6 +218,23 @@ pub fn configure(
     Ok(())
 }
 
+/// Waits until `name` has carrier (`SYS_NET/NAME/carrier` reads 1), polling until
+/// `deadline`; the error is how long it waited. Address and route are set before: the
+/// kernel takes them on a link without carrier.
+pub fn wait_carrier(sys_net: &std::path::Path, name: &str, deadline: Instant) -> Result<(), Duration> {
+    let started = Instant::now();
+    let file = sys_net.join(name).join("carrier");
+    loop {
+        if std::fs::read_to_string(&file).is_ok_and(|t| t.trim() == "1") {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,6 +264,20 @@ mod tests {
         assert!(matches!(e, NetError::Timeout { .. }), "{e:?}");
         assert_eq!(e.to_string(), "lo up: no answer from the kernel within 100ms");
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn carrier_is_read_from_sysfs_and_waited_for_until_the_deadline() {
+        let sys = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(sys.path().join("eth0")).expect("mkdir");
+        std::fs::write(sys.path().join("eth0/carrier"), "1\n").expect("write");
+        assert_eq!(wait_carrier(sys.path(), "eth0", Instant::now()), Ok(()));
+        std::fs::write(sys.path().join("eth0/carrier"), "0\n").expect("write");
+        let waited =
+            wait_carrier(sys.path(), "eth0", Instant::now() + Duration::from_millis(100)).expect_err("no carrier");
+        assert!(waited >= Duration::from_millis(100) && waited < Duration::from_secs(5), "{waited:?}");
+        // No such interface reads as no carrier, not as a panic.
+        assert!(wait_carrier(sys.path(), "eth9", Instant::now()).is_err());
     }
 
     #[test]

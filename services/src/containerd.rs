@@ -20,6 +20,7 @@ pub const NAMESPACE: &str = "hoist";
 pub const RUNTIME: &str = "io.containerd.runc.v2";
 const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
 const PROCESS_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
+const RUNC_OPTIONS_TYPE_URL: &str = "containerd.runc.v1.Options";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -62,6 +63,22 @@ pub(crate) fn req<T>(msg: T) -> Request<T> {
 #[derive(Clone)]
 pub struct Containerd {
     pub(crate) channel: Channel,
+    /// The shim's runtime options for every container created: which OCI runtime it runs.
+    runtime_options: Option<prost_types::Any>,
+}
+
+/// The one field hoist sets of the runc v2 shim's options (`containerd.runc.v1.Options`
+/// in containerd's runtime/v2/runc/options/oci.proto): the OCI runtime binary to run.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RuncOptions {
+    #[prost(string, tag = "6")]
+    pub binary_name: String,
+}
+
+/// The shim's runtime options naming the OCI runtime `binary`.
+pub fn runtime_options(binary: &str) -> prost_types::Any {
+    let value = prost::Message::encode_to_vec(&RuncOptions { binary_name: binary.to_string() });
+    prost_types::Any { type_url: RUNC_OPTIONS_TYPE_URL.to_string(), value }
 }
 
 impl Containerd {
@@ -75,7 +92,7 @@ impl Containerd {
                     let mut version =
                         containerd_client::services::v1::version_client::VersionClient::new(channel.clone());
                     match version.version(()).await {
-                        Ok(_) => return Ok(Containerd { channel }),
+                        Ok(_) => return Ok(Containerd { channel, runtime_options: None }),
                         Err(e) => e.to_string(),
                     }
                 }
@@ -87,6 +104,13 @@ impl Containerd {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(200));
         }
+    }
+
+    /// Containers created from now on run `binary` (the shim's default, runc on its PATH,
+    /// without this).
+    pub fn with_oci_runtime(mut self, binary: &str) -> Self {
+        self.runtime_options = Some(runtime_options(binary));
+        self
     }
 
     fn tasks(&self) -> TasksClient<Channel> {
@@ -105,7 +129,7 @@ impl Containerd {
     pub async fn create_container(&self, id: &str, spec_json: Vec<u8>) -> Result<(), ClientError> {
         let container = Container {
             id: id.to_string(),
-            runtime: Some(Runtime { name: RUNTIME.to_string(), options: None }),
+            runtime: Some(Runtime { name: RUNTIME.to_string(), options: self.runtime_options.clone() }),
             spec: Some(prost_types::Any { type_url: SPEC_TYPE_URL.to_string(), value: spec_json }),
             ..Default::default()
         };
@@ -225,6 +249,17 @@ mod tests {
 
     fn err(code: Code, message: &str) -> ClientError {
         rpc("wait", "web", Status::new(code, message))
+    }
+
+    #[test]
+    fn runtime_options_name_the_binary_in_field_6() {
+        let any = runtime_options("/usr/bin/crun");
+        assert_eq!(any.type_url, "containerd.runc.v1.Options");
+        // Tag 6, wire type 2 (length-delimited), 13 bytes.
+        assert_eq!(&any.value[..2], &[0x32, 13]);
+        assert_eq!(&any.value[2..], b"/usr/bin/crun");
+        let back: RuncOptions = prost::Message::decode(any.value.as_slice()).expect("decode");
+        assert_eq!(back.binary_name, "/usr/bin/crun");
     }
 
     #[test]

@@ -64,10 +64,15 @@ async fn run() -> Result<(), String> {
     let (cmds, cmd_rx) = mpsc::unbounded_channel();
     let events = broadcast::channel(256).0;
     api::server::spawn(api::server::ControlService::new(cmds, events.clone(), client.clone(), library));
+    // The booted config's runtime is the one the image carries (an applied config that
+    // names another one is reported as needing a reboot).
+    let oci_runtime = hoist_guest::paths::oci_runtime(config.host.runtime.name())
+        .ok_or_else(|| format!("no guest path for runtime {}", config.host.runtime.name()))?;
     let connect = async move {
         loop {
             match Containerd::connect(CONTAINERD_SOCKET, Duration::from_secs(30)).await {
                 Ok(c) => {
+                    let c = c.with_oci_runtime(oci_runtime);
                     let _ = client.set(c.clone());
                     return c;
                 }
