@@ -1,4 +1,5 @@
-//! `depends_on` between services: checked to name existing services and to have no
+//! `depends_on` between services: checked to name existing services (or the built-in
+//! [`NETWORK_TARGET`], which is no service and no node of the graph) and to have no
 //! cycles, then turned into start levels. Start level n only once every service of the
 //! levels before it is ready; stop in the reverse order.
 //!
@@ -10,14 +11,15 @@ use std::collections::{BTreeMap, VecDeque};
 
 use toml::Spanned;
 
-use crate::Config;
 use crate::error::{ConfigError, Source};
+use crate::{Config, NETWORK_TARGET};
 
 /// Lists at most this many service names in a "not a service" error.
 const LIST_KNOWN: usize = 8;
 
 /// Checks every service's `depends_on` (by service name, with the elements' positions).
-/// Missing names and self-dependencies are reported first, then the cycle whose
+/// [`NETWORK_TARGET`] always exists (PID 1 reaches it) and depends on nothing, so it is
+/// skipped. Missing names and self-dependencies are reported first, then the cycle whose
 /// alphabetically first service comes first, starting from that service.
 pub(crate) fn check(deps: &BTreeMap<String, Vec<Spanned<String>>>, src: &Source) -> Result<(), ConfigError> {
     for (name, list) in deps {
@@ -26,7 +28,7 @@ pub(crate) fn check(deps: &BTreeMap<String, Vec<Spanned<String>>>, src: &Source)
             if dep.get_ref() == name {
                 return Err(src.invalid(Some(dep.span()), key, "a service cannot depend on itself"));
             }
-            if !deps.contains_key(dep.get_ref()) {
+            if !deps.contains_key(dep.get_ref()) && dep.get_ref() != NETWORK_TARGET {
                 let others: Vec<&str> = deps.keys().map(String::as_str).filter(|n| n != name).collect();
                 let mut message = format!("depends on {:?}, which is not a service", dep.get_ref());
                 if !others.is_empty() && others.len() <= LIST_KNOWN {
@@ -170,8 +172,9 @@ impl Tarjan {
 }
 
 impl Config {
-    /// Services in start levels: level 0 depends on nothing, level n only on services in
-    /// earlier levels; each level sorted. Start a level's services in parallel; stop in
+    /// Services in start levels: level 0 depends on no service (it may wait for
+    /// [`NETWORK_TARGET`], which is no level), level n only on services in earlier levels;
+    /// each level sorted. Start a level's services in parallel; stop in
     /// reverse. A config from `parse` has no cycles; in one built by hand, services on or
     /// behind a cycle form one last level, and names that are not services are ignored.
     pub fn start_order(&self) -> Vec<Vec<String>> {
@@ -216,7 +219,8 @@ impl Config {
         levels
     }
 
-    /// The services that list `name` in their `depends_on` (directly), sorted.
+    /// The services that list `name` in their `depends_on` (directly), sorted; for
+    /// [`NETWORK_TARGET`], those that wait for the network.
     pub fn dependents(&self, name: &str) -> Vec<String> {
         self.service.iter().filter(|(_, s)| s.depends_on.iter().any(|d| d == name)).map(|(n, _)| n.clone()).collect()
     }
@@ -339,6 +343,30 @@ mod tests {
         assert_eq!(c.start_order(), [vec!["db", "log"], vec!["api"], vec!["web"]]);
         assert_eq!(c.dependents("db"), ["api", "web"]);
         assert!(Config::default().start_order().is_empty());
+    }
+
+    #[test]
+    fn the_network_target_is_no_service_and_no_node() {
+        let src = Source { file: "t.toml", text: "" };
+        let d = deps(&[("api", &["network", "db"]), ("db", &["network"]), ("log", &[])]);
+        assert!(check(&d, &src).is_ok());
+        // Not on a cycle, however many services wait for it.
+        assert_eq!(graph(&d).edges, [vec![1], vec![], vec![]]);
+        let c = config(&[("api", &["network", "db"]), ("db", &["network"]), ("log", &[])]);
+        assert_eq!(c.start_order(), [vec!["db", "log"], vec!["api"]]);
+        assert_eq!(c.dependents(NETWORK_TARGET), ["api", "db"]);
+        assert_eq!(c.dependents("db"), ["api"]);
+        // A cycle elsewhere is still found, and the target is not named in it.
+        let d = deps(&[("a", &["network", "b"]), ("b", &["a"])]);
+        match check(&d, &src) {
+            Err(ConfigError::Invalid { key, message, .. }) => {
+                assert_eq!(
+                    (key.as_str(), message.as_str()),
+                    ("service.a.depends_on[1]", "dependency cycle: a -> b -> a")
+                );
+            }
+            other => panic!("expected a cycle, got {other:?}"),
+        }
     }
 
     #[test]

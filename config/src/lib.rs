@@ -26,14 +26,17 @@
 //! `readonly_rootfs`, `host_pid`) and its limits (`memory`, `pids` (1024 by default),
 //! `cpu`, `disk`), it says how it is supervised:
 //! `depends_on` other services, which must be [`Ready`] (a TCP port, a command, a file or
-//! sd_notify; by default just running) within their `start_timeout` before it starts;
+//! sd_notify; by default just running) within their `start_timeout` before it starts, and
+//! on [`NETWORK_TARGET`] (`"network"`), built in, reached when PID 1's network setup has
+//! ended, up or degraded (a service that does not list it does not wait for the network,
+//! and no service may be named so);
 //! `restart` with capped exponential [`Backoff`] (never under 100 ms) until more than
 //! [`StartLimit`]`.burst` starts in `interval` mark it failed; `stop_signal`, then SIGKILL
 //! after `stop_timeout` (at most 1h; with the onshutdown timeouts, at most 2h in all, so
-//! that PID 1's shutdown deadline stays sane). The graph is checked here (every name a service, no cycles, the
-//! cycle named in the error), so [`Config::start_order`] can hand the supervisor start
-//! levels to run in parallel and stop in reverse, and [`Config::dependents`] what to hold
-//! back when a service fails.
+//! that PID 1's shutdown deadline stays sane). The graph is checked here (every name a
+//! service or the network target, no cycles, the cycle named in the error), so
+//! [`Config::start_order`] can hand the supervisor start levels to run in parallel and stop
+//! in reverse, and [`Config::dependents`] what to hold back when a service fails.
 //!
 //! `[[onboot]]` and `[[onshutdown]]` are [`OneShot`] containers run in file order, to
 //! completion, before the first service starts and after the last one stops, each within
@@ -100,6 +103,7 @@ pub use caps::{CAPABILITIES, Capabilities, Seccomp, SeccompError};
 pub use duration::{DurationError, parse_duration};
 pub use error::ConfigError;
 pub use image::{ImageError, ImageSource};
+pub use names::NETWORK_TARGET;
 pub use net::{Ipv4Cidr, NetError};
 pub use oneshot::OneShot;
 pub use policy::{PolicyError, RestartPolicy, Signal};

@@ -13,6 +13,11 @@ pub(crate) enum NameError {
     Service(String),
     #[error("name {0:?} is reserved: hoist's own log sources are supervisor, containerd and kernel")]
     Reserved(String),
+    #[error(
+        "`{NETWORK_TARGET}` is a built-in target (services that need the network list it in depends_on); rename this \
+         service"
+    )]
+    Target,
     #[error("invalid module name {0:?}: expected letters, digits, '_' and '-'")]
     Module(String),
     #[error("invalid environment variable name {0:?}: expected a non-empty name without '=' or NUL bytes")]
@@ -82,6 +87,29 @@ impl FromStr for ServiceName {
             return Err(NameError::Reserved(s.to_string()));
         }
         Ok(ServiceName(s.to_string()))
+    }
+}
+
+/// The built-in target a service lists in `depends_on` to start only once PID 1's network
+/// setup has ended; no service may have the name. The supervisor checks that it agrees with
+/// `hoist_guest::network::TARGET`, the name in PID 1's contract.
+pub const NETWORK_TARGET: &str = "network";
+
+/// A `[service.NAME]` key: a [`ServiceName`] that is not [`NETWORK_TARGET`], which
+/// `depends_on` would read as the target. One-shots may have the name: nothing depends on
+/// them.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct ServiceKey(pub String);
+
+impl FromStr for ServiceKey {
+    type Err = NameError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let name: ServiceName = s.parse()?;
+        if name.0 == NETWORK_TARGET {
+            return Err(NameError::Target);
+        }
+        Ok(ServiceKey(name.0))
     }
 }
 
@@ -165,6 +193,8 @@ mod tests {
             assert_eq!(reserved.parse::<ServiceName>(), Err(NameError::Reserved(reserved.into())));
         }
         assert!(ok::<ServiceName>("kernel-tools") && ok::<ServiceName>("supervisor2"));
+        assert_eq!(NETWORK_TARGET.parse::<ServiceKey>(), Err(NameError::Target));
+        assert!(ok::<ServiceName>(NETWORK_TARGET) && ok::<ServiceKey>("network2") && !ok::<ServiceKey>("Web"));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use toml::Spanned;
 
 use crate::backoff::BACKOFF_FLOOR_MS;
 use crate::duration::{AtLeast, HumanDuration};
-use crate::names::{EnvKey, Hostname, Interface, NoNul, NonEmptyPath, ServiceName, SysctlKey, WorkingDir};
+use crate::names::{EnvKey, Hostname, Interface, NoNul, NonEmptyPath, ServiceKey, ServiceName, SysctlKey, WorkingDir};
 use crate::net::{Ipv4, Ipv4Cidr};
 use crate::resources::{Size, User};
 use crate::scalar::{Integer, Number, StrOrInt};
@@ -34,7 +34,7 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub network: Table<RawNetwork>,
     #[serde(default)]
-    pub service: BTreeMap<Parsed<ServiceName>, Table<RawService>>,
+    pub service: BTreeMap<Parsed<ServiceKey>, Table<RawService>>,
     #[serde(default)]
     pub onboot: Vec<Table<RawOneShot>>,
     #[serde(default)]

@@ -200,7 +200,8 @@ pub struct Service {
     /// Share the host's pid namespace (system agents that must see or signal host
     /// processes, like LinuxKit's `pid: host`). Default false.
     pub host_pid: bool,
-    /// Services that must be ready before this one starts (all exist; no cycles).
+    /// Services that must be ready before this one starts (all exist; no cycles), and
+    /// perhaps [`crate::NETWORK_TARGET`]: wait until PID 1's network setup has ended.
     pub depends_on: Vec<String>,
     pub ready: Ready,
     /// From start to ready; past it the service is stopped and counted as failed.

@@ -169,7 +169,7 @@ fn supervision_fixture_values() {
     assert!(db.depends_on.is_empty());
 
     let api = &c.service["api"];
-    assert_eq!(api.depends_on, ["db"]);
+    assert_eq!(api.depends_on, ["network", "db"]);
     assert_eq!(
         api.ready,
         Ready::Exec { command: vec!["curl".into(), "-f".into(), "http://127.0.0.1:8081/health".into()] }
@@ -199,6 +199,7 @@ fn supervision_fixture_values() {
     assert_eq!(c.start_order(), [vec!["cache", "db", "metrics"], vec!["api"], vec!["web"]]);
     assert_eq!(c.dependents("db"), ["api", "web"]);
     assert_eq!(c.dependents("api"), ["web"]);
+    assert_eq!(c.dependents(hoist_config::NETWORK_TARGET), ["api"]);
     assert!(c.dependents("web").is_empty() && c.dependents("nothing").is_empty());
 }
 

@@ -4,13 +4,18 @@
 //! containerd call in a task of its own that reports back over one channel. Containers are
 //! reached through the [`Runtime`] trait; [`crate::runner`] implements it over containerd.
 //!
+//! PID 1's network state file ([`hoist_guest::network`]) is read once at start and, while
+//! absent, polled by a task of its own until it parses; the core gets it once, as
+//! [`Input::Network`].
+//!
 //! The control API is answered from the first moment, before containerd answers: queries
 //! from the core's view, commands by the core, which refuses with the reason when it
 //! cannot act (connecting, onboot, failed boot, shutdown).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc};
@@ -20,6 +25,15 @@ use crate::apply::Generations;
 use crate::core::{Command, Core, Effect, Input, Ms, Plan, StartError};
 use crate::{say, state};
 use hoist_api::pb;
+use hoist_guest::network;
+
+/// How often PID 1's network state file is looked for: often while PID 1 is expected to
+/// write it (within its own deadline, seconds into the boot), then rarely, so that a PID 1
+/// that never writes it costs next to nothing.
+const NETWORK_POLL: Duration = Duration::from_millis(25);
+const NETWORK_POLL_SLOW: Duration = Duration::from_secs(1);
+/// How long the fast polling lasts.
+const NETWORK_POLL_FAST_FOR: Duration = Duration::from_secs(120);
 
 /// What the driver needs of the container runtime. Every call is one task's work; a call
 /// cut by the runtime going away reports [`WaitError::Lost`] where it matters.
@@ -83,6 +97,16 @@ impl<R: Runtime> Driver<R> {
         mut shutdown: mpsc::UnboundedReceiver<()>,
     ) {
         let mut connect = std::pin::pin!(connect);
+        // Read before any other input, so that a restarted supervisor never sees the
+        // network as not reached when PID 1 is long done with it.
+        let path = Path::new(hoist_guest::paths::NETWORK_STATE);
+        match network_state(path) {
+            Some(state) => {
+                let fx = self.core.handle(now(), Input::Network(state));
+                self.execute(fx);
+            }
+            None => watch_network(path.to_path_buf(), self.tx.clone()),
+        }
         loop {
             let deadline = self.core.next_deadline();
             let fx = tokio::select! {
@@ -339,9 +363,36 @@ impl<R: Runtime> Driver<R> {
     }
 }
 
+/// Polls `path` until PID 1's network state parses, then sends it, once.
+fn watch_network(path: PathBuf, tx: mpsc::UnboundedSender<Input>) {
+    tokio::spawn(async move {
+        let fast_until = tokio::time::Instant::now() + NETWORK_POLL_FAST_FOR;
+        let mut every = NETWORK_POLL;
+        loop {
+            if let Some(state) = network_state(&path) {
+                let _ = tx.send(Input::Network(state));
+                return;
+            }
+            if every == NETWORK_POLL && tokio::time::Instant::now() >= fast_until {
+                let secs = NETWORK_POLL_FAST_FOR.as_secs();
+                log::warn!("{}: not written after {secs} s; services that depend on network wait", path.display());
+                every = NETWORK_POLL_SLOW;
+            }
+            tokio::time::sleep(every).await;
+        }
+    });
+}
+
+/// The network state PID 1 wrote at `path`, once it has; None while the file is absent or
+/// does not parse. Bounded: the state is one short line.
+fn network_state(path: &Path) -> Option<network::State> {
+    let mut text = String::new();
+    std::fs::File::open(path).ok()?.take(4 << 10).read_to_string(&mut text).ok()?;
+    network::State::parse(&text)
+}
+
 /// PID 1's problems, one per line; bounded, since it is read on every status call.
-fn pid1_problems(path: &std::path::Path) -> Vec<String> {
-    use std::io::Read;
+fn pid1_problems(path: &Path) -> Vec<String> {
     let mut text = String::new();
     if let Ok(f) = std::fs::File::open(path) {
         let _ = f.take(64 << 10).read_to_string(&mut text);
@@ -367,5 +418,36 @@ mod tests {
         assert!(pid1_problems(&path).is_empty());
         std::fs::write(&path, "module kvm_intel did not load\n\ncontainerd marked failed\n").expect("write");
         assert_eq!(pid1_problems(&path), ["module kvm_intel did not load", "containerd marked failed"]);
+    }
+
+    #[test]
+    fn the_network_state_is_read_once_it_parses() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("network");
+        assert_eq!(network_state(&path), None);
+        std::fs::write(&path, "sideways\n").expect("write");
+        assert_eq!(network_state(&path), None);
+        let up = network::State { uptime_ms: 2100, degraded: None };
+        std::fs::write(&path, up.format()).expect("write");
+        assert_eq!(network_state(&path), Some(up));
+        let down = network::State { uptime_ms: 7000, degraded: Some("no carrier on eth0".into()) };
+        std::fs::write(&path, down.format()).expect("write");
+        assert_eq!(network_state(&path), Some(down));
+    }
+
+    #[tokio::test]
+    async fn the_network_state_is_sent_once_it_is_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("network");
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        watch_network(path.clone(), tx);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(rx.try_recv().is_err());
+        let up = network::State { uptime_ms: 2100, degraded: None };
+        std::fs::write(&path, up.format()).expect("write");
+        let got = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await.expect("sent within a poll");
+        assert_eq!(got, Some(Input::Network(up)));
+        // Once: the task is gone, and with it the sender.
+        assert_eq!(rx.recv().await, None);
     }
 }

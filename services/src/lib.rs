@@ -12,6 +12,11 @@
 //! run, so a supervisor restart restarts no service; what must outlive the supervisor is
 //! in [`state`].
 //!
+//! PID 1 starts the supervisor before its network setup ends. Services that list the
+//! built-in `network` target in `depends_on` wait until PID 1 writes how that setup ended
+//! ([`hoist_guest::network`]; the driver polls for the file and the core starts them then,
+//! degraded or not); the others start at once.
+//!
 //! Service output never passes through the supervisor: containerd's shim starts
 //! `hoist-logger` per task ([`logger`]), which writes prefixed lines to the console and to
 //! `/var/log/NAME.log`, so logs keep flowing while the supervisor restarts.

@@ -2,13 +2,17 @@
 //! (DESIGN.md decision 7). It holds the desired state (a [`Desired`]: every service's plan
 //! and the one-shot stages) and the observed state of every service, takes [`Input`]s
 //! (task started, exited or adopted, readiness, a timer, a control command, containerd lost
-//! or back, shutdown, a new desired config) with the boot-time in milliseconds, and returns
-//! the [`Effect`]s to carry out. The driver ([`crate::driver`]) executes them against
+//! or back, the network target reached, shutdown, a new desired config) with the boot-time
+//! in milliseconds, and returns the [`Effect`]s to carry out. The driver ([`crate::driver`]) executes them against
 //! containerd and feeds the results back as inputs.
 //!
 //! Phases, one machine for all of them: connecting to containerd, the onboot stages, a
 //! failed required onboot (the host stays up, services do not start), services up, and
 //! shutdown (services stop in reverse dependency order, then the onshutdown stages run).
+//! The built-in `network` target ([`hoist_guest::network`]) is reached once per boot, when
+//! PID 1's network setup ends, up or degraded: a service that lists it in `depends_on` waits
+//! for [`Input::Network`] as for a dependency to be ready; the others never wait for it.
+//!
 //! Every timer is a deadline the core keeps ([`Core::next_deadline`]); the driver sleeps
 //! until it and sends [`Input::Timer`].
 //!
@@ -28,6 +32,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 pub use crate::plan::{Desired, Plan, Stage};
 use hoist_guest::console::Line;
+use hoist_guest::network;
 
 use crate::state::Persisted;
 pub use rollout::{Apply, FINAL_KINDS, Progress};
@@ -83,6 +88,9 @@ pub enum Input {
         name: String,
         result: Result<u32, String>,
     },
+    /// PID 1's network setup ended (its state file parsed): the `network` target is
+    /// reached, degraded or not. Fed once per supervisor; later ones are ignored.
+    Network(network::State),
     /// The driver's sleep until [`Core::next_deadline`] ended.
     Timer,
     /// SIGTERM: stop everything in order, then exit.
@@ -318,6 +326,8 @@ pub struct Core {
     stop_when_connected: Option<Ms>,
     connected: bool,
     lost_at: Option<Ms>,
+    /// How PID 1's network setup ended, once it has: the `network` target is reached.
+    network: Option<network::State>,
     timeline: Vec<(String, Ms)>,
     /// The generation being applied, tentative, or rolled back.
     rollout: Option<rollout::Rollout>,
@@ -338,6 +348,7 @@ impl Core {
             stop_when_connected: None,
             connected: false,
             lost_at: None,
+            network: None,
             timeline,
             rollout: None,
             out: Vec::new(),
@@ -355,6 +366,7 @@ impl Core {
             Input::Notify { name, pid } => self.on_notify(now, &name, pid),
             Input::SignalFailed { name, error } => self.out.push(Effect::Warn(format!("service {name}: {error}"))),
             Input::StageDone { name, result } => self.on_stage_done(now, &name, result),
+            Input::Network(state) => self.on_network(now, state),
             Input::Timer => self.on_timer(now),
             Input::Shutdown => self.on_shutdown(now),
         }

@@ -1,10 +1,12 @@
-//! Bringing services up and keeping them up: adoption, dependency-ordered starts,
-//! readiness and start timeouts, exits under the restart policy, and the onboot stages.
+//! Bringing services up and keeping them up: adoption, dependency-ordered starts (the
+//! `network` target counting as a dependency that becomes ready once), readiness and start
+//! timeouts, exits under the restart policy, and the onboot stages.
 
 use std::collections::BTreeMap;
 
 use hoist_config::Ready;
 use hoist_guest::console::Line;
+use hoist_guest::network;
 
 use super::{After, Core, Effect, Ms, Phase, StageRun, StartError, State};
 use crate::policy::{Decision, after_exit};
@@ -91,7 +93,12 @@ impl Core {
         to_start
     }
 
+    /// Whether the dependency `name` is ready: a service running and ready, or the network
+    /// target reached.
     pub(super) fn is_ready(&self, name: &str) -> bool {
+        if name == network::TARGET {
+            return self.network.is_some();
+        }
         matches!(self.services.get(name).map(|s| &s.state), Some(State::Running { ready: true, .. }))
     }
 
@@ -202,6 +209,30 @@ impl Core {
             self.print(Line::ServiceReady { service: name.to_string(), uptime_ms: now });
         }
         self.emit(now, name, "ready", format!("pid {pid}"));
+        self.start_waiting(now);
+    }
+
+    /// PID 1's network setup ended: the target is reached for this boot, degraded or not.
+    /// PID 1 has given up on a degraded network, so waiting longer would hold its
+    /// dependents forever: it is said once and they start anyway. Recorded in the timeline
+    /// at PID 1's time, in time order.
+    pub(super) fn on_network(&mut self, now: Ms, state: network::State) {
+        if self.network.is_some() {
+            return;
+        }
+        if let Some(why) = &state.degraded {
+            self.say(format!("network degraded: {why}; services that depend on it start anyway"));
+        }
+        if !self.timeline.iter().any(|(n, _)| n == network::TARGET) {
+            let at = self.timeline.partition_point(|(_, ms)| *ms <= state.uptime_ms);
+            self.timeline.insert(at, (network::TARGET.to_string(), state.uptime_ms));
+        }
+        self.network = Some(state);
+        self.start_waiting(now);
+    }
+
+    /// Starts the waiting services whose dependencies are all ready now.
+    fn start_waiting(&mut self, now: Ms) {
         let waiting: Vec<String> = self
             .services
             .iter()
@@ -321,7 +352,13 @@ impl Core {
         self.out.push(Effect::Settled);
     }
 
+    /// The network target is settled once reached: PID 1 always ends its setup, so a
+    /// service waiting for it is not settled before (the ready line waits for the network
+    /// only when a service does).
     pub(super) fn settled<'a>(&'a self, name: &'a str, memo: &mut BTreeMap<&'a str, bool>) -> bool {
+        if name == network::TARGET {
+            return self.network.is_some();
+        }
         if let Some(&known) = memo.get(name) {
             return known;
         }

@@ -47,6 +47,9 @@ impl Core {
         if let Phase::BootFailed { reason } = &self.phase {
             out.push(format!("boot failed: {reason}; services not started"));
         }
+        if let Some(why) = self.network.as_ref().and_then(|n| n.degraded.as_ref()) {
+            out.push(format!("network degraded: {why}"));
+        }
         out
     }
 

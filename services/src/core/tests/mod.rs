@@ -4,6 +4,7 @@
 mod desired;
 mod faults;
 mod manual;
+mod network;
 mod rollout;
 mod shutdown;
 mod stages;
