@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs what building and booting a hoist host needs, when it is missing:
-# QEMU, a kernel with modules, containerd + runc (their binaries go into the image),
+# QEMU, a kernel with modules, containerd + crun (their binaries go into the image; runc
+# for hosts that choose it),
 # busybox-static (the demo image), protoc (containerd-client's build), cpio (tests),
 # g++ (libFuzzer, for tests/fuzz.sh).
 # Idempotent; run as root on Debian or Ubuntu.
@@ -10,6 +11,7 @@ need() { command -v "$1" >/dev/null 2>&1 || missing="$missing $2"; }
 need qemu-system-x86_64 qemu-system-x86
 need containerd containerd
 need runc runc
+need crun crun
 need protoc protobuf-compiler
 need cpio cpio
 need lz4 lz4

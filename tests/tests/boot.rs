@@ -60,8 +60,11 @@ fn demo_boots_serves_the_page_and_powers_off_cleanly() {
 #[test]
 fn a_missing_binary_fails_that_service_only() {
     let work = tempfile::tempdir().expect("tempdir");
+    // runc stays selectable (crun is the default): this host runs it.
     let toml = r#"
 version = 1
+[host]
+runtime = "runc"
 [service.good]
 image = "@IMAGE@"
 command = ["sh", "-c", "echo good is up; exec sleep 1000"]
