@@ -70,7 +70,10 @@ pub fn logger_uri(max_size: u64) -> String {
 }
 
 /// containerd's config. No CRI (we are not a kubelet's runtime, and it costs start-up
-/// time), no snapshotters we do not use, logs at warn level so the console stays quiet.
+/// time), no snapshotters but overlayfs (the one hoist unpacks into), no restart monitor,
+/// /opt plugin manager, gRPC health service or cgroup metrics monitor (task stats come from
+/// the shim without it); logs at warn level so the console stays quiet. The v1 runtime
+/// stays: containerd 1.6's task service refuses to load without one. `ctr` works as usual.
 pub const CONTAINERD_CONFIG_TOML: &str = r#"version = 2
 root = "/var/lib/containerd"
 state = "/run/containerd"
@@ -81,8 +84,13 @@ disabled_plugins = [
   "io.containerd.snapshotter.v1.btrfs",
   "io.containerd.snapshotter.v1.devmapper",
   "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.snapshotter.v1.native",
   "io.containerd.tracing.processor.v1.otlp",
   "io.containerd.internal.v1.tracing",
+  "io.containerd.internal.v1.restart",
+  "io.containerd.internal.v1.opt",
+  "io.containerd.grpc.v1.healthcheck",
+  "io.containerd.monitor.v1.cgroups",
 ]
 
 [grpc]

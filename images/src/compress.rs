@@ -18,6 +18,9 @@ const ZSTD_WINDOW_LOG: u32 = 23;
 const LZ4_LEGACY_MAGIC: u32 = 0x184C_2102;
 /// The kernel decompresses each legacy chunk into a buffer of this size.
 const LZ4_LEGACY_CHUNK: usize = 8 << 20;
+/// lz4 HC level (`lz4 -9`): on a hoist image 34 MB instead of the fast mode's 42 MB;
+/// levels above 9 save under 0.5% more at several times the build time.
+const LZ4_HC_LEVEL: i32 = 9;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
@@ -156,9 +159,12 @@ impl<W: Write> Write for Compressor<W> {
 }
 
 /// Legacy lz4: after the magic, per 8 MiB of input a little-endian u32 block size and one
-/// raw lz4 block. Independent blocks, so the kernel never needs more than one chunk.
+/// raw lz4 block. Independent blocks, so the kernel never needs more than one chunk. The
+/// blocks are lz4's high-compression encoding ([`LZ4_HC_LEVEL`]): the same format and
+/// decoder speed as the fast one, about 20% fewer bytes to load and decompress.
 fn lz4_block<W: Write>(out: &mut W, chunk: &[u8]) -> io::Result<()> {
-    let block = lz4_flex::block::compress(chunk);
+    let mode = lz4::block::CompressionMode::HIGHCOMPRESSION(LZ4_HC_LEVEL);
+    let block = lz4::block::compress(chunk, Some(mode), false)?;
     let len = u32::try_from(block.len()).expect("an 8 MiB chunk compresses to far less than 4 GiB");
     out.write_all(&len.to_le_bytes())?;
     out.write_all(&block)
@@ -224,7 +230,7 @@ mod tests {
         while at < packed.len() {
             let len = u32::from_le_bytes(packed[at..at + 4].try_into().expect("4 bytes")) as usize;
             let block = &packed[at + 4..at + 4 + len];
-            let raw = lz4_flex::block::decompress(block, LZ4_LEGACY_CHUNK).expect("valid block");
+            let raw = lz4::block::decompress(block, Some(LZ4_LEGACY_CHUNK as i32)).expect("valid block");
             assert_eq!(raw, data[chunks * LZ4_LEGACY_CHUNK..][..raw.len()]);
             at += 4 + len;
             chunks += 1;

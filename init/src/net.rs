@@ -193,7 +193,7 @@ pub fn configure(
         if Instant::now() >= deadline {
             return Err(NetError::NoInterface(name.to_string()));
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(50));
     };
     let mut nl = Netlink::open(ANSWER_TIMEOUT)?;
     let octets = addr.octets();
@@ -231,7 +231,7 @@ pub fn wait_carrier(sys_net: &std::path::Path, name: &str, deadline: Instant) ->
         if Instant::now() >= deadline {
             return Err(started.elapsed());
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
