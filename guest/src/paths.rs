@@ -10,7 +10,8 @@ pub const MODULES_DIR: &str = "/usr/lib/modules";
 pub const SUPERVISOR: &str = "/usr/bin/hoist-supervisor";
 pub const LOGGER: &str = "/usr/bin/hoist-logger";
 pub const CONTAINERD: &str = "/usr/bin/containerd";
-/// containerd's runc v2 shim: one process for every service (see [`SHIM_GROUP`]).
+/// containerd's runc v2 shim: one process per service, so a shim that dies takes only its
+/// own service with it (FAULTS 7; its grouping annotation would share one between all).
 pub const SHIM: &str = "/usr/bin/containerd-shim-runc-v2";
 /// The OCI runtimes `[host] runtime` chooses from, by name; the image carries only the
 /// chosen one, and the shim is told its path in each container's runtime options.
@@ -20,10 +21,6 @@ pub const OCI_RUNTIMES: &[(&str, &str)] = &[("crun", "/usr/bin/crun"), ("runc", 
 pub fn oci_runtime(name: &str) -> Option<&'static str> {
     OCI_RUNTIMES.iter().find(|(n, _)| *n == name).map(|(_, path)| *path)
 }
-
-/// The runc v2 shim's grouping annotation and hoist's one group: containers that carry it
-/// share one shim process instead of starting one each.
-pub const SHIM_GROUP: (&str, &str) = ("io.containerd.runc.v2.group", "hoist");
 pub const CONTAINERD_CONFIG: &str = "/etc/containerd/config.toml";
 pub const CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
 /// PID 1's and the supervisor's runtime directory (created by PID 1).

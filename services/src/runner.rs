@@ -120,19 +120,16 @@ pub async fn start(client: &Containerd, plan: &Plan) -> Result<u32, StartError> 
 /// Start errors that may pass: the machine is short of something (disk, memory, pids), or
 /// the service's previous task is still going away (a task that did not die within the
 /// grace after SIGKILL, such as a fork bomb's thousand processes under load, is still
-/// there when the restart creates the next one), or the shared shim was exiting. Anything else runc says about a
+/// there when the restart creates the next one). Anything else runc says about a
 /// container is about its immutable image and spec, and says the same the next time.
 fn may_pass(message: &str) -> bool {
-    const SIGNS: [&str; 7] = [
+    const SIGNS: [&str; 6] = [
         "no space left on device",
         "cannot allocate memory",
         "resource temporarily unavailable",
         "too many open files",
         "disk quota exceeded",
         "already exists",
-        // The shared shim went away under the call (it exits when its last task is
-        // deleted, and a start may reach it just then): the next start gets a new one.
-        "ttrpc: closed",
     ];
     let message = message.to_ascii_lowercase();
     SIGNS.iter().any(|s| message.contains(s))

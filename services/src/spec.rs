@@ -334,12 +334,6 @@ pub fn build(name: &str, settings: &Settings, image: &ServiceImage) -> Result<Sp
         .process(process)
         .mounts(mounts(name, settings).map_err(err)?)
         .linux(linux)
-        // One shim process for every container instead of one each: fewer Go processes to
-        // start and to keep in memory (the shim keeps running across supervisor restarts).
-        .annotations(std::collections::HashMap::from([(
-            paths::SHIM_GROUP.0.to_string(),
-            paths::SHIM_GROUP.1.to_string(),
-        )]))
         .build()
         .map_err(err)
 }

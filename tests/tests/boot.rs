@@ -18,6 +18,9 @@ hostname = "demo"
 image = "@IMAGE@"
 command = ["httpd", "-f", "-p", "80", "-h", "/www"]
 stop_timeout = "5s"
+# Served to the host: it waits for the network target (so the ready line does too, and
+# the timeline has the network's time).
+depends_on = ["network"]
 [service.ticker]
 image = "@IMAGE@"
 command = ["sh", "-c", "trap 'echo ticker got SIGTERM; exit 0' TERM; echo ticker started; while true; do sleep 60 & wait $!; done"]
@@ -39,6 +42,9 @@ fn demo_boots_serves_the_page_and_powers_off_cleanly() {
     for phase in ["init", "modules", "network", "containerd", "web", "ticker", "ready"] {
         assert!(timeline.field(phase).is_some(), "timeline lacks {phase}: {timeline:?}");
     }
+    // web depends on the network target: it ran only once PID 1 had the network up.
+    assert!(timeline.field("network") <= timeline.field("web"), "{timeline:?}");
+    assert!(!vm.console_lines().iter().any(|l| l.contains("network degraded")), "virtio-net comes up in time");
     vm.wait_for_line("[ticker] ticker started", Duration::from_secs(30)).expect("ticker output on the console");
 
     let page = http_get(port, "/index.html", Duration::from_secs(30)).expect("page from the host");
@@ -60,14 +66,19 @@ fn demo_boots_serves_the_page_and_powers_off_cleanly() {
 #[test]
 fn a_missing_binary_fails_that_service_only() {
     let work = tempfile::tempdir().expect("tempdir");
-    // runc stays selectable (crun is the default): this host runs it.
+    // runc stays selectable (crun is the default): this host runs it. Its network names an
+    // interface the VM does not have: the network target is reached degraded after PID 1's
+    // deadline, and the service that depends on it starts anyway.
     let toml = r#"
 version = 1
 [host]
 runtime = "runc"
+[network]
+interface = "eth9"
 [service.good]
 image = "@IMAGE@"
 command = ["sh", "-c", "echo good is up; exec sleep 1000"]
+depends_on = ["network"]
 [service.broken]
 image = "@IMAGE@"
 command = ["/no/such/binary"]
@@ -79,6 +90,8 @@ command = ["/no/such/binary"]
     let ready = wait_line(&vm, "ready", BOOT_TIMEOUT, is_ready).expect("ready line");
     assert_eq!(ready.field("services"), Some(1), "{ready:?}");
     vm.wait_for_line("[good] good is up", Duration::from_secs(30)).expect("the other service runs");
+    let degraded = vm.wait_for_line("network degraded:", Duration::from_secs(5)).expect("the network is degraded");
+    assert!(degraded.contains("eth9"), "the reason names the interface: {degraded}");
     let exit = vm.shutdown(Duration::from_secs(60)).expect("shutdown");
     assert!(exit.clean, "{exit:?}");
 }
