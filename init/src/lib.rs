@@ -1,10 +1,12 @@
 //! hoist-init: PID 1 of a hoist host.
 //!
 //! It does the machine's duties and nothing else (DESIGN.md decision 1): switch to a root
-//! that runc can pivot from, mount the API filesystems, set hostname, sysctls and rlimits,
-//! load kernel modules (configured ones plus what the devices ask for), configure loopback
-//! and the network interface over netlink, then start and keep alive two children:
-//! containerd and the supervisor (`hoist-supervisor`, which runs the services). It is the
+//! that the OCI runtime can pivot from, mount the API filesystems, set hostname, sysctls and
+//! rlimits, load the kernel modules containerd and the services need (overlayfs, the
+//! configured ones), bring loopback up, then start and keep alive two children: containerd
+//! and the supervisor (`hoist-supervisor`, which runs the services). Meanwhile a thread
+//! loads what the devices ask for and configures the network interface over netlink with
+//! a deadline, then reports the built-in `network` target ([`hoist_guest::network`]). It is the
 //! machine's one reaper, and it turns SIGTERM, SIGINT, SIGPWR and the ACPI power button
 //! into one orderly shutdown ([`shutdown`]). Its signal handlers are installed before
 //! anything else, so a shutdown asked during boot is kept and honoured before the children
@@ -102,7 +104,21 @@ pub fn fatal(why: &str) -> ! {
     shutdown::finish(Action::PowerOff)
 }
 
+fn exp(flag: &str) -> bool {
+    std::fs::read_to_string("/proc/cmdline")
+        .unwrap_or_default()
+        .split_whitespace()
+        .any(|w| w.strip_prefix("hoist.exp=").is_some_and(|v| v.split(',').any(|f| f == flag)))
+}
+
 fn boot() -> ! {
+    if std::fs::metadata("/proc/cmdline").is_err() {
+        let _ = std::fs::create_dir_all("/proc");
+        let _ = nix::mount::mount(Some("proc"), "/proc", Some("proc"), nix::mount::MsFlags::empty(), None::<&str>);
+    }
+    if exp("arena") {
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+    }
     // First of all: the kernel drops a signal PID 1 has no handler for, so until the handlers
     // exist a SIGTERM (or SIGPWR, Ctrl-Alt-Del's SIGINT) would be lost. From here on it waits
     // in the channel and is honoured before the children start, or by the main loop.
@@ -159,6 +175,12 @@ fn boot() -> ! {
     if system::cmdline_flag(&cmdline, DEBUG_FLAG) {
         supervisor = supervisor.env("RUST_LOG", "debug");
     }
+    if exp("gogc") {
+        containerd = containerd.env("GOGC", "50");
+    }
+    if exp("memlimit") {
+        containerd = containerd.env("GOMEMLIMIT", "24MiB");
+    }
     let budget = services_budget(&config);
     // Asked during boot: shut down before starting anything (the sequence skips children
     // that never ran).
@@ -169,6 +191,10 @@ fn boot() -> ! {
     containerd.start(now);
     supervisor.start(now);
     start_network_thread(loader, config.network.clone());
+    if exp("trim") {
+        std::thread::sleep(Duration::from_millis(300));
+        unsafe { libc::malloc_trim(0) };
+    }
     main_loop(&rx, &mut supervisor, &mut containerd, budget)
 }
 
@@ -237,16 +263,19 @@ fn start_network_thread(loader: Option<kmod::Loader>, network: hoist_config::Net
             log::debug!("modules loaded: {}", loader.report.loaded.join(" "));
         }
         // The supervisor says it on the console and in status when it reads the state.
-        let degraded = setup_network(&network).err();
-        let state = hoist_guest::network::State { uptime_ms: console::uptime_ms() as u64, degraded };
-        console::print(&hoist_guest::console::Line::Phase { name: "network".into(), uptime_ms: state.uptime_ms });
-        if let Err(e) = hoist_guest::atomic::write(Path::new(paths::NETWORK_STATE), state.format().as_bytes()) {
-            log::warn!("{}: {e}", paths::NETWORK_STATE);
-        }
+        write_network_state(setup_network(&network).err());
     });
     if let Err(e) = spawned {
-        // Without the thread the network target is never reached: say so where it shows.
-        problems::report(format!("network thread: {e}"));
+        // Reached degraded, so the services that depend on it do not wait for ever.
+        write_network_state(Some(format!("network thread: {e}")));
+    }
+}
+
+fn write_network_state(degraded: Option<String>) {
+    let state = hoist_guest::network::State { uptime_ms: console::uptime_ms() as u64, degraded };
+    console::print(&hoist_guest::console::Line::Phase { name: "network".into(), uptime_ms: state.uptime_ms });
+    if let Err(e) = hoist_guest::atomic::write(Path::new(paths::NETWORK_STATE), state.format().as_bytes()) {
+        log::warn!("{}: {e}", paths::NETWORK_STATE);
     }
 }
 

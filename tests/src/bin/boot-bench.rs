@@ -239,7 +239,7 @@ command = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
 [service.chaos]
 image = "@IMAGE@"
 host_pid = true
-command = ["sh", "-c", "sleep 30; echo chaos: kill containerd; killall -9 containerd; exec sleep 100000"]
+command = ["sh", "-c", "trap 'exit 0' TERM; sleep 30; echo chaos: kill containerd; killall -9 containerd; sleep 100000 & wait"]
 "#;
 
 /// Restart latency (exit line to running line of a crashing service, includes its 100 ms
