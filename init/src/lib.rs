@@ -104,21 +104,7 @@ pub fn fatal(why: &str) -> ! {
     shutdown::finish(Action::PowerOff)
 }
 
-fn exp(flag: &str) -> bool {
-    std::fs::read_to_string("/proc/cmdline")
-        .unwrap_or_default()
-        .split_whitespace()
-        .any(|w| w.strip_prefix("hoist.exp=").is_some_and(|v| v.split(',').any(|f| f == flag)))
-}
-
 fn boot() -> ! {
-    if std::fs::metadata("/proc/cmdline").is_err() {
-        let _ = std::fs::create_dir_all("/proc");
-        let _ = nix::mount::mount(Some("proc"), "/proc", Some("proc"), nix::mount::MsFlags::empty(), None::<&str>);
-    }
-    if exp("arena") {
-        unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
-    }
     // First of all: the kernel drops a signal PID 1 has no handler for, so until the handlers
     // exist a SIGTERM (or SIGPWR, Ctrl-Alt-Del's SIGINT) would be lost. From here on it waits
     // in the channel and is honoured before the children start, or by the main loop.
@@ -175,12 +161,6 @@ fn boot() -> ! {
     if system::cmdline_flag(&cmdline, DEBUG_FLAG) {
         supervisor = supervisor.env("RUST_LOG", "debug");
     }
-    if exp("gogc") {
-        containerd = containerd.env("GOGC", "50");
-    }
-    if exp("memlimit") {
-        containerd = containerd.env("GOMEMLIMIT", "24MiB");
-    }
     let budget = services_budget(&config);
     // Asked during boot: shut down before starting anything (the sequence skips children
     // that never ran).
@@ -191,10 +171,6 @@ fn boot() -> ! {
     containerd.start(now);
     supervisor.start(now);
     start_network_thread(loader, config.network.clone());
-    if exp("trim") {
-        std::thread::sleep(Duration::from_millis(300));
-        unsafe { libc::malloc_trim(0) };
-    }
     main_loop(&rx, &mut supervisor, &mut containerd, budget)
 }
 
