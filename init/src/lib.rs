@@ -226,20 +226,30 @@ fn load_modules(config: &hoist_config::Config) -> Option<kmod::Loader> {
 
 /// The devices' drivers, then the network, off the boot's path: containerd and the
 /// supervisor are starting meanwhile, and only services that depend on the `network`
-/// target wait for the state file written at the end (up, or degraded with the reason;
-/// never later than [`NETWORK_DEADLINE`] after the drivers are loaded).
+/// target wait for the state file written at the end (up, or degraded with the reason,
+/// also after a panic here). It comes [`NETWORK_DEADLINE`] after the drivers are loaded at
+/// the latest, plus the kernel's answers to the three netlink requests (immediate; each
+/// bounded by [`net::ANSWER_TIMEOUT`]).
 fn start_network_thread(loader: Option<kmod::Loader>, network: hoist_config::Network) {
     let spawned = std::thread::Builder::new().name("network".into()).spawn(move || {
-        if let Some(mut loader) = loader {
-            let before = loader.report.failed.len();
-            loader.load_for_devices(Path::new("/sys"));
-            for (module, why) in &loader.report.failed[before..] {
-                log::warn!("module {module}: {why}");
+        // Only the main thread's panics end the machine: one here must still reach the
+        // target (degraded), or the services that depend on it would wait for ever.
+        let job = std::panic::AssertUnwindSafe(move || {
+            if let Some(mut loader) = loader {
+                let before = loader.report.failed.len();
+                loader.load_for_devices(Path::new("/sys"));
+                for (module, why) in loader.report.failed.iter().skip(before) {
+                    log::warn!("module {module}: {why}");
+                }
+                log::debug!("modules loaded: {}", loader.report.loaded.join(" "));
             }
-            log::debug!("modules loaded: {}", loader.report.loaded.join(" "));
-        }
+            setup_network(&network).err()
+        });
         // The supervisor says it on the console and in status when it reads the state.
-        write_network_state(setup_network(&network).err());
+        match std::panic::catch_unwind(job) {
+            Ok(degraded) => write_network_state(degraded),
+            Err(_) => write_network_state(Some("network setup panicked".into())),
+        }
     });
     if let Err(e) = spawned {
         // Reached degraded, so the services that depend on it do not wait for ever.
