@@ -1,6 +1,6 @@
 #!/bin/sh
 # Runs every check and test of hoist: formatting, clippy, unit tests and the VM tests
-# (real kernel, containerd, runc and QEMU). Installs missing Debian packages first.
+# (real kernel, containerd, crun or runc, and QEMU). Installs missing Debian packages first.
 # Usage (as root): tests/run.sh
 set -eu
 cd "$(dirname "$0")/.."

@@ -1,5 +1,5 @@
 //! hoist-tests: shared pieces of the VM tests. They build real hosts with the real
-//! `hoist_images::build` (real kernel, containerd, runc, our own init and supervisor) and
+//! `hoist_images::build` (real kernel, containerd, crun or runc, our own init and supervisor) and
 //! boot them under real QEMU through `hoist_qemu`. Nothing is mocked.
 //!
 //! The tests need the release binaries (`cargo build --release --bins`; `tests/run.sh`
