@@ -25,8 +25,8 @@
 //! thiserror): no async, no gRPC, no syscalls beyond files, getrandom (temporary names) and a
 //! pipe, so PID 1 can link it and stay small. The optional `x509` feature (x509-parser,
 //! for [`pki`]'s reading of client certificates) is for the API server and `hoist pki`;
-//! a workspace build unifies features, so only `-p hoist-init` builds PID 1 without it. It does not decide anything; the crates on
-//! either side of a contract do. What is not here on purpose: the host side's own
+//! a workspace build unifies features, so only `-p hoist-init` builds PID 1 without it.
+//! It does not decide anything; the crates on either side of a contract do. What is not here on purpose: the host side's own
 //! defaults (`hoist-qemu`'s command line for a bare kernel), and free-text console lines
 //! meant for people, which may change wording.
 

@@ -21,6 +21,7 @@ pub const OCI_RUNTIMES: &[(&str, &str)] = &[("crun", "/usr/bin/crun"), ("runc", 
 pub fn oci_runtime(name: &str) -> Option<&'static str> {
     OCI_RUNTIMES.iter().find(|(n, _)| *n == name).map(|(_, path)| *path)
 }
+
 pub const CONTAINERD_CONFIG: &str = "/etc/containerd/config.toml";
 pub const CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
 /// PID 1's and the supervisor's runtime directory (created by PID 1).

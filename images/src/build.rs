@@ -59,7 +59,7 @@ pub enum BuildError {
     Kernel(#[from] kernel::KernelError),
     #[error("kernel modules for {release}: {cause}")]
     Modules { release: String, cause: ModuleError },
-    #[error("{0} not found (install it: apt-get install containerd crun)")]
+    #[error("{0} not found (install it: apt-get install containerd)")]
     MissingRuntime(String),
     #[error(
         "{path} not found ([host] runtime = \"{name}\"; install it with apt-get install {name}, or choose the other runtime)"
@@ -375,6 +375,14 @@ mod tests {
         rootfs.insert_file("etc/group", 0o644, b"root:x:0:\nwww-data:x:33:\n".to_vec());
         let config = ImageConfig { user: user.into(), working_dir: working_dir.into(), ..Default::default() };
         Image { rootfs, config, digest: "sha256:00".into(), platform: "linux/amd64".into() }
+    }
+
+    #[test]
+    fn every_runtime_the_config_offers_has_a_guest_path() {
+        for runtime in [OciRuntime::Crun, OciRuntime::Runc] {
+            assert!(paths::oci_runtime(runtime.name()).is_some(), "{runtime:?}");
+            assert!(!oci_runtime_on_host(runtime).is_empty(), "{runtime:?}");
+        }
     }
 
     #[test]

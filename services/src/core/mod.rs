@@ -3,8 +3,9 @@
 //! and the one-shot stages) and the observed state of every service, takes [`Input`]s
 //! (task started, exited or adopted, readiness, a timer, a control command, containerd lost
 //! or back, the network target reached, shutdown, a new desired config) with the boot-time
-//! in milliseconds, and returns the [`Effect`]s to carry out. The driver ([`crate::driver`]) executes them against
-//! containerd and feeds the results back as inputs.
+//! in milliseconds, and returns the [`Effect`]s to carry out. The driver
+//! ([`crate::driver`]) executes them against containerd and feeds the results back as
+//! inputs.
 //!
 //! Phases, one machine for all of them: connecting to containerd, the onboot stages, a
 //! failed required onboot (the host stays up, services do not start), services up, and
