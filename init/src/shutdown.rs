@@ -1,6 +1,6 @@
-//! One orderly shutdown: supervisor (which stops the services through containerd; started
-//! once more if it was down, see [`restart_for_stop`]), then containerd, then a kill sweep
-//! of whatever is left, unmount, sync, and power off or reboot. Every wait has a deadline;
+//! One orderly shutdown: supervisor (which stops the services in order; started once more
+//! if it was down, see [`restart_for_stop`]), then containerd together with a kill sweep of
+//! whatever is left, unmount, sync, and power off or reboot. Every wait has a deadline;
 //! when one passes we escalate instead of waiting more.
 //! Further shutdown requests while this runs are logged and ignored.
 
@@ -198,10 +198,10 @@ pub fn run(
     let mut children = [supervisor, containerd];
     // 1. The supervisor stops every service (stop signal, stop timeout, SIGKILL) and exits.
     stop_supervisor(rx, &mut children, services_budget);
-    // 2. containerd; shims and containers it leaves behind are caught by the sweep.
-    stop_child(rx, &mut children, 1, Duration::from_secs(5));
-    // 3. Everything else.
-    for (sig, grace) in [(Signal::SIGTERM, Duration::from_secs(2)), (Signal::SIGKILL, Duration::from_secs(2))] {
+    // 2. containerd and everything else (shims, loggers, what a SIGKILLed service left) at
+    //    once: the services are stopped, and one grace for all is shorter than containerd's
+    //    exit followed by the sweep's. containerd gets the longer grace it had alone.
+    for (sig, grace) in [(Signal::SIGTERM, Duration::from_secs(5)), (Signal::SIGKILL, Duration::from_secs(2))] {
         if !others_alive() {
             break;
         }

@@ -29,6 +29,10 @@
 //! as blobs into containerd's content store and are unpacked through its snapshotter
 //! ([`images`], [`content`]); what no kept generation uses is removed.
 //!
+//! Stop signals go straight to the service's cgroup ([`cgroup_signal`]: `cgroup.kill` for
+//! SIGKILL, pidfds for the rest), not through containerd, its shim and an exec of the OCI
+//! runtime, which took about 0.5 s per signal under TCG.
+//!
 //! Readiness probes ([`ready`], [`notify`]) and the restart policy ([`policy`]) live here
 //! too, as does the control API's server ([`api`]): gRPC on a Unix socket and on TCP with
 //! mutual TLS, served from the first moment and answered by the driver through a command
@@ -42,12 +46,14 @@
 //! I/O); `plan` on `spec` and `policy`; `diff` and `candidate` on `plan` (pure);
 //! `generations` on `diff`; `images` on `content` and `containerd`; `apply` on `candidate`,
 //! `diff`, `generations`, `images` and `core`; `driver` on `core`, `api`, `apply` and
-//! `notify`; `runner` on `driver`'s trait, `plan`, `ready` and `containerd`; `notify` on
-//! `core`'s input type. Nothing depends back on `driver` or `runner`.
+//! `notify`; `runner` on `driver`'s trait, `plan`, `ready`, `cgroup_signal` and
+//! `containerd`; `notify` on `core`'s input type; `cgroup_signal` on `spec` for the path.
+//! Nothing depends back on `driver` or `runner`.
 
 pub mod api;
 pub mod apply;
 pub mod candidate;
+pub mod cgroup_signal;
 pub mod containerd;
 pub mod content;
 pub mod core;

@@ -167,7 +167,19 @@ impl Runtime for Containerd {
         }
     }
 
+    /// Straight through the service's cgroup ([`crate::cgroup_signal`]); through containerd
+    /// (the shim and `kill --all` of the OCI runtime) only when that cgroup is not there
+    /// or cannot be read.
     async fn signal(&self, name: String, signal: i32) -> Result<(), String> {
+        let cgroup = crate::cgroup_signal::Cgroup::of_service(&name);
+        match crate::cgroup_signal::signal(&cgroup, Path::new("/proc"), signal) {
+            Ok(Some(n)) => {
+                log::debug!("{name}: signal {signal} sent to {n} processes through {}", cgroup.path);
+                return Ok(());
+            }
+            Ok(None) => log::debug!("{name}: no cgroup {}; signalling through containerd", cgroup.path),
+            Err(e) => log::warn!("{name}: signalling through cgroup {}: {e}; through containerd instead", cgroup.path),
+        }
         self.kill(&name, signal, true).await.map_err(|e| e.to_string())
     }
 

@@ -30,7 +30,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run()) {
+    let result = runtime.block_on(run());
+    // Without waiting for what is still in flight (the containerd cleanups of stopped
+    // services, API streams): at shutdown PID 1 goes on once this process has exited.
+    runtime.shutdown_background();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");

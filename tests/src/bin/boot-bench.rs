@@ -24,7 +24,7 @@ version = 1
 hostname = "demo"
 [service.web]
 image = "@IMAGE@"
-command = ["sh", "-c", "httpd -f -p 80 -h /www & trap 'kill $!; exit 0' TERM; wait"]
+command = ["sh", "-c", "httpd -f -p 80 -h /www & trap 'kill $!; exit 0' TERM; echo web up; wait"]
 stop_timeout = "5s"
 [service.ticker]
 image = "@IMAGE@"
@@ -32,9 +32,13 @@ command = ["sh", "-c", "trap 'echo ticker got SIGTERM; exit 0' TERM; echo ticker
 stop_timeout = "5s"
 [service.idle]
 image = "@IMAGE@"
-command = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 60 & wait $!; done"]
+command = ["sh", "-c", "trap 'exit 0' TERM; echo idle up; while true; do sleep 60 & wait $!; done"]
 stop_timeout = "5s"
 "#;
+
+/// What each DEMO service prints once its SIGTERM trap is set: shutdown is timed from
+/// then, so that no service meets the stop signal before it can handle it.
+const DEMO_UP: [&str; 3] = ["[web] web up", "[ticker] ticker started", "[idle] idle up"];
 
 struct Variant {
     name: String,
@@ -168,6 +172,9 @@ fn boot_once(v: &Variant, s: &mut Samples) -> Result<(), String> {
         if let Some(kb) = memory.field(key) {
             s.add(key, kb as f64);
         }
+    }
+    for up in DEMO_UP {
+        vm.wait_for_line(up, Duration::from_secs(30)).map_err(|e| e.to_string())?;
     }
     let t = Instant::now();
     let exit = vm.shutdown(Duration::from_secs(60)).map_err(|e| e.to_string())?;
