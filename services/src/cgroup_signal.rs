@@ -146,7 +146,7 @@ fn signal_pid(pid: i32, proc: &Path, path: &str, signal: i32) -> io::Result<bool
 }
 
 /// A pidfd for `pid`, or `None` when no such process exists.
-fn pidfd_open(pid: i32) -> io::Result<Option<OwnedFd>> {
+pub(crate) fn pidfd_open(pid: i32) -> io::Result<Option<OwnedFd>> {
     // SAFETY: pidfd_open takes a pid and flags (0) and returns a new fd or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     if fd < 0 {
@@ -158,7 +158,7 @@ fn pidfd_open(pid: i32) -> io::Result<Option<OwnedFd>> {
     Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
-fn read_bounded(path: &Path, max: u64) -> io::Result<String> {
+pub(crate) fn read_bounded(path: &Path, max: u64) -> io::Result<String> {
     let mut bytes = Vec::new();
     std::fs::File::open(path)?.take(max).read_to_end(&mut bytes)?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())

@@ -42,8 +42,9 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     fn running(&self) -> impl Future<Output = Result<BTreeMap<String, u32>, String>> + Send;
     /// Creates and starts the container; the pid of its main process.
     fn start(&self, plan: Plan) -> impl Future<Output = Result<u32, StartError>> + Send;
-    /// Until the task exits: its status and whether the OOM killer ended it.
-    fn wait(&self, name: String) -> impl Future<Output = Result<(u32, bool), WaitError>> + Send;
+    /// Until the task (main process `pid`) exits: its status and whether the OOM killer
+    /// ended it.
+    fn wait(&self, name: String, pid: u32) -> impl Future<Output = Result<(u32, bool), WaitError>> + Send;
     fn signal(&self, name: String, signal: i32) -> impl Future<Output = Result<(), String>> + Send;
     fn cleanup(&self, name: String) -> impl Future<Output = ()> + Send;
     /// True once the service is ready per its plan; false when the run is gone first.
@@ -174,7 +175,7 @@ impl<R: Runtime> Driver<R> {
                 tokio::spawn(async move {
                     let mut warned = false;
                     loop {
-                        match rt.wait(name.clone()).await {
+                        match rt.wait(name.clone(), pid).await {
                             Ok((status, oom)) => {
                                 let _ = tx.send(Input::Exited { name, pid, status, oom });
                                 return;

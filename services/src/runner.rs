@@ -60,8 +60,19 @@ async fn lock(name: &str) -> tokio::sync::OwnedMutexGuard<()> {
     m.lock_owned().await
 }
 
+/// How long a cleanup waits for the shim to report an exit the supervisor saw first.
+const SHIM_EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 async fn cleanup_unlocked(client: &Containerd, name: &str) {
-    let _ = client.delete_task(name).await;
+    if let Err(e) = client.delete_task(name).await
+        && !e.is_not_found()
+    {
+        // The exit may have been seen through the pidfd before the shim reaped the process
+        // and told containerd, which refuses to delete a task it thinks runs: wait for that,
+        // boundedly, and try once more.
+        let _ = tokio::time::timeout(SHIM_EXIT_GRACE, client.wait(name)).await;
+        let _ = client.delete_task(name).await;
+    }
     let _ = client.delete_container(name).await;
 }
 
@@ -159,11 +170,24 @@ impl Runtime for Containerd {
         start(self, &plan).await
     }
 
-    async fn wait(&self, name: String) -> Result<(u32, bool), WaitError> {
-        match Containerd::wait(self, &name).await {
-            Ok(status) => Ok((status, oom_killed(&name))),
-            Err(e) if e.is_disconnect() => Err(WaitError::Lost(e.to_string())),
-            Err(e) => Err(WaitError::Other(e.to_string())),
+    /// Whichever answers first: the kernel, through a pidfd on the main process
+    /// ([`crate::exit_watch`]), or containerd. The pidfd's answer needs the zombie still
+    /// there; when the shim reaped it first, containerd's counts.
+    async fn wait(&self, name: String, pid: u32) -> Result<(u32, bool), WaitError> {
+        let proc = Path::new("/proc");
+        let direct = async {
+            match crate::exit_watch::pin(pid, &crate::cgroup_signal::Cgroup::of_service(&name), proc) {
+                Some(pinned) => pinned.exited().await,
+                None => None,
+            }
+        };
+        tokio::select! {
+            Some(status) = direct => Ok((status, oom_killed(&name))),
+            answer = Containerd::wait(self, &name) => match answer {
+                Ok(status) => Ok((status, oom_killed(&name))),
+                Err(e) if e.is_disconnect() => Err(WaitError::Lost(e.to_string())),
+                Err(e) => Err(WaitError::Other(e.to_string())),
+            },
         }
     }
 
