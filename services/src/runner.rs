@@ -182,7 +182,10 @@ impl Runtime for Containerd {
             }
         };
         tokio::select! {
-            Some(status) = direct => Ok((status, oom_killed(&name))),
+            Some(status) = direct => {
+                log::debug!("{name}: exit of pid {pid} seen through its pidfd");
+                Ok((status, oom_killed(&name)))
+            }
             answer = Containerd::wait(self, &name) => match answer {
                 Ok(status) => Ok((status, oom_killed(&name))),
                 Err(e) if e.is_disconnect() => Err(WaitError::Lost(e.to_string())),

@@ -30,11 +30,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(run());
-    // Without waiting for what is still in flight (the containerd cleanups of stopped
-    // services, API streams): at shutdown PID 1 goes on once this process has exited.
-    runtime.shutdown_background();
-    match result {
+    match runtime.block_on(run()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
@@ -85,5 +81,9 @@ async fn run() -> Result<(), String> {
         }
     };
     Driver::new(core, events, PathBuf::from(state::PATH), generations).run(connect, cmd_rx, stop_rx).await;
-    Ok(())
+    // Done: exit at once, without dropping the runtime and what is still in flight (the
+    // containerd cleanups of stopped services, API streams), which took 0.1 s under TCG
+    // while PID 1's shutdown waits for this exit. Log writes are unbuffered and exit
+    // flushes stdout.
+    std::process::exit(0)
 }
