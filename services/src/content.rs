@@ -259,8 +259,11 @@ impl Containerd {
         Ok(())
     }
 
-    pub async fn untag_image(&self, name: &str) {
+    /// Removes the image record `name`. With `sync`, containerd also runs its garbage
+    /// collection before answering, so the blob files and snapshot directories that no
+    /// record refers to any more are gone from disk (on deletes alone it collects later).
+    pub async fn untag_image(&self, name: &str, sync: bool) {
         let mut images = ImagesClient::new(self.channel.clone());
-        let _ = images.delete(req(DeleteImageRequest { name: name.to_string(), sync: false, target: None })).await;
+        let _ = images.delete(req(DeleteImageRequest { name: name.to_string(), sync, target: None })).await;
     }
 }

@@ -310,9 +310,6 @@ impl Library {
         let kept_chain: BTreeSet<&String> = kept.iter().flat_map(|r| &r.chain).collect();
         let kept_names: BTreeSet<&String> = kept.iter().flat_map(|r| &r.names).collect();
         for r in &gone {
-            for name in r.names.iter().filter(|n| !kept_names.contains(n)) {
-                client.untag_image(name).await;
-            }
             let _ = client.remove_snapshot(&r.view).await;
         }
         // Children before parents: the deepest layers first, across every removed image.
@@ -334,6 +331,16 @@ impl Library {
             for b in r.blobs.iter().filter(|b| !kept_blobs.contains(b)) {
                 client.delete_blob(b).await;
             }
+        }
+        // The records last, the last one with containerd's collection run before it
+        // answers: deleted blobs and snapshots leave the disk now, not at containerd's next
+        // collection, whenever that comes.
+        let names: BTreeSet<&String> = gone.iter().flat_map(|r| &r.names).filter(|n| !kept_names.contains(n)).collect();
+        let last = names.len();
+        for (i, name) in names.into_iter().enumerate() {
+            client.untag_image(name, i + 1 == last).await;
+        }
+        for r in &gone {
             let _ = std::fs::remove_file(self.dir.join(format!("{}.json", hex(&r.image.digest))));
             lock(&self.imported).remove(&r.image.digest);
             crate::say(&format!("image {} removed: no kept generation uses it", r.image.source));

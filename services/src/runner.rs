@@ -111,20 +111,55 @@ pub async fn start(client: &Containerd, plan: &Plan) -> Result<u32, StartError> 
         return Err(permanent(format!("image rootfs {dir} is missing")));
     }
     let name = plan.name.as_str();
+    let mut steps = Steps::new();
     let _guard = lock(name).await;
     cleanup_unlocked(client, name).await;
+    steps.done("cleanup");
     let mounts = rootfs_mounts(plan).map_err(|e| transient(format!("{RW_DIR}/{name}: {e}")))?;
+    steps.done("rootfs");
     client.create_container(name, plan.spec.clone()).await.map_err(|e| transient(e.to_string()))?;
+    steps.done("container");
     let started = async {
         client.create_task(name, mounts, &logger_uri(plan.log_max)).await?;
-        client.start(name).await
+        steps.done("task");
+        let pid = client.start(name).await;
+        steps.done("start");
+        pid
     };
     match started.await {
-        Ok(pid) => Ok(pid),
+        Ok(pid) => {
+            log::debug!("{name}: started in {}", steps.report());
+            Ok(pid)
+        }
         Err(e) => {
             cleanup_unlocked(client, name).await;
             Err(StartError { permanent: !e.is_disconnect() && !may_pass(&e.to_string()), reason: e.to_string() })
         }
+    }
+}
+
+/// How long each step of a start took, for the debug log (`hoist.debug`).
+struct Steps {
+    at: std::time::Instant,
+    done: Vec<(&'static str, u128)>,
+}
+
+impl Steps {
+    fn new() -> Steps {
+        Steps { at: std::time::Instant::now(), done: Vec::new() }
+    }
+
+    fn done(&mut self, step: &'static str) {
+        let now = std::time::Instant::now();
+        self.done.push((step, now.duration_since(self.at).as_millis()));
+        self.at = now;
+    }
+
+    /// `N ms: step N, step N, ...`
+    fn report(&self) -> String {
+        let total: u128 = self.done.iter().map(|(_, ms)| ms).sum();
+        let steps: Vec<String> = self.done.iter().map(|(s, ms)| format!("{s} {ms}")).collect();
+        format!("{total} ms: {}", steps.join(", "))
     }
 }
 
@@ -234,6 +269,12 @@ impl Runtime for Containerd {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_start_report_names_each_step_and_the_sum() {
+        let steps = Steps { at: std::time::Instant::now(), done: vec![("cleanup", 12), ("task", 900), ("start", 88)] };
+        assert_eq!(steps.report(), "1000 ms: cleanup 12, task 900, start 88");
+    }
 
     #[test]
     fn only_shortages_and_leftovers_are_worth_retrying() {
