@@ -11,6 +11,7 @@
 //! - [`kernel`]: the default command line and the modules every image carries;
 //! - [`console`]: the console lines other code reads, as a typed [`console::Line`] that
 //!   prints and parses with one grammar;
+//! - [`boot`]: what PID 1 needs of the host config, written by the builder in a line format;
 //! - [`timeline`]: the boot timeline file PID 1 hands the supervisor;
 //! - [`network`]: the built-in `network` target, reached when PID 1 says so in a file;
 //! - [`modules`]: the kernel's module index, read at build time (what goes into the
@@ -32,6 +33,7 @@
 
 pub mod api;
 pub mod atomic;
+pub mod boot;
 pub mod console;
 pub mod kernel;
 pub mod logfile;

@@ -3,6 +3,8 @@
 
 /// The host config, as the user wrote it.
 pub const HOST_CONFIG: &str = "/etc/hoist/host.toml";
+/// What PID 1 needs of the host config, in [`crate::boot`]'s line format.
+pub const BOOT_CONFIG: &str = "/etc/hoist/boot";
 /// What the build resolved: each service's rootfs tree and image config (TOML, see hoist_config::manifest).
 pub const BUILD_MANIFEST: &str = "/etc/hoist/build.toml";
 /// Kernel modules directory prefix; the version is the running kernel's release.

@@ -140,6 +140,7 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport
 
     let mut tree = skeleton();
     tree.insert_file(paths::HOST_CONFIG, 0o600, config_text);
+    tree.insert_file(paths::BOOT_CONFIG, 0o600, crate::boot::facts(&config).format().into_bytes());
     tree.insert_file(paths::CONTAINERD_CONFIG, 0o644, paths::CONTAINERD_CONFIG_TOML.as_bytes().to_vec());
 
     progress.begin("kernel");

@@ -4,7 +4,8 @@
 //! [`build::build`] collects everything into an in-memory [`tree::Tree`]: `hoist-init` as
 //! `/init`, the supervisor and logger, containerd, its runc shim and runc with the shared
 //! libraries their ELF headers ask for ([`elf`]), the kernel modules the config and the VM's
-//! devices need with their dependencies ([`hoist_guest::modules`]), the config, and every
+//! devices need with their dependencies ([`hoist_guest::modules`]), the config (and PID 1's
+//! part of it in a line format, [`boot`]), and every
 //! service image unpacked into a ready rootfs tree ([`oci`]: digests verified on the way
 //! in; the image's `User` and `WorkingDir` resolved to numbers and absolute paths with
 //! [`resolve`]). It writes that tree as a sorted newc archive ([`cpio`]) with fixed owners and
@@ -17,6 +18,7 @@
 //! OCI layouts, `docker save` tarballs or plain directories, and [`oci::create_oci_layout`]
 //! makes an image from local files.
 
+pub mod boot;
 pub mod build;
 pub mod compress;
 pub mod cpio;

@@ -12,7 +12,11 @@
 //! anything else, so a shutdown asked during boot is kept and honoured before the children
 //! start.
 //!
-//! It never runs gRPC and never parses images; errors are mapped to actions: a failed
+//! It never runs gRPC, never parses images and never parses the TOML: what it needs of the
+//! host config (hostname, sysctls, modules, network, containerd's log cap, the stop
+//! budget) the builder writes as a few lines ([`hoist_guest::boot`]), so PID 1 links no
+//! TOML parser and no validation (its binary went from 2.1 MB to 0.8 MB). Errors are
+//! mapped to actions: a failed
 //! optional step is logged and boot goes on; a failed essential step (mounting /proc, a
 //! panic) is logged, then the machine powers off on purpose instead of a kernel panic.
 //!
@@ -39,6 +43,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use children::Child;
+use hoist_guest::boot::{Boot, Network};
 use hoist_guest::kernel::DEBUG_FLAG;
 use hoist_guest::paths;
 use shutdown::Action;
@@ -125,9 +130,9 @@ fn boot() -> ! {
     console::init_logging(system::cmdline_flag(&cmdline, DEBUG_FLAG));
     console::phase(&mut timeline, "mounts");
 
-    let config = match hoist_config::load(Path::new(paths::HOST_CONFIG)) {
+    let config = match read_boot_config(Path::new(paths::BOOT_CONFIG)) {
         Ok(c) => c,
-        Err(e) => fatal(&format!("config: {e}")),
+        Err(e) => fatal(&format!("{}: {e}", paths::BOOT_CONFIG)),
     };
     setup_system(&config);
     let loader = load_modules(&config);
@@ -153,7 +158,7 @@ fn boot() -> ! {
     }
 
     let mut containerd = Child::new("containerd", paths::CONTAINERD, &["--config", paths::CONTAINERD_CONFIG])
-        .log_file(paths::CONTAINERD_LOG, config.logs.max_size)
+        .log_file(paths::CONTAINERD_LOG, config.log_max)
         .oom_score_adj(-999);
     // The supervisor waits for containerd through the API itself, so both start now and
     // the supervisor's own start-up overlaps containerd's.
@@ -161,7 +166,7 @@ fn boot() -> ! {
     if system::cmdline_flag(&cmdline, DEBUG_FLAG) {
         supervisor = supervisor.env("RUST_LOG", "debug");
     }
-    let budget = services_budget(&config);
+    let budget = config.stop_budget;
     // Asked during boot: shut down before starting anything (the sequence skips children
     // that never ran).
     if let Some(action) = pending_shutdown(&rx) {
@@ -174,17 +179,21 @@ fn boot() -> ! {
     main_loop(&rx, &mut supervisor, &mut containerd, budget)
 }
 
-fn services_budget(config: &hoist_config::Config) -> Duration {
-    let stop_timeouts = config.service.values().map(|s| s.stop_timeout);
-    shutdown::services_budget(stop_timeouts.chain(config.onshutdown.iter().map(|o| o.timeout)))
+/// The builder's line file ([`hoist_guest::boot`]), read with a bound.
+fn read_boot_config(path: &Path) -> Result<Boot, String> {
+    use std::io::Read;
+    let mut text = String::new();
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    file.take(hoist_guest::boot::MAX_BYTES).read_to_string(&mut text).map_err(|e| e.to_string())?;
+    Boot::parse(&text).map_err(|e| e.to_string())
 }
 
-fn setup_system(config: &hoist_config::Config) {
+fn setup_system(config: &Boot) {
     let etc = Path::new("/etc");
-    if let Err(e) = system::set_hostname(etc, &config.host.hostname) {
-        log::warn!("hostname {}: {e}", config.host.hostname);
+    if let Err(e) = system::set_hostname(etc, &config.hostname) {
+        log::warn!("hostname {}: {e}", config.hostname);
     }
-    for (key, err) in system::apply_sysctls(Path::new("/proc/sys"), &config.sysctl) {
+    for (key, err) in system::apply_sysctls(Path::new("/proc/sys"), &config.sysctls) {
         log::warn!("sysctl {key}: {err}");
     }
     if let Err(e) = system::raise_rlimits() {
@@ -201,7 +210,7 @@ fn setup_system(config: &hoist_config::Config) {
 /// snapshotter checks for it when containerd starts), the power button's drivers, and the
 /// modules the config asks for (a service may need them). The devices' own drivers (the
 /// NIC's among them) are left to the network thread, which gets the loader.
-fn load_modules(config: &hoist_config::Config) -> Option<kmod::Loader> {
+fn load_modules(config: &Boot) -> Option<kmod::Loader> {
     let release = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().to_string()).unwrap_or_default();
     let dir = Path::new(paths::MODULES_DIR).join(&release);
     let mut loader = match kmod::Loader::new(&dir) {
@@ -217,7 +226,7 @@ fn load_modules(config: &hoist_config::Config) -> Option<kmod::Loader> {
         log::warn!("module {module}: {why}");
     }
     // A module the config asks for is a feature the user expects: keep saying it is missing.
-    loader.load(&config.kernel.modules);
+    loader.load(&config.modules);
     for (module, why) in &loader.report.failed[before..] {
         problems::report(format!("module {module} (from [kernel] modules) did not load: {why}"));
     }
@@ -230,7 +239,7 @@ fn load_modules(config: &hoist_config::Config) -> Option<kmod::Loader> {
 /// also after a panic here). It comes [`NETWORK_DEADLINE`] after the drivers are loaded at
 /// the latest, plus the kernel's answers to the three netlink requests (immediate; each
 /// bounded by [`net::ANSWER_TIMEOUT`]).
-fn start_network_thread(loader: Option<kmod::Loader>, network: hoist_config::Network) {
+fn start_network_thread(loader: Option<kmod::Loader>, network: Network) {
     let spawned = std::thread::Builder::new().name("network".into()).spawn(move || {
         // Only the main thread's panics end the machine: one here must still reach the
         // target (degraded), or the services that depend on it would wait for ever.
@@ -272,12 +281,12 @@ pub const NETWORK_DEADLINE: Duration = Duration::from_secs(5);
 /// The configured interface's address, link and route, then carrier; the error is why the
 /// network is degraded. A disabled network, or one without an address, is up at once
 /// (loopback only, or nothing PID 1 configures).
-fn setup_network(n: &hoist_config::Network) -> Result<(), String> {
-    let Some(cidr) = n.address.filter(|_| n.enabled) else {
+fn setup_network(n: &Network) -> Result<(), String> {
+    let Some((addr, prefix)) = n.address.filter(|_| n.enabled) else {
         return Ok(());
     };
     let deadline = Instant::now() + NETWORK_DEADLINE;
-    net::configure(&n.interface, cidr.addr, cidr.prefix, n.gateway, NETWORK_DEADLINE).map_err(|e| e.to_string())?;
+    net::configure(&n.interface, addr, prefix, n.gateway, NETWORK_DEADLINE).map_err(|e| e.to_string())?;
     net::wait_carrier(Path::new("/sys/class/net"), &n.interface, deadline)
         .map_err(|waited| format!("no carrier on {} after {:.1}s", n.interface, waited.as_secs_f64()))
 }
@@ -353,7 +362,6 @@ fn main_loop(rx: &Receiver<Event>, supervisor: &mut Child, containerd: &mut Chil
 
 #[cfg(test)]
 mod tests {
-    use hoist_config::{Config, ImageSource, OneShot, Service};
     use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 
     use super::*;
@@ -379,33 +387,5 @@ mod tests {
         // The first request decides; the rest were drained as repeats.
         assert_eq!(pending_shutdown(&rx), Some(Action::Reboot));
         assert_eq!(pending_shutdown(&rx), None);
-    }
-
-    fn service(stop_timeout: Duration) -> Service {
-        Service { stop_timeout, ..Service::new(ImageSource::Dir { dir: "/x".into() }) }
-    }
-
-    #[test]
-    fn the_shutdown_budget_saturates_and_is_capped() {
-        let mut config = Config::default();
-        assert_eq!(services_budget(&config), Duration::from_secs(10));
-        config.service.insert("a".into(), service(Duration::from_secs(20)));
-        assert_eq!(services_budget(&config), Duration::from_secs(30));
-        // Configs built by hand skip validation; a sum past Duration::MAX must not panic.
-        config.service.insert("b".into(), service(Duration::MAX));
-        config.service.insert("c".into(), service(Duration::MAX));
-        config.onshutdown.push(OneShot {
-            name: "flush".into(),
-            image: ImageSource::Dir { dir: "/x".into() },
-            command: Vec::new(),
-            env: Default::default(),
-            working_dir: None,
-            user: None,
-            binds: Vec::new(),
-            capabilities: Default::default(),
-            timeout: Duration::MAX,
-            required: false,
-        });
-        assert_eq!(services_budget(&config), Duration::from_secs(180));
     }
 }

@@ -19,19 +19,6 @@ use crate::{Event, reap};
 
 pub use hoist_guest::signals::Action;
 
-/// Margin for containerd's round trips on top of the stop timeouts.
-const BUDGET_MARGIN: Duration = Duration::from_secs(10);
-/// The most the supervisor ever gets, so that shutdown always ends.
-const BUDGET_CAP: Duration = Duration::from_secs(180);
-
-/// How long the supervisor gets to stop every service and run the onshutdown stages, from
-/// every service's stop timeout and every stage's timeout: services stop in dependency
-/// order, so in the worst case one after another. Saturating: `Duration`'s `Sum` panics on
-/// overflow, and a huge timeout in the config must not panic PID 1.
-pub fn services_budget(timeouts: impl IntoIterator<Item = Duration>) -> Duration {
-    timeouts.into_iter().fold(BUDGET_MARGIN, Duration::saturating_add).min(BUDGET_CAP)
-}
-
 /// What shutdown starts again before the ordered stop.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Restart {
@@ -283,15 +270,5 @@ mod tests {
         let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         signal_hook::flag::register(libc::SIGUSR2, flag).expect("handler");
         assert!(catches_signal(Path::new("/proc"), me, Signal::SIGUSR2));
-    }
-
-    #[test]
-    fn the_budget_sums_timeouts_with_a_margin_and_a_cap() {
-        let secs = Duration::from_secs;
-        assert_eq!(services_budget([]), secs(10));
-        assert_eq!(services_budget([secs(10), secs(5), secs(30)]), secs(55));
-        assert_eq!(services_budget([secs(100), secs(100)]), secs(180));
-        // A sum past Duration::MAX saturates instead of panicking.
-        assert_eq!(services_budget([Duration::MAX, secs(1), Duration::MAX]), secs(180));
     }
 }

@@ -1,10 +1,10 @@
 //! Small machine settings: hostname, /etc/hosts and resolv.conf, sysctls, rlimits and
 //! PID 1's own OOM protection. Paths are arguments so unit tests run against a temp dir.
 
-use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use hoist_guest::boot::Network;
 use nix::sys::resource::{Resource, setrlimit};
 
 /// `net.ipv4.ip_forward` -> `<proc_sys>/net/ipv4/ip_forward`. Keys that could climb out of
@@ -18,7 +18,7 @@ pub fn sysctl_path(proc_sys: &Path, key: &str) -> Option<PathBuf> {
 }
 
 /// Writes every sysctl; returns the ones that failed as `(key, error)`, having set the rest.
-pub fn apply_sysctls(proc_sys: &Path, sysctls: &BTreeMap<String, String>) -> Vec<(String, String)> {
+pub fn apply_sysctls(proc_sys: &Path, sysctls: &[(String, String)]) -> Vec<(String, String)> {
     let mut failed = Vec::new();
     for (key, value) in sysctls {
         let result = match sysctl_path(proc_sys, key) {
@@ -50,7 +50,7 @@ pub fn write_host_files(etc: &Path, hostname: &str) -> io::Result<()> {
 /// The resolver settings. Every service bind-mounts the host's /etc/resolv.conf (its OCI
 /// spec, services/src/spec.rs), and a bind mount of a missing file fails the container, so
 /// the file exists even when there is no network or no name server: then it only says why.
-pub fn resolv_conf(network: &hoist_config::Network) -> String {
+pub fn resolv_conf(network: &Network) -> String {
     if !network.enabled {
         return "# [network] enabled = false: loopback only, no name servers\n".to_string();
     }
@@ -60,7 +60,7 @@ pub fn resolv_conf(network: &hoist_config::Network) -> String {
     network.dns.iter().map(|d| format!("nameserver {d}\n")).collect()
 }
 
-pub fn write_resolv_conf(etc: &Path, network: &hoist_config::Network) -> io::Result<()> {
+pub fn write_resolv_conf(etc: &Path, network: &Network) -> io::Result<()> {
     std::fs::write(etc.join("resolv.conf"), resolv_conf(network))
 }
 
@@ -96,22 +96,28 @@ mod tests {
     fn sysctls_are_written_and_failures_reported() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("kernel")).expect("mkdir");
-        let mut s = BTreeMap::new();
-        s.insert("kernel.panic".to_string(), "10".to_string());
-        s.insert("nope.missing".to_string(), "1".to_string());
+        let s = [("kernel.panic".to_string(), "10".to_string()), ("nope.missing".to_string(), "1".to_string())];
         let failed = apply_sysctls(dir.path(), &s);
         assert_eq!(std::fs::read_to_string(dir.path().join("kernel/panic")).expect("read"), "10");
         assert_eq!(failed.len(), 1);
         assert_eq!(failed[0].0, "nope.missing");
     }
 
+    fn qemu_network() -> Network {
+        Network {
+            enabled: true,
+            interface: "eth0".into(),
+            address: Some(("10.0.2.15".parse().expect("ip"), 24)),
+            gateway: Some("10.0.2.2".parse().expect("ip")),
+            dns: vec!["10.0.2.3".parse().expect("ip")],
+        }
+    }
+
     #[test]
     fn resolv_conf_lists_every_server() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let network = hoist_config::Network {
-            dns: vec!["10.0.2.3".parse().expect("ip"), "1.1.1.1".parse().expect("ip")],
-            ..Default::default()
-        };
+        let network =
+            Network { dns: vec!["10.0.2.3".parse().expect("ip"), "1.1.1.1".parse().expect("ip")], ..qemu_network() };
         write_resolv_conf(dir.path(), &network).expect("write");
         let text = std::fs::read_to_string(dir.path().join("resolv.conf")).expect("read");
         assert_eq!(text, "nameserver 10.0.2.3\nnameserver 1.1.1.1\n");
@@ -119,10 +125,7 @@ mod tests {
 
     #[test]
     fn resolv_conf_exists_without_network_or_dns() {
-        for network in [
-            hoist_config::Network { enabled: false, ..Default::default() },
-            hoist_config::Network { dns: Vec::new(), ..Default::default() },
-        ] {
+        for network in [Network { enabled: false, ..qemu_network() }, Network { dns: Vec::new(), ..qemu_network() }] {
             let dir = tempfile::tempdir().expect("tempdir");
             write_resolv_conf(dir.path(), &network).expect("write");
             let text = std::fs::read_to_string(dir.path().join("resolv.conf")).expect("a file to bind-mount");

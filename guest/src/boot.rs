@@ -1,0 +1,202 @@
+//! What PID 1 needs of the host config, as the builder hands it over: [`paths::BOOT_CONFIG`],
+//! one `KEY VALUE` per line, written from the validated config at build time. PID 1 reads
+//! it instead of the TOML, so it links no TOML parser and no config validation (it stays
+//! small, DESIGN.md decision 1) and never sees the text a user wrote.
+//!
+//! Keys: `hostname NAME`, `sysctl KEY VALUE` (repeated; VALUE is the rest of the line),
+//! `module NAME` (repeated), `log_max BYTES` (containerd's log file cap), `stop_budget_ms
+//! MS` (how long the supervisor may take to stop everything, [`services_budget`]),
+//! `network on|off`, `interface NAME`, `address A.B.C.D/N`, `gateway A.B.C.D`, `dns
+//! A.B.C.D` (repeated). Values are escaped (`\\`, `\n`), so no value breaks a line.
+//!
+//! [`paths::BOOT_CONFIG`]: crate::paths::BOOT_CONFIG
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+/// Margin for containerd's round trips on top of the stop timeouts.
+const BUDGET_MARGIN: Duration = Duration::from_secs(10);
+/// The most the supervisor ever gets, so that shutdown always ends.
+const BUDGET_CAP: Duration = Duration::from_secs(180);
+/// The most of the file PID 1 reads; a real one is a few hundred bytes.
+pub const MAX_BYTES: u64 = 1 << 20;
+
+/// How long the supervisor gets to stop every service and run the onshutdown stages, from
+/// every service's stop timeout and every stage's timeout: services stop in dependency
+/// order, so in the worst case one after another. Saturating: `Duration`'s `Sum` panics on
+/// overflow, and a huge timeout in the config must not panic anything.
+pub fn services_budget(timeouts: impl IntoIterator<Item = Duration>) -> Duration {
+    timeouts.into_iter().fold(BUDGET_MARGIN, Duration::saturating_add).min(BUDGET_CAP)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Boot {
+    pub hostname: String,
+    /// Key -> value as written to /proc/sys, in the config's order.
+    pub sysctls: Vec<(String, String)>,
+    pub modules: Vec<String>,
+    pub log_max: u64,
+    pub stop_budget: Duration,
+    pub network: Network,
+}
+
+/// The interface PID 1 configures, and the name servers of every service's resolv.conf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Network {
+    /// false: only loopback is configured.
+    pub enabled: bool,
+    pub interface: String,
+    pub address: Option<(Ipv4Addr, u8)>,
+    pub gateway: Option<Ipv4Addr>,
+    pub dns: Vec<Ipv4Addr>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("line {line}: {message}")]
+pub struct BootError {
+    pub line: usize,
+    pub message: String,
+}
+
+impl Boot {
+    pub fn format(&self) -> String {
+        let mut out = String::new();
+        let mut put = |key: &str, value: &str| {
+            out.push_str(key);
+            out.push(' ');
+            out.push_str(&escape(value));
+            out.push('\n');
+        };
+        put("hostname", &self.hostname);
+        for (k, v) in &self.sysctls {
+            put("sysctl", &format!("{k} {v}"));
+        }
+        for m in &self.modules {
+            put("module", m);
+        }
+        put("log_max", &self.log_max.to_string());
+        put("stop_budget_ms", &self.stop_budget.as_millis().to_string());
+        let n = &self.network;
+        put("network", if n.enabled { "on" } else { "off" });
+        put("interface", &n.interface);
+        if let Some((addr, prefix)) = n.address {
+            put("address", &format!("{addr}/{prefix}"));
+        }
+        if let Some(gw) = n.gateway {
+            put("gateway", &gw.to_string());
+        }
+        for d in &n.dns {
+            put("dns", &d.to_string());
+        }
+        out
+    }
+
+    /// Every key but the repeated ones must be there once; an unknown key is an error (a
+    /// builder and a PID 1 of different versions do not mix).
+    pub fn parse(text: &str) -> Result<Boot, BootError> {
+        let mut hostname = None;
+        let mut sysctls = Vec::new();
+        let mut modules = Vec::new();
+        let mut log_max = None;
+        let mut budget = None;
+        let mut enabled = None;
+        let mut interface = None;
+        let mut address = None;
+        let mut gateway = None;
+        let mut dns = Vec::new();
+        for (i, raw) in text.lines().enumerate() {
+            let line = i + 1;
+            let err = |message: String| BootError { line, message };
+            if raw.is_empty() {
+                continue;
+            }
+            let (key, value) = raw.split_once(' ').ok_or_else(|| err(format!("{raw:?} has no value")))?;
+            let value = unescape(value).map_err(err)?;
+            let once = |slot: &mut Option<String>| match slot.replace(value.clone()) {
+                None => Ok(()),
+                Some(_) => Err(err(format!("{key} given twice"))),
+            };
+            match key {
+                "hostname" => once(&mut hostname)?,
+                "sysctl" => {
+                    let (k, v) = value.split_once(' ').ok_or_else(|| err(format!("sysctl {value:?} has no value")))?;
+                    sysctls.push((k.to_string(), v.to_string()));
+                }
+                "module" => modules.push(value),
+                "log_max" => once(&mut log_max)?,
+                "stop_budget_ms" => once(&mut budget)?,
+                "network" => once(&mut enabled)?,
+                "interface" => once(&mut interface)?,
+                "address" => once(&mut address)?,
+                "gateway" => once(&mut gateway)?,
+                "dns" => dns.push(value.parse().map_err(|_| err(format!("dns {value:?} is not an IPv4 address")))?),
+                other => return Err(err(format!("unknown key {other:?}"))),
+            }
+        }
+        let end = text.lines().count();
+        let missing = |key: &str| BootError { line: end, message: format!("{key} is missing") };
+        let number = |key: &str, v: Option<String>| -> Result<u64, BootError> {
+            let v = v.ok_or_else(|| missing(key))?;
+            v.parse().map_err(|_| BootError { line: end, message: format!("{key} {v:?} is not a number") })
+        };
+        let bad = |message: String| BootError { line: end, message };
+        let address = match address {
+            None => None,
+            Some(a) => Some(parse_cidr(&a).ok_or_else(|| bad(format!("address {a:?} is not A.B.C.D/N")))?),
+        };
+        let gateway = match gateway {
+            None => None,
+            Some(g) => Some(g.parse().map_err(|_| bad(format!("gateway {g:?} is not an IPv4 address")))?),
+        };
+        let enabled = match enabled.as_deref() {
+            Some("on") => true,
+            Some("off") => false,
+            Some(other) => return Err(bad(format!("network {other:?} is neither on nor off"))),
+            None => return Err(missing("network")),
+        };
+        Ok(Boot {
+            hostname: hostname.ok_or_else(|| missing("hostname"))?,
+            sysctls,
+            modules,
+            log_max: number("log_max", log_max)?,
+            stop_budget: Duration::from_millis(number("stop_budget_ms", budget)?),
+            network: Network {
+                enabled,
+                interface: interface.ok_or_else(|| missing("interface"))?,
+                address,
+                gateway,
+                dns,
+            },
+        })
+    }
+}
+
+fn parse_cidr(text: &str) -> Option<(Ipv4Addr, u8)> {
+    let (addr, prefix) = text.split_once('/')?;
+    let prefix: u8 = prefix.parse().ok().filter(|p| *p <= 32)?;
+    Some((addr.parse().ok()?, prefix))
+}
+
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+fn unescape(value: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('\\') => out.push('\\'),
+            Some('n') => out.push('\n'),
+            other => return Err(format!("bad escape \\{}", other.map(String::from).unwrap_or_default())),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

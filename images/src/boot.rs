@@ -1,0 +1,68 @@
+//! The PID 1 half of the host config ([`hoist_guest::boot`]), made from the validated
+//! config at build time: PID 1 reads these few lines instead of the TOML.
+
+use hoist_config::Config;
+use hoist_guest::boot::{Boot, Network, services_budget};
+
+pub fn facts(config: &Config) -> Boot {
+    let n = &config.network;
+    let stop_timeouts = config.service.values().map(|s| s.stop_timeout);
+    Boot {
+        hostname: config.host.hostname.clone(),
+        sysctls: config.sysctl.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        modules: config.kernel.modules.clone(),
+        log_max: config.logs.max_size,
+        stop_budget: services_budget(stop_timeouts.chain(config.onshutdown.iter().map(|o| o.timeout))),
+        network: Network {
+            enabled: n.enabled,
+            interface: n.interface.clone(),
+            address: n.address.map(|c| (c.addr, c.prefix)),
+            gateway: n.gateway,
+            dns: n.dns.clone(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_facts_are_the_configs_and_the_budget_counts_every_timeout() {
+        let text = r#"
+version = 1
+[host]
+hostname = "edge-1"
+[kernel]
+modules = ["wireguard"]
+[sysctl]
+"net.ipv4.ip_forward" = 1
+[network]
+address = "192.168.1.10/24"
+gateway = "192.168.1.1"
+dns = ["9.9.9.9"]
+[service.a]
+image = "dir:/nonexistent"
+stop_timeout = "20s"
+[service.b]
+image = "dir:/nonexistent"
+stop_timeout = "5s"
+[[onshutdown]]
+name = "flush"
+image = "dir:/nonexistent"
+timeout = "30s"
+"#;
+        let config = hoist_config::parse(text, "host.toml").expect("valid");
+        let boot = facts(&config);
+        assert_eq!(boot.hostname, "edge-1");
+        assert_eq!(boot.modules, vec!["wireguard".to_string()]);
+        assert_eq!(boot.sysctls, vec![("net.ipv4.ip_forward".to_string(), "1".to_string())]);
+        assert_eq!(boot.network.address, Some(([192, 168, 1, 10].into(), 24)));
+        assert_eq!(boot.network.gateway, Some([192, 168, 1, 1].into()));
+        assert_eq!(boot.network.dns, vec![std::net::Ipv4Addr::new(9, 9, 9, 9)]);
+        // 10 s margin + 20 + 5 + 30.
+        assert_eq!(boot.stop_budget, Duration::from_secs(65));
+        assert_eq!(Boot::parse(&boot.format()), Ok(boot));
+    }
+}
