@@ -116,6 +116,12 @@ impl Child {
         }
         // Own process group: a signal meant for one child's group never reaches another.
         cmd.process_group(0);
+        // PID 1 runs without transparent huge pages (see `boot`); the flag is inherited,
+        // and containerd, the supervisor and the services get the kernel's default back.
+        // SAFETY: between fork and exec only prctl(2), a syscall, runs; nothing allocates.
+        unsafe {
+            cmd.pre_exec(|| nix::sys::prctl::set_thp_disable(false).map_err(std::io::Error::from));
+        }
         // The reaper owns the exit status; the std Child handle is dropped without waiting.
         let child = cmd.spawn()?;
         Ok(Pid::from_raw(child.id() as i32))
