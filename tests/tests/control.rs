@@ -230,7 +230,8 @@ fn control_api_end_to_end() {
 
 /// A service writing without pause: its log stays within the rotation cap, the console
 /// is spared (rate-limited, with a note), the API still answers, and `logs -f` keeps up.
-/// Prints the follow throughput and memory figures it measured.
+/// Prints the follow throughput and memory figures it measured. Also: PID 1 runs without
+/// transparent huge pages, and containerd, its child, has them back.
 #[test]
 fn a_flooding_service_leaves_memory_and_console_bounded() {
     let work = tempfile::tempdir().expect("tempdir");
@@ -279,7 +280,8 @@ command = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
         // Let the flood run long enough to rotate several times, then look at the files.
         tokio::time::sleep(Duration::from_secs(5)).await;
         let script = "cat /hostlog/flood.log /hostlog/flood.log.1 2>/dev/null | wc -c; \
-                      for p in $(pidof hoist-supervisor) 1; do grep VmRSS /proc/$p/status; done";
+                      for p in $(pidof hoist-supervisor) 1; do grep VmRSS /proc/$p/status; done; \
+                      grep THP_enabled /proc/1/status /proc/$(pidof containerd)/status";
         let r = c
             .exec(pb::ExecRequest {
                 service: "inspector".into(),
@@ -301,6 +303,12 @@ command = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
             text.lines().filter_map(|l| l.strip_prefix("VmRSS:")?.split_whitespace().next()?.parse().ok()).collect();
         assert_eq!(rss.len(), 2, "{text}");
         assert!(rss[0] < 32 << 10, "supervisor RSS {} kB with a flooding service", rss[0]);
+        // PID 1 runs without transparent huge pages; its children have the default back.
+        let thp: Vec<(&str, &str)> =
+            text.lines().filter_map(|l| l.split_once(":THP_enabled:")).map(|(f, v)| (f, v.trim())).collect();
+        assert_eq!(thp.len(), 2, "{text}");
+        assert!(thp.contains(&("/proc/1/status", "0")), "PID 1: {thp:?}");
+        assert!(thp.iter().any(|&(f, v)| f != "/proc/1/status" && v == "1"), "containerd: {thp:?}");
         assert_eq!(status(&mut c).await.len(), 2, "the API still answers");
     });
     let exit = vm.shutdown(Duration::from_secs(90)).expect("shutdown");
