@@ -7,7 +7,7 @@
 //! `module NAME` (repeated), `log_max BYTES` (containerd's log file cap), `stop_budget_ms
 //! MS` (how long the supervisor may take to stop everything, [`services_budget`]),
 //! `network on|off`, `interface NAME`, `address A.B.C.D/N`, `gateway A.B.C.D`, `dns
-//! A.B.C.D` (repeated). Values are escaped (`\\`, `\n`), so no value breaks a line.
+//! A.B.C.D` (repeated). Values are escaped (`\\`, `\n`, `\r`), so no value breaks a line.
 //!
 //! [`paths::BOOT_CONFIG`]: crate::paths::BOOT_CONFIG
 
@@ -32,7 +32,7 @@ pub fn services_budget(timeouts: impl IntoIterator<Item = Duration>) -> Duration
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Boot {
     pub hostname: String,
-    /// Key -> value as written to /proc/sys, in the config's order.
+    /// Key -> value as written to /proc/sys, in key order.
     pub sysctls: Vec<(String, String)>,
     pub modules: Vec<String>,
     pub log_max: u64,
@@ -94,17 +94,12 @@ impl Boot {
     /// Every key but the repeated ones must be there once; an unknown key is an error (a
     /// builder and a PID 1 of different versions do not mix).
     pub fn parse(text: &str) -> Result<Boot, BootError> {
-        let mut hostname = None;
+        // The keys given once, with the line each came from, for errors found later.
+        let mut single: Vec<(&'static str, String, usize)> = Vec::new();
         let mut sysctls = Vec::new();
         let mut modules = Vec::new();
-        let mut log_max = None;
-        let mut budget = None;
-        let mut enabled = None;
-        let mut interface = None;
-        let mut address = None;
-        let mut gateway = None;
         let mut dns = Vec::new();
-        for (i, raw) in text.lines().enumerate() {
+        for (i, raw) in text.split('\n').enumerate() {
             let line = i + 1;
             let err = |message: String| BootError { line, message };
             if raw.is_empty() {
@@ -112,61 +107,59 @@ impl Boot {
             }
             let (key, value) = raw.split_once(' ').ok_or_else(|| err(format!("{raw:?} has no value")))?;
             let value = unescape(value).map_err(err)?;
-            let once = |slot: &mut Option<String>| match slot.replace(value.clone()) {
-                None => Ok(()),
-                Some(_) => Err(err(format!("{key} given twice"))),
-            };
             match key {
-                "hostname" => once(&mut hostname)?,
                 "sysctl" => {
                     let (k, v) = value.split_once(' ').ok_or_else(|| err(format!("sysctl {value:?} has no value")))?;
                     sysctls.push((k.to_string(), v.to_string()));
                 }
                 "module" => modules.push(value),
-                "log_max" => once(&mut log_max)?,
-                "stop_budget_ms" => once(&mut budget)?,
-                "network" => once(&mut enabled)?,
-                "interface" => once(&mut interface)?,
-                "address" => once(&mut address)?,
-                "gateway" => once(&mut gateway)?,
                 "dns" => dns.push(value.parse().map_err(|_| err(format!("dns {value:?} is not an IPv4 address")))?),
-                other => return Err(err(format!("unknown key {other:?}"))),
+                _ => {
+                    const SINGLE: [&str; 7] =
+                        ["hostname", "log_max", "stop_budget_ms", "network", "interface", "address", "gateway"];
+                    let Some(name) = SINGLE.iter().copied().find(|k| *k == key) else {
+                        return Err(err(format!("unknown key {key:?}")));
+                    };
+                    if single.iter().any(|(k, _, _)| *k == name) {
+                        return Err(err(format!("{key} given twice")));
+                    }
+                    single.push((name, value, line));
+                }
             }
         }
         let end = text.lines().count();
-        let missing = |key: &str| BootError { line: end, message: format!("{key} is missing") };
-        let number = |key: &str, v: Option<String>| -> Result<u64, BootError> {
-            let v = v.ok_or_else(|| missing(key))?;
-            v.parse().map_err(|_| BootError { line: end, message: format!("{key} {v:?} is not a number") })
+        let get = |key: &str| single.iter().find(|(k, _, _)| *k == key).map(|(_, v, line)| (v.as_str(), *line));
+        let need = |key: &str| get(key).ok_or_else(|| BootError { line: end, message: format!("{key} is missing") });
+        let number = |key: &str| -> Result<u64, BootError> {
+            let (v, line) = need(key)?;
+            v.parse().map_err(|_| BootError { line, message: format!("{key} {v:?} is not a number") })
         };
-        let bad = |message: String| BootError { line: end, message };
-        let address = match address {
+        let address = match get("address") {
             None => None,
-            Some(a) => Some(parse_cidr(&a).ok_or_else(|| bad(format!("address {a:?} is not A.B.C.D/N")))?),
+            Some((a, line)) => Some(
+                parse_cidr(a).ok_or_else(|| BootError { line, message: format!("address {a:?} is not A.B.C.D/N") })?,
+            ),
         };
-        let gateway = match gateway {
+        let gateway = match get("gateway") {
             None => None,
-            Some(g) => Some(g.parse().map_err(|_| bad(format!("gateway {g:?} is not an IPv4 address")))?),
+            Some((g, line)) => Some(
+                g.parse().map_err(|_| BootError { line, message: format!("gateway {g:?} is not an IPv4 address") })?,
+            ),
         };
-        let enabled = match enabled.as_deref() {
-            Some("on") => true,
-            Some("off") => false,
-            Some(other) => return Err(bad(format!("network {other:?} is neither on nor off"))),
-            None => return Err(missing("network")),
+        let enabled = match need("network")? {
+            ("on", _) => true,
+            ("off", _) => false,
+            (other, line) => {
+                return Err(BootError { line, message: format!("network {other:?} is neither on nor off") });
+            }
         };
         Ok(Boot {
-            hostname: hostname.ok_or_else(|| missing("hostname"))?,
+            hostname: need("hostname")?.0.to_string(),
             sysctls,
             modules,
-            log_max: number("log_max", log_max)?,
-            stop_budget: Duration::from_millis(number("stop_budget_ms", budget)?),
-            network: Network {
-                enabled,
-                interface: interface.ok_or_else(|| missing("interface"))?,
-                address,
-                gateway,
-                dns,
-            },
+            log_max: number("log_max")?,
+            stop_budget: Duration::from_millis(number("stop_budget_ms")?),
+            network: Network { enabled, interface: need("interface")?.0.to_string(), address, gateway, dns },
         })
     }
 }
@@ -178,7 +171,7 @@ fn parse_cidr(text: &str) -> Option<(Ipv4Addr, u8)> {
 }
 
 fn escape(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('\n', "\\n")
+    value.replace('\\', "\\\\").replace('\n', "\\n").replace('\r', "\\r")
 }
 
 fn unescape(value: &str) -> Result<String, String> {
@@ -192,6 +185,7 @@ fn unescape(value: &str) -> Result<String, String> {
         match chars.next() {
             Some('\\') => out.push('\\'),
             Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
             other => return Err(format!("bad escape \\{}", other.map(String::from).unwrap_or_default())),
         }
     }

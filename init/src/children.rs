@@ -118,9 +118,13 @@ impl Child {
         cmd.process_group(0);
         // PID 1 runs without transparent huge pages (see `boot`); the flag is inherited,
         // and containerd, the supervisor and the services get the kernel's default back.
+        // A failure only leaves the child without huge pages: never a reason not to start it.
         // SAFETY: between fork and exec only prctl(2), a syscall, runs; nothing allocates.
         unsafe {
-            cmd.pre_exec(|| nix::sys::prctl::set_thp_disable(false).map_err(std::io::Error::from));
+            cmd.pre_exec(|| {
+                let _ = nix::sys::prctl::set_thp_disable(false);
+                Ok(())
+            });
         }
         // The reaper owns the exit status; the std Child handle is dropped without waiting.
         let child = cmd.spawn()?;

@@ -13,7 +13,8 @@
 //!   a pid that was freed and reused by a process elsewhere between the listing and the
 //!   pidfd fails the check, and one reused after the check is not the pidfd's process.
 //!   Like `kill --all`, a process forked while the list is walked may miss the signal;
-//!   the stop timeout's SIGKILL does not.
+//!   the stop timeout's SIGKILL does not (on kernels with `cgroup.kill`, 5.14 and later;
+//!   before, SIGKILL also goes pid by pid).
 //!
 //! Everything read is bounded: the cgroup files by size, the subtree by depth and count.
 
@@ -50,8 +51,10 @@ impl Cgroup {
 
 /// Sends `signal` to every process of the cgroup and its subtree. `Ok(None)` when the
 /// cgroup does not exist (the caller may fall back to containerd); otherwise how many
-/// processes were signalled (for SIGKILL through `cgroup.kill`, the processes listed just
-/// before). `proc` is the procfs mount (`/proc`).
+/// processes were signalled (for SIGKILL through `cgroup.kill`, the processes listed right
+/// after, best effort). A process that cannot be signalled does not stop the others; the
+/// error comes back only when none was signalled, so a fallback never signals twice.
+/// `proc` is the procfs mount (`/proc`).
 pub fn signal(cgroup: &Cgroup, proc: &Path, signal: i32) -> io::Result<Option<usize>> {
     let dir = cgroup.dir();
     match std::fs::symlink_metadata(&dir) {
@@ -60,25 +63,35 @@ pub fn signal(cgroup: &Cgroup, proc: &Path, signal: i32) -> io::Result<Option<us
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     }
-    let pids = subtree_pids(&dir)?;
     if signal == libc::SIGKILL {
+        // First, before anything that could fail: the kill must not depend on the walk.
         let kill = dir.join("cgroup.kill");
         if kill.exists() {
             std::fs::write(&kill, b"1")?;
-            return Ok(Some(pids.len()));
+            return Ok(Some(subtree_pids(&dir).ok().flatten().map_or(0, |p| p.len())));
         }
     }
-    let mut sent = 0;
+    let Some(pids) = subtree_pids(&dir)? else { return Ok(None) };
+    let (mut sent, mut failed) = (0, None);
     for pid in pids {
-        if signal_pid(pid, proc, &cgroup.path, signal)? {
-            sent += 1;
+        match signal_pid(pid, proc, &cgroup.path, signal) {
+            Ok(true) => sent += 1,
+            Ok(false) => {}
+            Err(e) => {
+                log::warn!("signal {signal} to pid {pid} of {}: {e}", cgroup.path);
+                failed.get_or_insert(e);
+            }
         }
     }
-    Ok(Some(sent))
+    match failed {
+        Some(e) if sent == 0 => Err(e),
+        _ => Ok(Some(sent)),
+    }
 }
 
-/// Every pid listed in `cgroup.procs` of `dir` and of the cgroups below it.
-fn subtree_pids(dir: &Path) -> io::Result<Vec<i32>> {
+/// Every pid listed in `cgroup.procs` of `dir` and of the cgroups below it; `None` when
+/// `dir` itself went away.
+fn subtree_pids(dir: &Path) -> io::Result<Option<Vec<i32>>> {
     let mut pids = Vec::new();
     let mut todo = vec![(dir.to_path_buf(), 0usize)];
     let mut seen = 0;
@@ -89,21 +102,26 @@ fn subtree_pids(dir: &Path) -> io::Result<Vec<i32>> {
         }
         match read_bounded(&d.join("cgroup.procs"), MAX_PROCS_BYTES) {
             Ok(text) => pids.extend(parse_pids(&text)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && depth == 0 => return Ok(None),
             // A child cgroup removed while walking.
-            Err(e) if e.kind() == io::ErrorKind::NotFound && depth > 0 => continue,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         }
         if depth >= MAX_DEPTH {
             continue;
         }
-        for entry in std::fs::read_dir(&d)? {
-            let entry = entry?;
-            if entry.file_type()?.is_dir() {
+        let entries = match std::fs::read_dir(&d) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
                 todo.push((entry.path(), depth + 1));
             }
         }
     }
-    Ok(pids)
+    Ok(Some(pids))
 }
 
 /// The pids of a `cgroup.procs` text, one per line; anything else is skipped.

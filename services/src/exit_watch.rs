@@ -36,7 +36,11 @@ pub struct Stat {
     pub state: char,
     /// Field 22, in clock ticks since boot: with the pid, names one process for ever.
     pub start_time: u64,
-    /// Field 52: the wait(2) status of a process that has exited (0 before).
+    /// Field 52: the exit code of the main thread, in wait(2)'s encoding (0 before it
+    /// exits). For a process that ends as a whole (`exit`, a fatal signal) it is the
+    /// process's status. It is not when the main thread left early with `pthread_exit`
+    /// and another thread ended the process later: then it reads 0. Service main
+    /// processes do not do that in practice; containerd's answer would be right there.
     pub exit_code: i32,
 }
 

@@ -6,7 +6,7 @@ fn sample() -> Boot {
         sysctls: vec![
             ("net.ipv4.ip_forward".into(), "1".into()),
             ("net.ipv4.ip_local_port_range".into(), "32768 60999".into()),
-            ("kernel.hostile".into(), "a\\b\nc".into()),
+            ("kernel.hostile".into(), "a\\b\nc\r".into()),
         ],
         modules: vec!["br_netfilter".into(), "wireguard".into()],
         log_max: 1 << 20,
@@ -26,7 +26,7 @@ fn what_is_written_reads_back_the_same() {
     let boot = sample();
     let text = boot.format();
     assert_eq!(text.lines().count(), 14, "one line per fact, no value breaks a line:\n{text}");
-    assert!(text.contains("sysctl kernel.hostile a\\\\b\\nc\n"), "{text}");
+    assert!(text.contains("sysctl kernel.hostile a\\\\b\\nc\\r\n"), "{text}");
     assert_eq!(Boot::parse(&text), Ok(boot));
 
     let off = Boot {
@@ -47,9 +47,9 @@ fn bad_lines_name_the_line() {
         (format!("{good}colour blue\n"), 15, "unknown key \"colour\""),
         (format!("{good}lonely\n"), 15, "has no value"),
         (good.replace("dns 1.1.1.1", "dns one"), 14, "dns \"one\" is not an IPv4 address"),
-        (good.replace("10.0.2.15/24", "10.0.2.15/33"), 14, "is not A.B.C.D/N"),
-        (good.replace("log_max 1048576", "log_max lots"), 14, "log_max \"lots\" is not a number"),
-        (good.replace("network on", "network maybe"), 14, "neither on nor off"),
+        (good.replace("10.0.2.15/24", "10.0.2.15/33"), 11, "is not A.B.C.D/N"),
+        (good.replace("log_max 1048576", "log_max lots"), 7, "log_max \"lots\" is not a number"),
+        (good.replace("network on", "network maybe"), 9, "neither on nor off"),
         (good.replace("edge-1", "edge\\x"), 1, "bad escape \\x"),
         (good.replace("sysctl net.ipv4.ip_forward 1", "sysctl net.ipv4.ip_forward"), 2, "has no value"),
     ];
