@@ -27,9 +27,9 @@
 //! pipe, so PID 1 can link it and stay small. The optional `x509` feature (x509-parser,
 //! for [`pki`]'s reading of client certificates) is for the API server and `hoist pki`;
 //! a workspace build unifies features, so only `-p hoist-init` builds PID 1 without it.
-//! It does not decide anything; the crates on either side of a contract do. What is not here on purpose: the host side's own
-//! defaults (`hoist-qemu`'s command line for a bare kernel), and free-text console lines
-//! meant for people, which may change wording.
+//! It does not decide anything; the crates on either side of a contract do. What is not
+//! here on purpose: the host side's own defaults (`hoist-qemu`'s command line for a bare
+//! kernel), and free-text console lines meant for people, which may change wording.
 
 pub mod api;
 pub mod atomic;

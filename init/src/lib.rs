@@ -16,9 +16,9 @@
 //! host config (hostname, sysctls, modules, network, containerd's log cap, the stop
 //! budget) the builder writes as a few lines ([`hoist_guest::boot`]), so PID 1 links no
 //! TOML parser and no validation (its binary went from 2.1 MB to 0.8 MB). Errors are
-//! mapped to actions: a failed
-//! optional step is logged and boot goes on; a failed essential step (mounting /proc, a
-//! panic) is logged, then the machine powers off on purpose instead of a kernel panic.
+//! mapped to actions: a failed optional step is logged and boot goes on; a failed
+//! essential step (mounting /proc, a panic) is logged, then the machine powers off on
+//! purpose instead of a kernel panic.
 //!
 //! Boot phases are printed as `hoist: phase NAME uptime_ms=N` and written to
 //! [`paths::TIMELINE`] for the supervisor's ready line. What PID 1 shares with the
@@ -110,13 +110,15 @@ pub fn fatal(why: &str) -> ! {
 }
 
 fn boot() -> ! {
-    // First of all: the kernel drops a signal PID 1 has no handler for, so until the handlers
-    // exist a SIGTERM (or SIGPWR, Ctrl-Alt-Del's SIGINT) would be lost. From here on it waits
-    // in the channel and is honoured before the children start, or by the main loop.
     // Before the heap and the threads' arenas grow: with the kernel's THP "always"
     // (Debian's), one huge page under one of them took 2 MB for a few kB used (RSS 2.5 or
-    // 4.5 MB by chance). Children get the default back before exec ([`children`]).
+    // 4.5 MB by chance). Children get the default back before exec ([`children`]). One
+    // syscall; its failure is logged once logging is set up.
     let thp = nix::sys::prctl::set_thp_disable(true);
+    // Then, before anything else: the kernel drops a signal PID 1 has no handler for, so
+    // until the handlers exist a SIGTERM (or SIGPWR, Ctrl-Alt-Del's SIGINT) would be lost.
+    // From here on it waits in the channel and is honoured before the children start, or
+    // by the main loop.
     let (tx, rx) = channel();
     start_signal_thread(tx.clone());
     let mut timeline = Vec::new();

@@ -230,8 +230,8 @@ impl Runtime for Containerd {
     }
 
     /// Straight through the service's cgroup ([`crate::cgroup_signal`]); through containerd
-    /// (the shim and `kill --all` of the OCI runtime) only when that cgroup is not there
-    /// or cannot be read.
+    /// (the shim and `kill --all` of the OCI runtime) only when that cgroup is not there,
+    /// or cannot be read, or no process in it could be signalled.
     async fn signal(&self, name: String, signal: i32) -> Result<(), String> {
         let cgroup = crate::cgroup_signal::Cgroup::of_service(&name);
         match crate::cgroup_signal::signal(&cgroup, Path::new("/proc"), signal) {
