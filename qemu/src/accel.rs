@@ -1,7 +1,15 @@
 //! Choosing the accelerator. `/dev/kvm` can open and still be useless: under nested
-//! virtualization QEMU aborts on the first guest instruction ("failed to set MSR"). So the
-//! probe runs a real guest: a 64 KiB firmware whose reset vector writes to `isa-debug-exit`,
-//! which makes QEMU exit with status 85. Anything else (abort, error, hang past 5 s) is TCG.
+//! virtualization QEMU aborts on the first guest instruction ("failed to set MSR"), or the
+//! guest runs but a Linux kernel crawls and dies with "KVM internal error: emulation
+//! failure" minutes later. So the probe runs real guests, in two steps:
+//! 1. a 64 KiB firmware whose reset vector writes to `isa-debug-exit`, which makes QEMU exit
+//!    with status 85; anything else (abort, error, hang past 5 s) is TCG;
+//! 2. the kernel to be booted, without an initramfs and with `panic=-1`: under working KVM
+//!    it reaches "Kernel panic" (no root) and QEMU exits within a second or two; if it has
+//!    not within [`KERNEL_PROBE_TIMEOUT`], KVM is no good here.
+//!
+//! The verdict is kept for the machine's boot (a file named by the boot id in the temp dir,
+//! owned by us), so a test suite's many processes pay for the probe once.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -26,17 +34,19 @@ pub enum Accel {
 pub const ACCEL_ENV: &str = "HOIST_ACCEL";
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A kernel under working KVM panics for want of a root in about a second.
+pub const KERNEL_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// `isa-debug-exit` turns `out 0xf4, 0x2a` into exit status (0x2a << 1) | 1.
 const PROBE_OK_STATUS: i32 = 85;
 
 impl Accel {
-    /// Resolves `Auto` to `Kvm` or `Tcg`, using `qemu` for the probe.
-    pub(crate) fn resolve(self, qemu: &Path) -> Accel {
+    /// Resolves `Auto` to `Kvm` or `Tcg`, using `qemu` and `kernel` for the probe.
+    pub(crate) fn resolve(self, qemu: &Path, kernel: &Path) -> Accel {
         match self {
             Accel::Kvm | Accel::Tcg => self,
             Accel::Auto => match from_env(std::env::var(ACCEL_ENV).ok().as_deref()) {
                 Accel::Auto => {
-                    if kvm_usable_with(qemu) {
+                    if kvm_usable_with(qemu, kernel) {
                         Accel::Kvm
                     } else {
                         Accel::Tcg
@@ -68,19 +78,69 @@ fn from_env(value: Option<&str>) -> Accel {
     }
 }
 
-/// Whether KVM works on this machine with `qemu-system-x86_64`; probed once, then cached.
-pub fn kvm_usable() -> bool {
-    kvm_usable_with(Path::new(crate::builder::QEMU))
+/// Whether KVM works on this machine with `qemu-system-x86_64` for `kernel`; probed once,
+/// then cached (in this process, and for this boot of the machine).
+pub fn kvm_usable(kernel: &Path) -> bool {
+    kvm_usable_with(Path::new(crate::builder::QEMU), kernel)
 }
 
-fn kvm_usable_with(qemu: &Path) -> bool {
+fn kvm_usable_with(qemu: &Path, kernel: &Path) -> bool {
     static USABLE: OnceLock<bool> = OnceLock::new();
     *USABLE.get_or_init(|| {
+        if let Some(known) = cached() {
+            log::debug!("KVM {} (known for this boot)", if known { "works" } else { "unusable" });
+            return known;
+        }
         let started = Instant::now();
-        let usable = probe(qemu);
+        let usable = probe(qemu) && probe_kernel(qemu, kernel);
         log::info!("KVM {} (probe took {:?})", if usable { "works" } else { "unusable: using TCG" }, started.elapsed());
+        store(usable);
         usable
     })
+}
+
+/// The verdict's file for this boot of the machine and this user.
+fn cache_path() -> Option<std::path::PathBuf> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let boot = boot.trim();
+    if boot.is_empty() || !boot.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+        return None;
+    }
+    Some(std::env::temp_dir().join(format!("hoist-kvm-{boot}-{}", nix::unistd::geteuid())))
+}
+
+/// A verdict stored earlier: only from a regular file we own, never through a symlink.
+fn cached() -> Option<bool> {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(cache_path()?).ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || meta.uid() != nix::unistd::geteuid().as_raw() {
+        return None;
+    }
+    let mut text = String::new();
+    file.take(8).read_to_string(&mut text).ok()?;
+    match text.trim() {
+        "kvm" => Some(true),
+        "tcg" => Some(false),
+        _ => None,
+    }
+}
+
+/// Stores the verdict: a new file of our own, renamed over the name (a planted symlink is
+/// replaced, never followed).
+fn store(usable: bool) {
+    use std::io::Write;
+    let Some(path) = cache_path() else { return };
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(if usable { b"kvm" } else { b"tcg" }));
+    if written.and_then(|()| std::fs::rename(&tmp, &path)).is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
 }
 
 /// The probe's firmware in a new file of the temp dir: created with `O_EXCL` (never an
@@ -153,6 +213,43 @@ fn run_probe(qemu: &Path, firmware: &Path) -> Option<i32> {
     code
 }
 
+/// Step 2: the kernel, under KVM, must panic for want of a root (and QEMU exit, as
+/// `-no-reboot` turns the panic's reboot into an exit) within [`KERNEL_PROBE_TIMEOUT`].
+fn probe_kernel(qemu: &Path, kernel: &Path) -> bool {
+    if !kernel.is_file() {
+        log::debug!("KVM kernel probe: no kernel at {}; trusting the firmware probe", kernel.display());
+        return true;
+    }
+    let mut cmd = Command::new(qemu);
+    cmd.args(["-nodefaults", "-no-user-config", "-machine", "pc", "-m", "256", "-display", "none"])
+        .args(Accel::Kvm.args())
+        .args(["-no-reboot", "-serial", "none", "-monitor", "none"])
+        .arg("-kernel")
+        .arg(kernel)
+        .args(["-append", "panic=-1 quiet"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let Ok(mut child) = cmd.spawn() else { return false };
+    let Ok(pid) = i32::try_from(child.id()) else { return false };
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    match rx.recv_timeout(KERNEL_PROBE_TIMEOUT) {
+        Ok(status) => {
+            log::debug!("KVM kernel probe: {status:?}");
+            status.is_ok_and(|s| s.success())
+        }
+        Err(_) => {
+            // Not reaped yet (the waiting thread has not returned), so the pid is still ours.
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            log::debug!("KVM kernel probe: no panic within {KERNEL_PROBE_TIMEOUT:?}");
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,8 +293,8 @@ mod tests {
     #[test]
     fn explicit_choices_skip_the_probe() {
         let missing = Path::new("/nonexistent/qemu");
-        assert_eq!(Accel::Tcg.resolve(missing), Accel::Tcg);
-        assert_eq!(Accel::Kvm.resolve(missing), Accel::Kvm);
+        assert_eq!(Accel::Tcg.resolve(missing, missing), Accel::Tcg);
+        assert_eq!(Accel::Kvm.resolve(missing, missing), Accel::Kvm);
         assert_eq!(Accel::Kvm.args(), ["-accel", "kvm", "-cpu", "host"]);
         assert_eq!(Accel::Tcg.args(), ["-accel", "tcg", "-cpu", "max"]);
     }

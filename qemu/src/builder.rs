@@ -132,7 +132,7 @@ impl VmBuilder {
     /// `spawn` sends `cont` once QMP is connected.
     pub fn command(&self) -> Command {
         let work = self.work_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("hoist-qemu-PID-N"));
-        self.command_in(&work.join("qmp.sock"), self.accel.resolve(&self.qemu))
+        self.command_in(&work.join("qmp.sock"), self.accel.resolve(&self.qemu, &self.kernel))
     }
 
     fn command_in(&self, qmp_socket: &Path, accel: Accel) -> Command {
@@ -183,7 +183,7 @@ impl VmBuilder {
         let log_path = work.path().join("console.log");
         let log = std::fs::File::create(&log_path).map_err(work_err(&log_path))?;
 
-        let mut cmd = self.command_in(&socket, self.accel.resolve(&self.qemu));
+        let mut cmd = self.command_in(&socket, self.accel.resolve(&self.qemu, &self.kernel));
         // Own process group: a terminal Ctrl-C reaches only us, and we power the guest off.
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
         log::info!("starting {cmd:?}");

@@ -325,12 +325,12 @@ fn a_panicking_test_keeps_its_console_log() {
 
 #[test]
 fn kvm_probe_is_cached_and_tcg_always_works() {
-    let _ = kernel();
+    let kernel = kernel();
     let t = Instant::now();
-    let usable = hoist_qemu::kvm_usable();
+    let usable = hoist_qemu::kvm_usable(&kernel);
     eprintln!("KVM usable: {usable} (probe {:?})", t.elapsed());
     let t = Instant::now();
-    assert_eq!(hoist_qemu::kvm_usable(), usable);
+    assert_eq!(hoist_qemu::kvm_usable(&kernel), usable);
     assert!(t.elapsed() < Duration::from_millis(5), "the second answer comes from the cache");
     let cmd = VmBuilder::new("/k", "/i").accel(Accel::Auto).command();
     let args: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
