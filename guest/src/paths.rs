@@ -12,9 +12,12 @@ pub const MODULES_DIR: &str = "/usr/lib/modules";
 pub const SUPERVISOR: &str = "/usr/bin/hoist-supervisor";
 pub const LOGGER: &str = "/usr/bin/hoist-logger";
 pub const CONTAINERD: &str = "/usr/bin/containerd";
-/// containerd's runc v2 shim: one process per service, so a shim that dies takes only its
-/// own service with it (FAULTS 7; its grouping annotation would share one between all).
-pub const SHIM: &str = "/usr/bin/containerd-shim-runc-v2";
+/// hoist's own containerd shim (crate `hoist-shim`): one small process per service, so a
+/// shim that dies takes only its own service with it (FAULTS 7). containerd finds it on
+/// its PATH by the runtime name [`SHIM_RUNTIME`].
+pub const SHIM: &str = "/usr/bin/containerd-shim-hoist-v1";
+/// The containerd runtime name every service container is created with.
+pub const SHIM_RUNTIME: &str = "io.containerd.hoist.v1";
 /// The OCI runtimes `[host] runtime` chooses from, by name; the image carries only the
 /// chosen one, and the shim is told its path in each container's runtime options.
 pub const OCI_RUNTIMES: &[(&str, &str)] = &[("crun", "/usr/bin/crun"), ("runc", "/usr/sbin/runc")];

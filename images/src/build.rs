@@ -40,8 +40,7 @@ pub const DEVICE_MODULES: &[&str] =
     &["virtio_pci", "virtio_net", "virtio_blk", "virtio_rng", "virtio_console", "e1000", "e1000e"];
 
 /// Host binaries that go into every image: (host path candidates, guest path).
-const RUNTIME_BINARIES: &[(&[&str], &str)] =
-    &[(&["/usr/bin/containerd"], paths::CONTAINERD), (&["/usr/bin/containerd-shim-runc-v2"], paths::SHIM)];
+const RUNTIME_BINARIES: &[(&[&str], &str)] = &[(&["/usr/bin/containerd"], paths::CONTAINERD)];
 
 /// Where the host has the OCI runtime `[host] runtime` names (Debian's places).
 fn oci_runtime_on_host(runtime: OciRuntime) -> &'static [&'static str] {
@@ -344,9 +343,12 @@ fn add_binaries(tree: &mut Tree, bin_dir: &Path, runtime: OciRuntime) -> Result<
     let missing = || BuildError::MissingOciRuntime { name: runtime.name(), path: candidates[0].to_string() };
     let guest = paths::oci_runtime(runtime.name()).ok_or_else(missing)?;
     executables.push((find(candidates).ok_or_else(missing)?, guest.to_string()));
-    for (name, guest) in
-        [("hoist-init", "/init"), ("hoist-supervisor", paths::SUPERVISOR), ("hoist-logger", paths::LOGGER)]
-    {
+    for (name, guest) in [
+        ("hoist-init", "/init"),
+        ("hoist-supervisor", paths::SUPERVISOR),
+        ("hoist-logger", paths::LOGGER),
+        ("containerd-shim-hoist-v1", paths::SHIM),
+    ] {
         let host = bin_dir.join(name);
         if !host.is_file() {
             return Err(BuildError::MissingOwnBinary { name, dir: bin_dir.to_path_buf() });

@@ -17,7 +17,7 @@ use containerd_client::types::Mount;
 use containerd_client::types::v1::Process;
 
 pub const NAMESPACE: &str = "hoist";
-pub const RUNTIME: &str = "io.containerd.runc.v2";
+pub const RUNTIME: &str = hoist_guest::paths::SHIM_RUNTIME;
 const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
 const PROCESS_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
 const RUNC_OPTIONS_TYPE_URL: &str = "containerd.runc.v1.Options";
