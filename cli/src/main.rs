@@ -47,7 +47,7 @@ enum Command {
         /// initramfs compression: lz4 (fastest to boot here), gzip, zstd or none
         #[arg(long, default_value = "lz4")]
         compress: hoist_images::compress::Compression,
-        /// Directory holding hoist-init, hoist-supervisor and hoist-logger (default: next to this binary)
+        /// Directory holding hoist-init, hoist-supervisor and containerd-shim-hoist-v1 (default: next to this binary)
         #[arg(long, value_name = "DIR")]
         bin_dir: Option<PathBuf>,
         /// The control API's CA and certificates (made if missing; default: OUT/pki)

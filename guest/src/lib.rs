@@ -4,7 +4,7 @@
 //! prints console lines that `hoist run`, `boot-bench` and the VM tests read, the control
 //! API sends PID 1 the signals it understands.
 //!
-//! - [`paths`]: where things live in the guest, and the logger URI containerd is given;
+//! - [`paths`]: where things live in the guest;
 //! - [`pki`]: the control API's certificate file names, server name and client roles;
 //! - [`api`]: the control API's socket, port and message limit;
 //! - [`signals`]: which signal asks PID 1 to power off or reboot;
@@ -17,7 +17,9 @@
 //! - [`modules`]: the kernel's module index, read at build time (what goes into the
 //!   initramfs) and by PID 1 at boot (what to load);
 //! - [`logfile`]: size-capped log files, written by PID 1 (containerd's log), the
-//!   supervisor and every service's logger;
+//!   supervisor and every service's shim;
+//! - [`servicelog`]: the stdio URI of service tasks and how their lines are written
+//!   (console budget, line splitting, stamps), by the supervisor's word and the shim's hand;
 //! - [`atomic`]: replacing a file whole, never through a planted name (PID 1's problems,
 //!   the supervisor's persisted state, and on the host the build's outputs);
 //! - [`text`]: names from images, configs and disks escaped for a terminal.
@@ -41,6 +43,7 @@ pub mod modules;
 pub mod network;
 pub mod paths;
 pub mod pki;
+pub mod servicelog;
 pub mod signals;
 pub mod text;
 pub mod timeline;

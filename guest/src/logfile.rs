@@ -1,6 +1,6 @@
 //! Size-capped log files (NAME.log rotated to NAME.log.1 at the cap), shared by every log
 //! writer of the host: PID 1 gives containerd a pipe instead of the file and copies it
-//! here, and the supervisor and hoist-logger write theirs through [`Capped`], so no log
+//! here, and the supervisor and each service's shim write theirs through [`Capped`], so no log
 //! grows without bound in memory (the root filesystem is RAM).
 
 use std::io::{BufRead, BufReader, Read, Write};

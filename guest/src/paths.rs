@@ -10,7 +10,6 @@ pub const BUILD_MANIFEST: &str = "/etc/hoist/build.toml";
 /// Kernel modules directory prefix; the version is the running kernel's release.
 pub const MODULES_DIR: &str = "/usr/lib/modules";
 pub const SUPERVISOR: &str = "/usr/bin/hoist-supervisor";
-pub const LOGGER: &str = "/usr/bin/hoist-logger";
 pub const CONTAINERD: &str = "/usr/bin/containerd";
 /// hoist's own containerd shim (crate `hoist-shim`): one small process per service, so a
 /// shim that dies takes only its own service with it (FAULTS 7). containerd finds it on
@@ -66,12 +65,6 @@ pub const LOG_DIR: &str = "/var/log";
 pub const CONTAINERD_LOG: &str = "/var/log/containerd.log";
 pub const SUPERVISOR_LOG: &str = "/var/log/supervisor.log";
 
-/// The stdio URI containerd's shim is given for each task: it runs [`LOGGER`], which
-/// rotates the service's log file at `max_size` bytes.
-pub fn logger_uri(max_size: u64) -> String {
-    format!("binary://{LOGGER}?max_size={max_size}")
-}
-
 /// containerd's config. No CRI (we are not a kubelet's runtime, and it costs start-up
 /// time), no snapshotters but overlayfs (the one hoist unpacks into), no restart monitor,
 /// /opt plugin manager, gRPC health service or cgroup metrics monitor (task stats come from
@@ -105,11 +98,6 @@ disabled_plugins = [
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn the_logger_uri_is_what_containerd_expects() {
-        assert_eq!(super::logger_uri(1024), "binary:///usr/bin/hoist-logger?max_size=1024");
-    }
-
     #[test]
     fn containerd_listens_where_the_supervisor_connects() {
         assert!(super::CONTAINERD_CONFIG_TOML.contains(&format!("address = \"{}\"", super::CONTAINERD_SOCKET)));

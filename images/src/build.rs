@@ -102,7 +102,8 @@ impl Progress for Quiet {
 pub struct BuildOptions {
     pub config: PathBuf,
     pub out: PathBuf,
-    /// Where hoist-init, hoist-supervisor and hoist-logger are (normally next to `hoist`).
+    /// Where hoist-init, hoist-supervisor and containerd-shim-hoist-v1 are (normally next
+    /// to `hoist`).
     pub bin_dir: PathBuf,
     pub compression: Compression,
     /// The control API's PKI (made there if missing); default `OUT/pki`.
@@ -343,12 +344,9 @@ fn add_binaries(tree: &mut Tree, bin_dir: &Path, runtime: OciRuntime) -> Result<
     let missing = || BuildError::MissingOciRuntime { name: runtime.name(), path: candidates[0].to_string() };
     let guest = paths::oci_runtime(runtime.name()).ok_or_else(missing)?;
     executables.push((find(candidates).ok_or_else(missing)?, guest.to_string()));
-    for (name, guest) in [
-        ("hoist-init", "/init"),
-        ("hoist-supervisor", paths::SUPERVISOR),
-        ("hoist-logger", paths::LOGGER),
-        ("containerd-shim-hoist-v1", paths::SHIM),
-    ] {
+    for (name, guest) in
+        [("hoist-init", "/init"), ("hoist-supervisor", paths::SUPERVISOR), ("containerd-shim-hoist-v1", paths::SHIM)]
+    {
         let host = bin_dir.join(name);
         if !host.is_file() {
             return Err(BuildError::MissingOwnBinary { name, dir: bin_dir.to_path_buf() });

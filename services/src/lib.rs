@@ -17,9 +17,10 @@
 //! ([`hoist_guest::network`]; the driver polls for the file and the core starts them then,
 //! degraded or not); the others start at once.
 //!
-//! Service output never passes through the supervisor: containerd's shim starts
-//! `hoist-logger` per task ([`logger`]), which writes prefixed lines to the console and to
-//! `/var/log/NAME.log`, so logs keep flowing while the supervisor restarts.
+//! Service output never passes through the supervisor: each task's shim (`hoist-shim`)
+//! reads its stdout and stderr and writes prefixed lines to the console and to
+//! `/var/log/NAME.log` ([`hoist_guest::servicelog`]), so logs keep flowing while the
+//! supervisor restarts.
 //!
 //! A new config arrives with `hoist apply` as a new generation ([`apply`]): the request is
 //! validated and made into a [`candidate`], compared with what runs ([`diff`]: per-service
@@ -66,7 +67,6 @@ pub mod exec;
 pub mod exit_watch;
 pub mod generations;
 pub mod images;
-pub mod logger;
 pub mod notify;
 pub mod plan;
 pub mod policy;
@@ -79,12 +79,12 @@ pub mod stats;
 
 use std::io::Write;
 
-static LOG_FILE: std::sync::Mutex<Option<logger::RotatingFile>> = std::sync::Mutex::new(None);
+static LOG_FILE: std::sync::Mutex<Option<hoist_guest::logfile::Capped>> = std::sync::Mutex::new(None);
 
 /// Also keep every [`say`] line in a size-capped file (the supervisor's log for the API).
 pub fn log_to_file(path: &std::path::Path, cap: u64) {
     if let Ok(mut f) = LOG_FILE.lock() {
-        *f = Some(logger::RotatingFile::open(path, cap));
+        *f = Some(hoist_guest::logfile::Capped::open(path, cap));
     }
 }
 

@@ -1,5 +1,5 @@
 //! The driver's [`Runtime`] over containerd: starting a container from its plan (rootfs
-//! overlay, logger stdio), waiting for its exit, signalling it, probing readiness, running
+//! overlay, log stdio), waiting for its exit, signalling it, probing readiness, running
 //! one-shot stages, and cleaning up. Each call is one task's work and touches no state.
 
 use std::collections::BTreeMap;
@@ -15,9 +15,9 @@ use crate::plan::Plan;
 /// Per-container writable layers (overlay upper + work dirs) live here, each on a tmpfs
 /// of its own (`disk` bytes), so a service that fills its root fills only that.
 pub use hoist_guest::paths::RW_DIR;
-/// containerd's shim starts hoist-logger for each task with its stdout/stderr on fds 3
-/// and 4; the query becomes its arguments (`max_size BYTES`).
-pub use hoist_guest::paths::logger_uri;
+/// Every task's stdout and stderr: hoist's shim reads them itself and writes the
+/// console and the service's size-capped log file.
+pub use hoist_guest::servicelog::uri as log_uri;
 
 /// Rootfs mounts for the task: an overlay of the unpacked tree with a fresh upper layer on
 /// a tmpfs of `plan.disk` bytes (a restarted container starts from its image again).
@@ -120,7 +120,7 @@ pub async fn start(client: &Containerd, plan: &Plan) -> Result<u32, StartError> 
     client.create_container(name, plan.spec.clone()).await.map_err(|e| transient(e.to_string()))?;
     steps.done("container");
     let started = async {
-        client.create_task(name, mounts, &logger_uri(plan.log_max)).await?;
+        client.create_task(name, mounts, &log_uri(plan.log_max)).await?;
         steps.done("task");
         let pid = client.start(name).await;
         steps.done("start");

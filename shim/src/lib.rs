@@ -8,18 +8,22 @@
 //!
 //! Why our own: containerd's Go shim costs about a second of CPU to start under
 //! emulation and 10+ MB per container; this one is one thread, no runtime, a few hundred
-//! kB. What it does not do: terminals, checkpoints, stats (the supervisor reads cgroups
-//! itself), and copying stdio (descriptors go straight to the process).
+//! kB, and it writes the service's output to the console and its log file itself, so no
+//! logger process runs per task. What it does not do: terminals, checkpoints, stats (the
+//! supervisor reads cgroups itself), or copying stdio for other clients (descriptors go
+//! straight to the process).
 //!
 //! - [`ttrpc`]: the wire format; [`proto`]: the task API's messages.
 //! - [`task`]: pure bookkeeping of processes, exits and waiters.
 //! - [`service`]: the methods; [`runtime`]: the OCI runtime as a command; [`stdio`],
-//!   [`mounts`]: what a process needs before it runs; [`events`]: to containerd.
+//!   [`mounts`]: what a process needs before it runs; [`logs`]: service output, read
+//!   by the shim itself; [`events`]: to containerd.
 //! - [`server`]: the poll loop; [`bootstrap`]: `start`, serving, `delete`.
 
 pub mod args;
 pub mod bootstrap;
 pub mod events;
+pub mod logs;
 pub mod mounts;
 pub mod proto;
 pub mod runtime;

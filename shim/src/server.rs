@@ -49,24 +49,45 @@ pub fn serve(listener: UnixListener, mut shim: Shim) -> Result<(), String> {
     loop {
         flush(&mut shim, &mut conns);
         if shim.exiting {
+            for pipe in &mut shim.logs {
+                pipe.drain();
+            }
             return Ok(());
         }
+        shim.logs.retain(|p| !p.is_done());
         let ids: Vec<u64> = conns.keys().copied().collect();
-        let (ready_sig, ready_listen, ready_conns) = {
+        let (ready_sig, ready_listen, ready_conns, ready_logs) = {
             let mut fds =
                 vec![PollFd::new(sigfd.as_fd(), PollFlags::POLLIN), PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
             for id in &ids {
                 fds.push(PollFd::new(conns[id].stream.as_fd(), PollFlags::POLLIN));
+            }
+            let mut log_index = Vec::new();
+            for (p, pipe) in shim.logs.iter().enumerate() {
+                for (s, fd) in pipe.fds().into_iter().enumerate() {
+                    fds.push(PollFd::new(fd, PollFlags::POLLIN));
+                    log_index.push((p, s));
+                }
             }
             match poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) | Err(nix::Error::EINTR) => {}
                 Err(e) => return Err(format!("poll: {e}")),
             }
             let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+            let conns_end = 2 + ids.len();
             let conns_ready: Vec<u64> =
-                ids.iter().zip(&fds[2..]).filter(|(_, f)| ready(f)).map(|(id, _)| *id).collect();
-            (ready(&fds[0]), ready(&fds[1]), conns_ready)
+                ids.iter().zip(&fds[2..conns_end]).filter(|(_, f)| ready(f)).map(|(id, _)| *id).collect();
+            let logs_ready: Vec<(usize, usize)> =
+                log_index.into_iter().zip(&fds[conns_end..]).filter(|(_, f)| ready(f)).map(|(i, _)| i).collect();
+            (ready(&fds[0]), ready(&fds[1]), conns_ready, logs_ready)
         };
+        // Later streams first, so that a stream that ends (and is removed) does not shift
+        // the index of one still to read.
+        for (p, s) in ready_logs.into_iter().rev() {
+            if let Some(pipe) = shim.logs.get_mut(p) {
+                pipe.read(s);
+            }
+        }
         if ready_sig {
             while let Ok(Some(_)) = sigfd.read_signal() {}
             let mut exits = Vec::new();

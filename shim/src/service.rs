@@ -55,6 +55,8 @@ pub struct Shim {
     reaped: Vec<Reaped>,
     /// Set when the shim should exit once the outbox is sent.
     pub exiting: bool,
+    /// Service output the shim reads itself, drained by the server's loop.
+    pub logs: Vec<crate::logs::LogPipe>,
     pub log: Box<dyn FnMut(&str)>,
 }
 
@@ -93,6 +95,7 @@ impl Shim {
             outbox: Vec::new(),
             reaped: Vec::new(),
             exiting: false,
+            logs: Vec::new(),
             log: Box::new(|_| {}),
         }
     }
@@ -198,8 +201,9 @@ impl Shim {
         let rootfs = self.bundle.join("rootfs");
         crate::mounts::mount_all(&req.rootfs, &rootfs).map_err(|e| err(Code::Unknown, e.to_string()))?;
         let created = (|| {
-            let (fds, _logger) = crate::stdio::open_all(&req.id, &self.namespace, &req.stdin, &req.stdout, &req.stderr)
+            let (fds, pipe) = crate::stdio::open_all(&req.id, &self.namespace, &req.stdin, &req.stdout, &req.stderr)
                 .map_err(|e| err(Code::Unknown, e.to_string()))?;
+            self.logs.extend(pipe);
             let pid_file = self.bundle.join("init.pid");
             let pid_arg = pid_file.to_string_lossy().into_owned();
             let bundle_arg = self.bundle.to_string_lossy().into_owned();
@@ -279,9 +283,9 @@ impl Shim {
             return Err(err(Code::Unknown, format!("{}: {e}", spec_file.display())));
         }
         let result = (|| {
-            let (fds, _logger) =
-                crate::stdio::open_all(id, &self.namespace, &stdio.stdin, &stdio.stdout, &stdio.stderr)
-                    .map_err(|e| err(Code::Unknown, e.to_string()))?;
+            let (fds, pipe) = crate::stdio::open_all(id, &self.namespace, &stdio.stdin, &stdio.stdout, &stdio.stderr)
+                .map_err(|e| err(Code::Unknown, e.to_string()))?;
+            self.logs.extend(pipe);
             let (spec_arg, pid_arg) =
                 (spec_file.to_string_lossy().into_owned(), pid_file.to_string_lossy().into_owned());
             rt.run(

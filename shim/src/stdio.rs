@@ -1,8 +1,9 @@
 //! A process's stdio from the URIs containerd gives: nothing (`""`), a file
-//! (`file:///path`), a log binary (`binary:///path?key=value`, started with the streams
-//! on fds 3 and 4 and a readiness pipe on fd 5, the way containerd's own shims do), or a
-//! FIFO path made by the client (`ctr`). The descriptors are handed to the OCI runtime,
-//! which passes them to the process: the shim copies no bytes itself.
+//! (`file:///path`), hoist's service log (`hoist-log:DIR?max_size=N`, pipes the shim
+//! reads itself: [`crate::logs`]), a log binary (`binary:///path?key=value`, started with
+//! the streams on fds 3 and 4 and a readiness pipe on fd 5, the way containerd's own
+//! shims do), or a FIFO path made by the client (`ctr`). The descriptors are handed to
+//! the OCI runtime, which passes them to the process.
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -21,6 +22,7 @@ pub enum Uri {
     File(PathBuf),
     Binary { path: PathBuf, args: Vec<String> },
     Fifo(PathBuf),
+    ServiceLog { dir: PathBuf, max_size: u64 },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +64,11 @@ fn unescape(s: &str) -> String {
 pub fn parse(uri: &str) -> Result<Uri, StdioError> {
     if uri.is_empty() {
         return Ok(Uri::Null);
+    }
+    if uri.starts_with(hoist_guest::servicelog::SCHEME) {
+        let (dir, max_size) =
+            hoist_guest::servicelog::parse(uri).ok_or_else(|| StdioError::Relative(uri.to_string()))?;
+        return Ok(Uri::ServiceLog { dir, max_size });
     }
     let absolute = |p: &str| {
         let path = PathBuf::from(unescape(p));
@@ -118,7 +125,7 @@ fn fifo(path: &std::path::Path) -> Result<OwnedFd, StdioError> {
 
 fn output(uri: &Uri) -> Result<OwnedFd, StdioError> {
     match uri {
-        Uri::Null | Uri::Binary { .. } => null(),
+        Uri::Null | Uri::Binary { .. } | Uri::ServiceLog { .. } => null(),
         Uri::File(path) => {
             if let Some(dir) = path.parent() {
                 let _ = std::fs::create_dir_all(dir);
@@ -129,15 +136,16 @@ fn output(uri: &Uri) -> Result<OwnedFd, StdioError> {
     }
 }
 
-/// Opens what the URIs name. A `binary://` stdout starts its log binary (pid returned,
-/// for the reaper) with both streams, as containerd's shims do.
+/// Opens what the URIs name. A `binary://` stdout starts its log binary with both
+/// streams, as containerd's shims do; a `hoist-log:` stdout makes both streams pipes whose
+/// read ends come back for the shim to drain.
 pub fn open_all(
     id: &str,
     namespace: &str,
     stdin: &str,
     stdout: &str,
     stderr: &str,
-) -> Result<(Fds, Option<u32>), StdioError> {
+) -> Result<(Fds, Option<crate::logs::LogPipe>), StdioError> {
     let stdin = match parse(stdin)? {
         Uri::Null => null()?,
         Uri::Fifo(path) => fifo(&path)?,
@@ -145,8 +153,12 @@ pub fn open_all(
     };
     let (out_uri, err_uri) = (parse(stdout)?, parse(stderr)?);
     if let Uri::Binary { path, args } = &out_uri {
-        let (fds, pid) = start_logger(path, args, id, namespace)?;
-        return Ok((Fds { stdin, stdout: fds.0, stderr: fds.1 }, Some(pid)));
+        let (out, err) = start_logger(path, args, id, namespace)?;
+        return Ok((Fds { stdin, stdout: out, stderr: err }, None));
+    }
+    if let Uri::ServiceLog { dir, max_size } = &out_uri {
+        let (pipe, out, err) = crate::logs::LogPipe::new(id, dir, *max_size).map_err(StdioError::Pipe)?;
+        return Ok((Fds { stdin, stdout: out, stderr: err }, Some(pipe)));
     }
     Ok((Fds { stdin, stdout: output(&out_uri)?, stderr: output(&err_uri)? }, None))
 }
@@ -157,7 +169,7 @@ fn start_logger(
     args: &[String],
     id: &str,
     namespace: &str,
-) -> Result<((OwnedFd, OwnedFd), u32), StdioError> {
+) -> Result<(OwnedFd, OwnedFd), StdioError> {
     use std::os::unix::process::CommandExt;
     let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(StdioError::Pipe);
     let (out_r, out_w) = pipe()?;
@@ -213,7 +225,9 @@ fn start_logger(
             Err(e) => return Err(StdioError::Pipe(e)),
         }
     }
-    Ok(((out_w, err_w), child.id()))
+    // Its exit is reaped by the shim's reaper, as an unknown pid.
+    drop(child);
+    Ok((out_w, err_w))
 }
 
 #[cfg(test)]
@@ -232,6 +246,11 @@ mod tests {
             parse("/run/containerd/fifo/1/web-stdout").expect("fifo"),
             Uri::Fifo("/run/containerd/fifo/1/web-stdout".into())
         );
+        assert_eq!(
+            parse("hoist-log:/var/log?max_size=5").expect("service log"),
+            Uri::ServiceLog { dir: "/var/log".into(), max_size: 5 }
+        );
+        assert!(parse("hoist-log:/var/log").is_err());
     }
 
     #[test]
@@ -246,8 +265,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("sub/out.log");
         let uri = format!("file://{}", log.display());
-        let (fds, pid) = open_all("x", "ns", "", &uri, &uri).expect("open");
-        assert_eq!(pid, None);
+        let (fds, pipe) = open_all("x", "ns", "", &uri, &uri).expect("open");
+        assert!(pipe.is_none());
         nix::unistd::write(&fds.stdout, b"a").expect("write");
         nix::unistd::write(&fds.stderr, b"b").expect("write");
         assert_eq!(std::fs::read_to_string(&log).expect("log"), "ab");
@@ -272,8 +291,8 @@ mod tests {
         .expect("script");
         std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
         let uri = format!("binary://{}?max_size=9", script.display());
-        let (fds, pid) = open_all("web", "hoist", "", &uri, &uri).expect("open");
-        assert!(pid.is_some());
+        let (fds, pipe) = open_all("web", "hoist", "", &uri, &uri).expect("open");
+        assert!(pipe.is_none());
         nix::unistd::write(&fds.stdout, b"o").expect("write");
         nix::unistd::write(&fds.stderr, b"e").expect("write");
         drop(fds);

@@ -29,7 +29,7 @@ pub fn bin_dir() -> PathBuf {
     // target/<profile>/deps/<test-binary>, or target/<profile>/<bench-binary>
     let parent = exe.parent().expect("exe dir");
     let dir = if parent.ends_with("deps") { parent.parent().expect("target dir") } else { parent }.to_path_buf();
-    for name in ["hoist-init", "hoist-supervisor", "hoist-logger"] {
+    for name in ["hoist-init", "hoist-supervisor", "containerd-shim-hoist-v1"] {
         assert!(
             dir.join(name).is_file(),
             "{name} is not built in {}: run `cargo build --release --bins` first (tests/run.sh does)",

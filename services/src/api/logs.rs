@@ -1,5 +1,5 @@
 //! Log sources for the API. Service output, the supervisor's lines and containerd's log are
-//! size-capped files under /var/log (written by hoist-logger, the supervisor and
+//! size-capped files under /var/log (written by each service's shim, the supervisor and
 //! containerd's redirected output; NAME.log plus one rotated NAME.log.1); "kernel" is the
 //! kernel ring buffer (/dev/kmsg). Tail reads the newest lines; follow polls the file it
 //! holds open, so a rotation loses no line ([`Follower`]).
@@ -230,7 +230,7 @@ mod tests {
         assert_eq!(Follower::open(dir.path().join("w.log"), 0).1, Vec::<String>::new());
     }
 
-    /// Writes `lines` through the same capped writer the logger uses, polling the follower
+    /// Writes `lines` through the same capped writer the shim uses, polling the follower
     /// every `poll_every` lines; returns what it saw.
     fn follow_while_writing(cap: u64, lines: &[String], poll_every: usize) -> Vec<String> {
         let dir = tempfile::tempdir().expect("tempdir");
