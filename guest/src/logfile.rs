@@ -1,10 +1,12 @@
 //! Size-capped log files (NAME.log rotated to NAME.log.1 at the cap), shared by every log
 //! writer of the host: PID 1 gives containerd a pipe instead of the file and copies it
 //! here, and the supervisor and each service's shim write theirs through [`Capped`], so no log
-//! grows without bound in memory (the root filesystem is RAM).
+//! grows without bound in memory (the root filesystem is RAM). Never opened through a
+//! symlink: a service that can write the log directory cannot aim the writer elsewhere.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Appends lines to `path`, rotating at `cap` bytes (one old copy kept).
@@ -17,7 +19,7 @@ pub struct Capped {
 
 impl Capped {
     pub fn open(path: &Path, cap: u64) -> Self {
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path).ok();
+        let file = std::fs::OpenOptions::new().create(true).append(true).custom_flags(libc::O_NOFOLLOW).open(path).ok();
         let size = file.as_ref().and_then(|f| f.metadata().ok()).map(|m| m.len()).unwrap_or(0);
         Capped { path: path.to_path_buf(), cap, size, file }
     }
@@ -46,7 +48,14 @@ impl Capped {
         old.push(".1");
         self.size = 0;
         match std::fs::rename(&self.path, &old) {
-            Ok(()) => self.file = std::fs::OpenOptions::new().create(true).append(true).open(&self.path).ok(),
+            Ok(()) => {
+                self.file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&self.path)
+                    .ok()
+            }
             Err(e) => {
                 if self.file.as_ref().is_none_or(|f| f.set_len(0).is_err()) {
                     self.file = None;
@@ -80,6 +89,18 @@ pub fn pipe_to(path: &Path, cap: u64) -> std::io::Result<OwnedFd> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_planted_symlink_is_never_written_through() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep\n").expect("victim");
+        let log = dir.path().join("svc.log");
+        std::os::unix::fs::symlink(&victim, &log).expect("plant");
+        let mut f = Capped::open(&log, 1 << 20);
+        f.write_line(b"evil\n");
+        assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "keep\n");
+    }
 
     #[test]
     fn lines_rotate_at_the_cap() {

@@ -23,11 +23,13 @@ pub const SOCKET_DIR: &str = "/run/containerd/s";
 const LISTENER_FD: i32 = 3;
 const SOCKET_ENV: &str = "HOIST_SHIM_SOCKET";
 
-/// The socket of the shim for (containerd address, namespace, id): a hash, so that any
-/// id fits in a socket path.
-pub fn socket_path(address: &str, namespace: &str, id: &str) -> PathBuf {
+/// The socket of one start of the shim for (containerd address, namespace, id,
+/// `nonce`): a hash, so that any id fits in a socket path. The nonce makes each start's
+/// socket new: a shim left behind (containerd gave up on it and ran `delete`) never
+/// blocks the next start of the same container.
+pub fn socket_path(address: &str, namespace: &str, id: &str, nonce: &str) -> PathBuf {
     use sha2::Digest;
-    let digest = sha2::Sha256::digest(format!("{address}\0{namespace}\0{id}").as_bytes());
+    let digest = sha2::Sha256::digest(format!("{address}\0{namespace}\0{id}\0{nonce}").as_bytes());
     let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
     Path::new(SOCKET_DIR).join(format!("hoist-{hex}"))
 }
@@ -59,7 +61,8 @@ fn write_bundle_file(name: &str, text: &str) -> Result<(), String> {
 pub fn start(args: &Args) -> Result<String, String> {
     use std::os::unix::process::CommandExt;
     check(args)?;
-    let socket = socket_path(&args.address, &args.namespace, &args.id);
+    let nonce = format!("{}-{:?}", std::process::id(), std::time::SystemTime::now());
+    let socket = socket_path(&args.address, &args.namespace, &args.id, &nonce);
     std::fs::create_dir_all(SOCKET_DIR).map_err(|e| format!("{SOCKET_DIR}: {e}"))?;
     if socket.exists() {
         if UnixStream::connect(&socket).is_ok() {
@@ -97,7 +100,9 @@ pub fn start(args: &Args) -> Result<String, String> {
     }
     let child = cmd.spawn().map_err(|e| format!("start the shim: {e}"))?;
     let address = format!("unix://{}", socket.display());
-    write_bundle_file("address", &address)?;
+    // Whole or absent: containerd reads it again after its own restart.
+    write_bundle_file(".address", &address)?;
+    std::fs::rename(".address", "address").map_err(|e| format!("address: {e}"))?;
     write_bundle_file("shim.pid", &child.id().to_string())?;
     Ok(address)
 }
@@ -112,6 +117,8 @@ pub fn serve(args: &Args) -> Result<(), String> {
     if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
         return Err(format!("fd {LISTENER_FD} is not the shim's socket (run by containerd, with `start`)"));
     }
+    // `start` cleared close-on-exec for the handover; no runtime or container gets it.
+    let _ = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
     let listener = UnixListener::from(fd);
     let bundle = std::env::current_dir().map_err(|e| format!("bundle: {e}"))?;
     let ttrpc = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
@@ -180,10 +187,11 @@ mod tests {
 
     #[test]
     fn sockets_are_short_distinct_and_stable() {
-        let a = socket_path("/run/containerd/containerd.sock", "hoist", &"x".repeat(76));
+        let a = socket_path("/run/containerd/containerd.sock", "hoist", &"x".repeat(76), "1");
         assert!(a.as_os_str().len() < 100, "{}", a.display());
-        assert_eq!(a, socket_path("/run/containerd/containerd.sock", "hoist", &"x".repeat(76)));
-        assert_ne!(socket_path("a", "hoist", "web"), socket_path("a", "hoist", "web2"));
-        assert_ne!(socket_path("a", "ns", "web"), socket_path("a", "ns2", "web"));
+        assert_eq!(a, socket_path("/run/containerd/containerd.sock", "hoist", &"x".repeat(76), "1"));
+        assert_ne!(socket_path("a", "hoist", "web", "1"), socket_path("a", "hoist", "web2", "1"));
+        assert_ne!(socket_path("a", "ns", "web", "1"), socket_path("a", "ns2", "web", "1"));
+        assert_ne!(socket_path("a", "ns", "web", "1"), socket_path("a", "ns", "web", "2"));
     }
 }

@@ -14,6 +14,7 @@ pub enum Status {
     Created = 1,
     Running = 2,
     Stopped = 3,
+    Paused = 4,
 }
 
 #[derive(Clone, PartialEq, Message)]

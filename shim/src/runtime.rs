@@ -157,6 +157,8 @@ fn wait_for(pid: u32, reaped: &mut Vec<Reaped>) -> Option<u32> {
     loop {
         if let Some(fd) = &pidfd {
             let left = deadline.saturating_duration_since(Instant::now());
+            // Once killed, wait in steps of a second rather than spin.
+            let left = if killed { Duration::from_secs(1) } else { left };
             let ms = u16::try_from(left.as_millis().min(10_000)).unwrap_or(10_000);
             let mut pfd = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
             let _ = nix::poll::poll(&mut pfd, ms);

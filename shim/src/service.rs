@@ -27,6 +27,7 @@ pub const RUNTIME_FILE: &str = "hoist-runtime";
 /// The OCI runtime a container's options name, or the first one installed.
 pub fn runtime_binary(options: Option<&prost_types::Any>) -> PathBuf {
     if let Some(any) = options
+        && any.type_url.trim_start_matches("types.containerd.io/") == "containerd.runc.v1.Options"
         && let Ok(o) = proto::RuncOptions::decode(any.value.as_slice())
         && !o.binary_name.is_empty()
     {
@@ -48,6 +49,8 @@ pub struct Shim {
     task: Option<Task>,
     runtime: Option<Runtime>,
     deleted: bool,
+    /// Frozen by Pause (until Resume): State says so.
+    paused: bool,
     events: Publisher,
     /// Replies due: (connection, stream, outcome), sent by the server.
     pub outbox: Vec<(u64, u32, Outcome)>,
@@ -92,6 +95,7 @@ impl Shim {
             task: None,
             runtime: None,
             deleted: false,
+            paused: false,
             outbox: Vec::new(),
             reaped: Vec::new(),
             exiting: false,
@@ -149,6 +153,7 @@ impl Shim {
                 self.own(&req.id)?;
                 let verb = if method == "Pause" { "pause" } else { "resume" };
                 self.runtime_call(&[verb, &req.id])?;
+                self.paused = method == "Pause";
                 Ok(Vec::new())
             }
             "CloseIO" => Ok(Vec::new()),
@@ -329,6 +334,15 @@ impl Shim {
         self.runtime_call(&["delete", "--force", &req.id])?;
         crate::mounts::unmount_all(&self.bundle.join("rootfs"));
         let exit = exit.unwrap_or_else(|| exit_now(128 + libc::SIGKILL as u32));
+        // A task deleted before its init exited (created, never started): whoever waits
+        // for it hears the exit the delete reports.
+        if let Some(t) = &mut self.task {
+            let reply =
+                proto::WaitResponse { exit_status: exit.status, exited_at: Some(exit.timestamp()) }.encode_to_vec();
+            for w in t.take_waiters() {
+                self.outbox.push((w.conn, w.stream, Ok(reply.clone())));
+            }
+        }
         self.task = None;
         self.deleted = true;
         let event = proto::TaskDelete {
@@ -373,7 +387,7 @@ impl Shim {
         };
         let task = self.own(&req.id)?;
         let p = task.process(&req.exec_id).map_err(task_err)?;
-        if req.all && req.exec_id.is_empty() {
+        if req.all && req.exec_id.is_empty() && p.exit.is_none() {
             self.runtime_call(&["kill", "--all", &req.id, &signal.to_string()])?;
             return Ok(Vec::new());
         }
@@ -391,14 +405,16 @@ impl Shim {
     }
 
     fn state(&mut self, req: proto::ProcessRequest) -> Outcome {
+        let paused = self.paused && req.exec_id.is_empty();
         let task = self.own(&req.id)?;
         let p = task.process(&req.exec_id).map_err(task_err)?;
         let exit = p.exit;
+        let status = if paused && p.status == Status::Running { Status::Paused } else { p.status };
         Ok(proto::StateResponse {
             id: req.id.clone(),
             bundle: task.bundle.clone(),
             pid: p.pid,
-            status: p.status as i32,
+            status: status as i32,
             stdin: p.stdio.stdin.clone(),
             stdout: p.stdio.stdout.clone(),
             stderr: p.stdio.stderr.clone(),

@@ -173,6 +173,11 @@ impl Task {
         Ok(None)
     }
 
+    /// Every wait still pending, for a task that goes away.
+    pub fn take_waiters(&mut self) -> Vec<Waiter> {
+        std::mem::take(&mut self.waiters).into_iter().map(|(_, w)| w).collect()
+    }
+
     /// A connection went away: its waits with it.
     pub fn forget(&mut self, conn: u64) {
         self.waiters.retain(|(_, w)| w.conn != conn);
