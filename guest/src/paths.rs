@@ -17,6 +17,9 @@ pub const CONTAINERD: &str = "/usr/bin/containerd";
 pub const SHIM: &str = "/usr/bin/containerd-shim-hoist-v1";
 /// The containerd runtime name every service container is created with.
 pub const SHIM_RUNTIME: &str = "io.containerd.hoist.v1";
+/// The type of the runtime options the supervisor gives each container and the shim
+/// reads (containerd's runc options message; hoist sets its field 6, the OCI runtime).
+pub const RUNTIME_OPTIONS_TYPE_URL: &str = "containerd.runc.v1.Options";
 /// The OCI runtimes `[host] runtime` chooses from, by name; the image carries only the
 /// chosen one, and the shim is told its path in each container's runtime options.
 pub const OCI_RUNTIMES: &[(&str, &str)] = &[("crun", "/usr/bin/crun"), ("runc", "/usr/sbin/runc")];

@@ -30,16 +30,6 @@ pub fn parse(uri: &str) -> Option<(PathBuf, u64)> {
     (dir.is_absolute() && !dir.components().any(|c| c == std::path::Component::ParentDir)).then_some((dir, max))
 }
 
-/// Guest uptime in ms (CLOCK_BOOTTIME, what /proc/uptime shows), the log files' stamp.
-pub fn uptime_ms() -> u128 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes one timespec into the valid, exclusively borrowed `ts`.
-    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
-        return 0;
-    }
-    ts.tv_sec as u128 * 1000 + ts.tv_nsec as u128 / 1_000_000
-}
-
 /// Token bucket for console lines: a serial console is slow (and under emulation every
 /// byte costs the whole machine), so a chatty service gets `rate` lines a second with a
 /// `burst`; the rest go to its log file only, and the console says how many it skipped.

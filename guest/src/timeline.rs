@@ -2,6 +2,17 @@
 //! `NAME MS` line per phase, MS being guest uptime in milliseconds. The supervisor adds its
 //! own phases and prints the whole list with its ready line ([`crate::console::Line::Timeline`]).
 
+/// Guest uptime in ms (CLOCK_BOOTTIME, what /proc/uptime shows): the timeline's and the
+/// log files' clock.
+pub fn uptime_ms() -> u128 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec into the valid, exclusively borrowed `ts`.
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
+        return 0;
+    }
+    ts.tv_sec as u128 * 1000 + ts.tv_nsec as u128 / 1_000_000
+}
+
 /// The file's text for `phases`.
 pub fn format(phases: &[(String, u64)]) -> String {
     phases.iter().map(|(name, ms)| format!("{name} {ms}\n")).collect()

@@ -20,7 +20,6 @@ pub const NAMESPACE: &str = "hoist";
 pub const RUNTIME: &str = hoist_guest::paths::SHIM_RUNTIME;
 const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
 const PROCESS_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
-const RUNC_OPTIONS_TYPE_URL: &str = "containerd.runc.v1.Options";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -78,7 +77,7 @@ pub struct RuncOptions {
 /// The shim's runtime options naming the OCI runtime `binary`.
 pub fn runtime_options(binary: &str) -> prost_types::Any {
     let value = prost::Message::encode_to_vec(&RuncOptions { binary_name: binary.to_string() });
-    prost_types::Any { type_url: RUNC_OPTIONS_TYPE_URL.to_string(), value }
+    prost_types::Any { type_url: hoist_guest::paths::RUNTIME_OPTIONS_TYPE_URL.to_string(), value }
 }
 
 impl Containerd {

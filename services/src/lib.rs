@@ -99,15 +99,9 @@ pub fn say(line: &str) {
     }
 }
 
-/// Guest uptime in ms from CLOCK_BOOTTIME (what /proc/uptime shows).
-pub fn uptime_ms() -> u128 {
-    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME) {
-        Ok(ts) => std::time::Duration::new(ts.tv_sec() as u64, ts.tv_nsec() as u32).as_millis(),
-        Err(_) => 0,
-    }
-}
+pub use hoist_guest::timeline::uptime_ms;
 
-/// stderr logger with a fixed prefix, for the supervisor and the logger binaries.
+/// stderr logger with a fixed prefix, for the supervisor.
 pub struct PrefixLogger(pub &'static str);
 
 impl log::Log for PrefixLogger {

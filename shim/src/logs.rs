@@ -8,7 +8,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use hoist_guest::servicelog::{Lines, Sink, uptime_ms};
+use hoist_guest::servicelog::{Lines, Sink};
+use hoist_guest::timeline::uptime_ms;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 
 struct Stream {
@@ -50,47 +51,43 @@ impl LogPipe {
         self.streams.iter().map(|s| s.pipe.as_fd()).collect()
     }
 
-    /// Reads what stream `i` has (at most 64 KiB at a time); at its end, the last partial
-    /// line is written and the stream closed.
-    pub fn read(&mut self, i: usize) {
-        let Some(s) = self.streams.get_mut(i) else { return };
+    /// Reads what stream `i` has, at most `rounds` reads of 16 KiB; at its end (or on an
+    /// error), the last partial line is written and the stream closed. True while the
+    /// stream stays open.
+    fn pump(&mut self, i: usize, rounds: usize) -> bool {
+        let Some(s) = self.streams.get_mut(i) else { return false };
+        let (name, sink) = (s.name, &mut self.sink);
         let mut buf = [0u8; 16 * 1024];
-        for _ in 0..4 {
+        for _ in 0..rounds {
             match s.pipe.read(&mut buf) {
-                Ok(0) => {
-                    let (name, sink) = (s.name, &mut self.sink);
+                Ok(n) if n > 0 => s.lines.push(&buf[..n], |l| sink.line(name, l, uptime_ms())),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                _ => {
                     s.lines.finish(|l| sink.line(name, l, uptime_ms()));
                     self.streams.remove(i);
-                    return;
-                }
-                Ok(n) => {
-                    let (name, sink) = (s.name, &mut self.sink);
-                    s.lines.push(&buf[..n], |l| sink.line(name, l, uptime_ms()));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    self.streams.remove(i);
-                    return;
+                    return false;
                 }
             }
         }
+        true
     }
 
-    /// Reads whatever is left without waiting (the shim is about to exit).
+    /// What stream `i` has now (at most 64 KiB, so one chatty service cannot hold the
+    /// shim's loop).
+    pub fn read(&mut self, i: usize) {
+        self.pump(i, 4);
+    }
+
+    /// Reads whatever is left without waiting (the shim is about to exit), at most 16 MiB
+    /// a stream; a line cut short there is still written.
     pub fn drain(&mut self) {
-        for _ in 0..64 {
-            if self.streams.is_empty() {
-                return;
-            }
-            let before: usize = self.streams.len();
-            self.read(before - 1);
-            if self.streams.len() == before {
-                // Nothing more now on the last stream: nobody waits for the rest.
-                let s = self.streams.pop().expect("not empty");
+        while let Some(last) = self.streams.len().checked_sub(1) {
+            if self.pump(last, 1024)
+                && let Some(mut s) = self.streams.pop()
+            {
                 let (name, sink) = (s.name, &mut self.sink);
-                let mut lines = s.lines;
-                lines.finish(|l| sink.line(name, l, uptime_ms()));
+                s.lines.finish(|l| sink.line(name, l, uptime_ms()));
             }
         }
     }
@@ -114,15 +111,24 @@ mod tests {
         pipe.read(1);
         nix::unistd::write(&out, b"ld").expect("write");
         drop((out, err));
-        while !pipe.is_done() {
-            let n = pipe.fds().len();
-            pipe.read(n - 1);
-            if pipe.fds().len() == n {
-                pipe.read(0);
-            }
-        }
+        pipe.drain();
+        assert!(pipe.is_done());
         let text = std::fs::read_to_string(dir.path().join("svc.log")).expect("log");
         let lines: Vec<&str> = text.lines().map(|l| l.split_once(' ').expect("stamp").1).collect();
         assert_eq!(lines, ["stdout hello", "stderr oops", "stdout world"]);
+    }
+
+    #[test]
+    fn draining_at_exit_keeps_more_than_one_read_and_a_line_cut_short() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut pipe, out, _err) = LogPipe::new("svc", dir.path(), 1 << 20).expect("pipes");
+        let many = "x\n".repeat(30_000);
+        nix::unistd::write(&out, many.as_bytes()).expect("write");
+        nix::unistd::write(&out, b"cut").expect("write");
+        pipe.drain();
+        assert!(pipe.is_done(), "a stream whose writer is still open is closed too");
+        let text = std::fs::read_to_string(dir.path().join("svc.log")).expect("log");
+        assert_eq!(text.lines().count(), 30_001);
+        assert!(text.ends_with(" stdout cut\n"), "{:?}", &text[text.len() - 40..]);
     }
 }

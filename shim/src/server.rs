@@ -126,12 +126,12 @@ fn read_conn(id: u64, conns: &mut BTreeMap<u64, Conn>, shim: &mut Shim) -> bool 
         Ok(n) => n,
     };
     conn.reader.push(&buf[..n]);
-    continue_frames(id, conns, shim)
+    handle_frames(id, conns, shim)
 }
 
 /// Handles the whole requests buffered for `id`, each reply sent before the next
 /// request is read; false when the connection must go.
-fn continue_frames(id: u64, conns: &mut BTreeMap<u64, Conn>, shim: &mut Shim) -> bool {
+fn handle_frames(id: u64, conns: &mut BTreeMap<u64, Conn>, shim: &mut Shim) -> bool {
     loop {
         let Some(conn) = conns.get_mut(&id) else { return false };
         let frame = match conn.reader.next_frame() {

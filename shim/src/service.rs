@@ -27,7 +27,7 @@ pub const RUNTIME_FILE: &str = "hoist-runtime";
 /// The OCI runtime a container's options name, or the first one installed.
 pub fn runtime_binary(options: Option<&prost_types::Any>) -> PathBuf {
     if let Some(any) = options
-        && any.type_url.trim_start_matches("types.containerd.io/") == "containerd.runc.v1.Options"
+        && any.type_url.trim_start_matches("types.containerd.io/") == hoist_guest::paths::RUNTIME_OPTIONS_TYPE_URL
         && let Ok(o) = proto::RuncOptions::decode(any.value.as_slice())
         && !o.binary_name.is_empty()
     {
@@ -247,7 +247,7 @@ impl Shim {
     fn start(&mut self, req: proto::ProcessRequest) -> Outcome {
         let task = self.own(&req.id)?;
         let p = task.process(&req.exec_id).map_err(task_err)?;
-        if p.status != Status::Created || p.exit.is_some() && req.exec_id.is_empty() {
+        if p.status != Status::Created {
             return Err(err(Code::FailedPrecondition, format!("process {} is not waiting to start", req.exec_id)));
         }
         let id = req.id.clone();

@@ -239,8 +239,8 @@ mod tests {
         assert_eq!(parse("").expect("null"), Uri::Null);
         assert_eq!(parse("file:///var/log/x%20y.log").expect("file"), Uri::File("/var/log/x y.log".into()));
         assert_eq!(
-            parse("binary:///usr/bin/hoist-logger?max_size=1024").expect("binary"),
-            Uri::Binary { path: "/usr/bin/hoist-logger".into(), args: vec!["max_size".into(), "1024".into()] }
+            parse("binary:///usr/bin/some-logger?max_size=1024").expect("binary"),
+            Uri::Binary { path: "/usr/bin/some-logger".into(), args: vec!["max_size".into(), "1024".into()] }
         );
         assert_eq!(
             parse("/run/containerd/fifo/1/web-stdout").expect("fifo"),
