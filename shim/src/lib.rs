@@ -17,12 +17,14 @@
 //! - [`task`]: pure bookkeeping of processes, exits and waiters.
 //! - [`service`]: the methods; [`runtime`]: the OCI runtime as a command; [`stdio`],
 //!   [`mounts`]: what a process needs before it runs; [`logs`]: service output, read
-//!   by the shim itself; [`events`]: to containerd.
+//!   by the shim itself; [`events`]: to containerd; [`fifo_start`]: a crun container
+//!   started without running `crun start`.
 //! - [`server`]: the poll loop; [`bootstrap`]: `start`, serving, `delete`.
 
 pub mod args;
 pub mod bootstrap;
 pub mod events;
+pub mod fifo_start;
 pub mod logs;
 pub mod mounts;
 pub mod proto;

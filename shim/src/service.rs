@@ -253,7 +253,13 @@ impl Shim {
         let id = req.id.clone();
         if req.exec_id.is_empty() {
             let pid = p.pid;
-            self.runtime_call(&["start", &id])?;
+            let Some(rt) = &self.runtime else { return Err(err(Code::FailedPrecondition, "no task")) };
+            match crate::fifo_start::start(rt, &id).map_err(|e| err(Code::Unknown, e))? {
+                crate::fifo_start::Started::Done => {}
+                crate::fifo_start::Started::UseRuntime(_) => {
+                    self.runtime_call(&["start", &id])?;
+                }
+            }
             if let Some(t) = &mut self.task {
                 t.started("", pid).map_err(task_err)?;
             }
