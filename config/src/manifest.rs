@@ -13,6 +13,12 @@ pub struct BuildManifest {
     /// Kernel release the initramfs modules belong to.
     pub kernel_release: String,
     pub service: BTreeMap<String, ServiceImage>,
+    /// Seccomp filters compiled at build time by the libseccomp the image's crun uses:
+    /// base64 of the BPF program, by the hex sha256 of the profile's JSON. crun loads one
+    /// as given (`run.oci.seccomp_bpf_data`) instead of compiling the profile again for
+    /// every container. Empty when the runtime is runc.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub seccomp_bpf: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +75,9 @@ mod tests {
             },
         );
         let back = BuildManifest::from_toml(&m.to_toml()).expect("parse");
+        assert_eq!(back, m);
+        m.seccomp_bpf.insert("ab".repeat(32), "IAAAAAQAAAA=".into());
+        let back = BuildManifest::from_toml(&m.to_toml()).expect("parse with filters");
         assert_eq!(back, m);
     }
 }

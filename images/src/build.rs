@@ -154,10 +154,13 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport
     progress.end("kernel", &format!("{release}, {} modules", modules.len()));
 
     progress.begin("binaries");
-    add_binaries(&mut tree, &opts.bin_dir, config.host.runtime)?;
+    let libseccomp = add_binaries(&mut tree, &opts.bin_dir, config.host.runtime)?;
     progress.end("binaries", &format!("{} files", tree.len()));
 
     let mut manifest = BuildManifest { kernel_release: release.clone(), ..Default::default() };
+    if let Some(lib) = &libseccomp {
+        compile_filters(&config, lib, &mut manifest);
+    }
     let mut services = BTreeMap::new();
     let mut unpacked: BTreeMap<String, String> = BTreeMap::new();
     // What the images still unpacked may add, on top of each one's own cap.
@@ -333,7 +336,9 @@ fn add_modules(tree: &mut Tree, config: &Config, release: &str) -> Result<Vec<St
     Ok(names)
 }
 
-fn add_binaries(tree: &mut Tree, bin_dir: &Path, runtime: OciRuntime) -> Result<(), BuildError> {
+/// Adds the runtime binaries and their libraries; returns the host file of the
+/// libseccomp crun will use, if the runtime is crun and links it.
+fn add_binaries(tree: &mut Tree, bin_dir: &Path, runtime: OciRuntime) -> Result<Option<PathBuf>, BuildError> {
     let find = |candidates: &[&str]| candidates.iter().map(PathBuf::from).find(|p| p.is_file());
     let mut executables: Vec<(PathBuf, String)> = Vec::new();
     for (candidates, guest) in RUNTIME_BINARIES {
@@ -354,15 +359,48 @@ fn add_binaries(tree: &mut Tree, bin_dir: &Path, runtime: OciRuntime) -> Result<
         executables.push((host, guest.to_string()));
     }
     let hosts: Vec<PathBuf> = executables.iter().map(|(h, _)| h.clone()).collect();
+    let mut libseccomp = None;
     for needed in elf::Resolver::new(Path::new("/")).closure(&hosts)? {
         let data = std::fs::read(&needed.host_file).map_err(io(&needed.host_file))?;
         tree.insert_file(needed.guest_path.as_os_str().as_bytes(), 0o755, data);
+        let name = needed.guest_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if runtime == OciRuntime::Crun && name.starts_with("libseccomp.so.") {
+            libseccomp = Some(needed.host_file.clone());
+        }
     }
     for (host, guest) in executables {
         let data = std::fs::read(&host).map_err(io(&host))?;
         tree.insert_file(&guest, 0o755, data);
     }
-    Ok(())
+    Ok(libseccomp)
+}
+
+/// Compiles every distinct seccomp profile the config's containers get, with the image's
+/// own libseccomp ([`crate::seccomp`]), into the manifest. A profile that does not
+/// compile here is left to crun (a warning): the host still boots, just slower.
+fn compile_filters(config: &Config, libseccomp: &Path, manifest: &mut BuildManifest) {
+    use hoist_services::spec::{Settings, seccomp_profile};
+    let settings = config
+        .service
+        .iter()
+        .map(|(name, s)| (name.as_str(), Settings::from(s)))
+        .chain(config.onboot.iter().chain(&config.onshutdown).map(|o| (o.name.as_str(), Settings::from(o))));
+    for (name, settings) in settings {
+        let Ok(Some(profile)) = seccomp_profile(name, &settings) else { continue };
+        let key = hoist_services::seccomp::key(&profile);
+        if manifest.seccomp_bpf.contains_key(&key) {
+            continue;
+        }
+        let compiled = serde_json::to_value(&profile)
+            .map_err(|e| e.to_string())
+            .and_then(|json| crate::seccomp::compile(libseccomp, &json));
+        match compiled {
+            Ok(program) => {
+                manifest.seccomp_bpf.insert(key, crate::seccomp::base64(&program));
+            }
+            Err(e) => log::warn!("{name}: seccomp filter left to crun: {}: {e}", libseccomp.display()),
+        }
+    }
 }
 
 #[cfg(test)]

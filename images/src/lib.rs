@@ -2,8 +2,9 @@
 //! imports (or creates) the OCI images its services run.
 //!
 //! [`build::build`] collects everything into an in-memory [`tree::Tree`]: `hoist-init` as
-//! `/init`, the supervisor and logger, containerd, its runc shim and runc with the shared
-//! libraries their ELF headers ask for ([`elf`]), the kernel modules the config and the VM's
+//! `/init`, the supervisor, hoist's containerd shim, containerd and the OCI runtime (crun
+//! or runc) with the shared libraries their ELF headers ask for ([`elf`]), every service's
+//! seccomp profile compiled once with the image's own libseccomp ([`seccomp`]), the kernel modules the config and the VM's
 //! devices need with their dependencies ([`hoist_guest::modules`]), the config (and PID 1's
 //! part of it in a line format, [`boot`]), and every
 //! service image unpacked into a ready rootfs tree ([`oci`]: digests verified on the way
@@ -27,4 +28,5 @@ pub mod kernel;
 pub mod oci;
 pub mod pki;
 pub mod resolve;
+pub mod seccomp;
 pub mod tree;

@@ -26,6 +26,8 @@ pub struct Generations {
     store: Store,
     library: std::sync::Arc<Library>,
     kernel_release: String,
+    /// The build's compiled seccomp filters, for candidates' plans.
+    filters: crate::plan::Filters,
     /// The config the host booted with: host-level keys are compared against it.
     booted: toml::Table,
     /// Generation 0, exactly as booted.
@@ -72,6 +74,7 @@ impl Generations {
             store,
             library,
             kernel_release: manifest.kernel_release.clone(),
+            filters: manifest.seccomp_bpf.clone(),
             booted,
             running: built.clone(),
             built,
@@ -113,6 +116,7 @@ impl Generations {
             &record.images,
             &known,
             &self.kernel_release,
+            &self.filters,
             Missing::Refuse,
         )
     }
@@ -126,7 +130,7 @@ impl Generations {
     pub fn plan(&self, req: &pb::ApplyRequest, missing: Missing) -> Result<(Candidate, PlanDiff), Status> {
         let images: BTreeMap<String, String> = req.images.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let known = self.library.known();
-        let c = candidate::make(&req.config, &req.file, &images, &known, &self.kernel_release, missing)
+        let c = candidate::make(&req.config, &req.file, &images, &known, &self.kernel_release, &self.filters, missing)
             .map_err(Status::invalid_argument)?;
         let d = self.diff(&c);
         Ok((c, d))

@@ -58,12 +58,18 @@ pub fn make(
     images: &BTreeMap<String, String>,
     known: &BTreeMap<String, ServiceImage>,
     kernel_release: &str,
+    filters: &crate::plan::Filters,
     missing: Missing,
 ) -> Result<Candidate, String> {
     let file = file_name(file);
     let config = hoist_config::parse(text, file).map_err(|e| e.to_string())?;
     let table: toml::Table = text.parse().map_err(|e| format!("{file}: {e}"))?;
-    let mut manifest = BuildManifest { kernel_release: kernel_release.to_string(), ..Default::default() };
+    // The filters compiled into this host's image serve any config with the same profiles.
+    let mut manifest = BuildManifest {
+        kernel_release: kernel_release.to_string(),
+        seccomp_bpf: filters.clone(),
+        ..Default::default()
+    };
     let mut used = BTreeMap::new();
     for hoist_config::Container { kind: what, name, image: source, user } in config.containers() {
         let source = source.describe();
@@ -129,7 +135,8 @@ mod tests {
     #[test]
     fn a_known_image_is_used_from_its_host_path_whatever_the_client_path() {
         let text = "version = 1\n[service.web]\nimage = \"oci:/client/side/img\"\n";
-        let c = make(text, "host.toml", &images(&[("web", D1)]), &known(), "6.1", Missing::Refuse).expect("candidate");
+        let c = make(text, "host.toml", &images(&[("web", D1)]), &known(), "6.1", &Default::default(), Missing::Refuse)
+            .expect("candidate");
         let plan = &c.desired.services["web"];
         assert!(plan.problem.is_none(), "{:?}", plan.problem);
         assert!(plan.rootfs.starts_with("/var/lib/hoist/images/"), "{}", plan.rootfs);
@@ -138,10 +145,34 @@ mod tests {
     }
 
     #[test]
+    fn a_candidate_of_the_built_config_plans_what_booted_filters_included() {
+        let text = "version = 1\n[service.web]\nimage = \"oci:/client/side/img\"\n";
+        let config = hoist_config::parse(text, "host.toml").expect("config");
+        let profile = crate::spec::seccomp_profile("web", &crate::spec::Settings::from(&config.service["web"]))
+            .expect("profile")
+            .expect("confined");
+        let filters: crate::plan::Filters = [(crate::seccomp::key(&profile), "QUJD".to_string())].into();
+        let known = known();
+        let c = make(text, "host.toml", &images(&[("web", D1)]), &known, "6.1", &filters, Missing::Refuse)
+            .expect("candidate");
+        let mut booted = BuildManifest { seccomp_bpf: filters.clone(), ..Default::default() };
+        booted
+            .service
+            .insert("web".into(), ServiceImage { source: "oci:/client/side/img".into(), ..known[D1].clone() });
+        let at_boot = Desired::from_config(&config, &booted);
+        assert_eq!(
+            c.desired.services["web"].id(),
+            at_boot.services["web"].id(),
+            "an unchanged service must not restart"
+        );
+    }
+
+    #[test]
     fn an_invalid_config_names_file_line_and_key() {
         let text = "version = 1\n[service.web]\nimage = \"oci:x\"\nstop_timeout = \"5x\"\n";
         let err =
-            make(text, "edited.toml", &images(&[("web", D1)]), &known(), "6.1", Missing::Refuse).expect_err("invalid");
+            make(text, "edited.toml", &images(&[("web", D1)]), &known(), "6.1", &Default::default(), Missing::Refuse)
+                .expect_err("invalid");
         assert!(err.starts_with("edited.toml:4:"), "{err}");
         assert!(err.contains("service.web.stop_timeout"), "{err}");
     }
@@ -151,27 +182,39 @@ mod tests {
         let text = "version = 1\n[service.web]\nimage = \"oci:x\"\n";
         let missing = "sha256:3333333333333333333333333333333333333333333333333333333333333333";
         let err =
-            make(text, "h.toml", &images(&[("web", missing)]), &known(), "6.1", Missing::Refuse).expect_err("unknown");
+            make(text, "h.toml", &images(&[("web", missing)]), &known(), "6.1", &Default::default(), Missing::Refuse)
+                .expect_err("unknown");
         assert!(err.contains("service web: image oci:x (sha256:3333") && err.contains("not on this host"), "{err}");
-        let plan_only = make(text, "h.toml", &images(&[("web", missing)]), &known(), "6.1", Missing::Allow);
+        let plan_only =
+            make(text, "h.toml", &images(&[("web", missing)]), &known(), "6.1", &Default::default(), Missing::Allow);
         assert_eq!(plan_only.expect("a plan needs only the digest").images["web"], missing);
-        let err = make(text, "h.toml", &images(&[]), &known(), "6.1", Missing::Refuse).expect_err("none");
+        let err = make(text, "h.toml", &images(&[]), &known(), "6.1", &Default::default(), Missing::Refuse)
+            .expect_err("none");
         assert!(err.contains("no image digest"), "{err}");
-        let err = make(text, "h.toml", &images(&[("web", "sha256:../../x")]), &known(), "6.1", Missing::Refuse)
-            .expect_err("bad");
+        let err = make(
+            text,
+            "h.toml",
+            &images(&[("web", "sha256:../../x")]),
+            &known(),
+            "6.1",
+            &Default::default(),
+            Missing::Refuse,
+        )
+        .expect_err("bad");
         assert!(err.contains("invalid image digest"), "{err}");
     }
 
     #[test]
     fn an_image_user_the_build_left_unresolved_needs_a_user_in_the_config() {
         let text = "version = 1\n[service.web]\nimage = \"oci:x\"\n";
-        let err = make(text, "h.toml", &images(&[("web", D2)]), &known(), "6.1", Missing::Refuse)
+        let err = make(text, "h.toml", &images(&[("web", D2)]), &known(), "6.1", &Default::default(), Missing::Refuse)
             .expect_err("www unresolved");
         assert!(err.contains("user \"www\""), "{err}");
         let with_user = "version = 1\n[service.web]\nimage = \"oci:x\"\nuser = \"1000:1000\"\n";
-        make(with_user, "h.toml", &images(&[("web", D2)]), &known(), "6.1", Missing::Refuse)
+        make(with_user, "h.toml", &images(&[("web", D2)]), &known(), "6.1", &Default::default(), Missing::Refuse)
             .expect("numeric user given");
         // D1 is held twice; the resolved entry wins.
-        make(text, "h.toml", &images(&[("web", D1)]), &known(), "6.1", Missing::Refuse).expect("resolved entry");
+        make(text, "h.toml", &images(&[("web", D1)]), &known(), "6.1", &Default::default(), Missing::Refuse)
+            .expect("resolved entry");
     }
 }

@@ -69,8 +69,19 @@ impl Plan {
     }
 }
 
+/// Seccomp filters the build compiled, by profile ([`BuildManifest::seccomp_bpf`]).
+///
+/// [`BuildManifest::seccomp_bpf`]: hoist_config::manifest::BuildManifest::seccomp_bpf
+pub type Filters = std::collections::BTreeMap<String, String>;
+
 /// A plan from container settings; service-only fields are filled in by [`service`].
-pub fn container(name: &str, settings: &Settings, image: Option<&ServiceImage>, source: &str) -> Plan {
+pub fn container(
+    name: &str,
+    settings: &Settings,
+    image: Option<&ServiceImage>,
+    source: &str,
+    filters: &Filters,
+) -> Plan {
     let mut plan = Plan {
         name: name.to_string(),
         stop_signal: libc::SIGTERM,
@@ -85,7 +96,8 @@ pub fn container(name: &str, settings: &Settings, image: Option<&ServiceImage>, 
     };
     plan.rootfs = image.rootfs.clone();
     match crate::spec::build(name, settings, image) {
-        Ok(spec) => {
+        Ok(mut spec) => {
+            crate::spec::attach_compiled_filter(&mut spec, filters);
             plan.process = spec.process().as_ref().and_then(|p| canonical_json(p).ok()).unwrap_or_default();
             match canonical_json(&spec) {
                 Ok(json) => plan.spec = json,
@@ -97,7 +109,7 @@ pub fn container(name: &str, settings: &Settings, image: Option<&ServiceImage>, 
     plan
 }
 
-pub fn service(name: &str, s: &hoist_config::Service, image: Option<&ServiceImage>) -> Plan {
+pub fn service(name: &str, s: &hoist_config::Service, image: Option<&ServiceImage>, filters: &Filters) -> Plan {
     Plan {
         stop_signal: s.stop_signal.0,
         stop_timeout: s.stop_timeout,
@@ -105,7 +117,7 @@ pub fn service(name: &str, s: &hoist_config::Service, image: Option<&ServiceImag
         start_timeout: s.start_timeout,
         depends_on: s.depends_on.clone(),
         policy: Some(crate::policy::Policy { restart: s.restart, backoff: s.backoff, limit: s.start_limit }),
-        ..container(name, &Settings::from(s), image, &s.image.describe())
+        ..container(name, &Settings::from(s), image, &s.image.describe(), filters)
     }
 }
 
@@ -130,14 +142,23 @@ impl Desired {
     pub fn from_config(config: &hoist_config::Config, manifest: &hoist_config::manifest::BuildManifest) -> Self {
         let log_max = config.logs.max_size;
         let stage = |o: &hoist_config::OneShot| {
-            let plan = container(&o.name, &Settings::from(o), manifest.service.get(&o.name), &o.image.describe());
+            let plan = container(
+                &o.name,
+                &Settings::from(o),
+                manifest.service.get(&o.name),
+                &o.image.describe(),
+                &manifest.seccomp_bpf,
+            );
             Stage { plan: Plan { log_max, ..plan }, timeout: o.timeout, required: o.required }
         };
         Desired {
             services: config
                 .service
                 .iter()
-                .map(|(name, s)| (name.clone(), Plan { log_max, ..service(name, s, manifest.service.get(name)) }))
+                .map(|(name, s)| {
+                    let plan = service(name, s, manifest.service.get(name), &manifest.seccomp_bpf);
+                    (name.clone(), Plan { log_max, ..plan })
+                })
                 .collect(),
             onboot: config.onboot.iter().map(stage).collect(),
             onshutdown: config.onshutdown.iter().map(stage).collect(),
@@ -196,5 +217,34 @@ mod tests {
             (0..8).map(|_| super::Desired::from_config(&config, &manifest).services["web"].clone()).collect();
         assert!(plans[0].problem.is_none(), "{:?}", plans[0].problem);
         assert!(plans.iter().all(|p| *p == plans[0]), "capability sets must serialize in one order");
+    }
+
+    #[test]
+    fn a_compiled_filter_for_the_profile_goes_to_crun_and_no_other() {
+        let config = hoist_config::parse(
+            "version = 1\n[service.web]\nimage = \"oci:/x\"\n[service.admin]\nimage = \"oci:/x\"\ncapabilities = { add = [\"CAP_SYS_ADMIN\"] }\n[service.raw]\nimage = \"oci:/x\"\nseccomp = \"unconfined\"\n",
+            "host.toml",
+        )
+        .expect("config");
+        let mut manifest = hoist_config::manifest::BuildManifest::default();
+        for name in ["web", "admin", "raw"] {
+            let image = hoist_config::manifest::ServiceImage {
+                rootfs: "/r".into(),
+                cmd: vec!["sh".into()],
+                ..Default::default()
+            };
+            manifest.service.insert(name.into(), image);
+        }
+        let web = crate::spec::Settings::from(&config.service["web"]);
+        let profile = crate::spec::seccomp_profile("web", &web).expect("profile").expect("confined");
+        manifest.seccomp_bpf.insert(crate::seccomp::key(&profile), "QUJD".into());
+        let desired = super::Desired::from_config(&config, &manifest);
+        let annotation = |name: &str| {
+            let spec: serde_json::Value = serde_json::from_slice(&desired.services[name].spec).expect("spec");
+            spec["annotations"][crate::seccomp::BPF_ANNOTATION].as_str().map(str::to_string)
+        };
+        assert_eq!(annotation("web").as_deref(), Some("QUJD"));
+        assert_eq!(annotation("admin"), None, "another profile: crun compiles it");
+        assert_eq!(annotation("raw"), None, "no filter at all");
     }
 }

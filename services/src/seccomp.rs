@@ -140,6 +140,17 @@ fn with_arg(names: &[&str], index: usize, op: LinuxSeccompOperator, value: u64) 
     rule(names, LinuxSeccompAction::ScmpActAllow).args(vec![arg]).build().map_err(|e| e.to_string())
 }
 
+/// The annotation that hands crun a compiled filter in place of the profile.
+pub const BPF_ANNOTATION: &str = "run.oci.seccomp_bpf_data";
+
+/// What a compiled filter is filed under in the build manifest: the hex sha256 of the
+/// profile's JSON (the same bytes at build time and at boot: one type, one serializer).
+pub fn key(profile: &LinuxSeccomp) -> String {
+    use sha2::{Digest, Sha256};
+    let json = serde_json::to_vec(profile).unwrap_or_default();
+    Sha256::digest(&json).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The profile for a container whose bounding set is `caps`.
 pub fn profile(caps: &oci_spec::runtime::Capabilities) -> Result<LinuxSeccomp, String> {
     let allow = rule(&allowed(caps), LinuxSeccompAction::ScmpActAllow).build().map_err(|e| e.to_string())?;

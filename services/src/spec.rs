@@ -23,8 +23,8 @@ use hoist_config::manifest::ServiceImage;
 use hoist_guest::paths;
 use oci_spec::runtime::{
     Capability, LinuxBuilder, LinuxDeviceCgroupBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
-    LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec,
-    SpecBuilder, UserBuilder,
+    LinuxResourcesBuilder, LinuxSeccomp, Mount, MountBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder,
+    RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
 /// containerd's default capability set (oci.defaultUnixCaps) without CAP_NET_RAW, as
@@ -265,12 +265,7 @@ pub fn build(name: &str, settings: &Settings, image: &ServiceImage) -> Result<Sp
     let err = |cause| SpecError::Build { service: name.to_string(), cause };
     let caps =
         capabilities(&settings.capabilities).map_err(|e| SpecError::Caps { service: name.to_string(), reason: e })?;
-    let seccomp = match settings.seccomp {
-        hoist_config::Seccomp::Default => Some(
-            crate::seccomp::profile(&caps).map_err(|e| SpecError::Seccomp { service: name.to_string(), reason: e })?,
-        ),
-        hoist_config::Seccomp::Unconfined => None,
-    };
+    let seccomp = seccomp_profile(name, settings)?;
     // The builder's defaults fill inheritable and ambient; both must be empty.
     let capabilities = oci_spec::runtime::LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
@@ -336,6 +331,30 @@ pub fn build(name: &str, settings: &Settings, image: &ServiceImage) -> Result<Sp
         .linux(linux)
         .build()
         .map_err(err)
+}
+
+/// The container's syscall filter: None when its config says `seccomp = "unconfined"`.
+pub fn seccomp_profile(name: &str, settings: &Settings) -> Result<Option<LinuxSeccomp>, SpecError> {
+    match settings.seccomp {
+        hoist_config::Seccomp::Unconfined => Ok(None),
+        hoist_config::Seccomp::Default => {
+            let caps = capabilities(&settings.capabilities)
+                .map_err(|e| SpecError::Caps { service: name.to_string(), reason: e })?;
+            crate::seccomp::profile(&caps)
+                .map(Some)
+                .map_err(|e| SpecError::Seccomp { service: name.to_string(), reason: e })
+        }
+    }
+}
+
+/// Hands crun the filter compiled at build time for this spec's profile, if the build
+/// made one (`filters`: [`hoist_config::manifest::BuildManifest::seccomp_bpf`]).
+pub fn attach_compiled_filter(spec: &mut Spec, filters: &BTreeMap<String, String>) {
+    let Some(profile) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else { return };
+    let Some(bpf) = filters.get(&crate::seccomp::key(profile)) else { return };
+    let mut annotations = spec.annotations().clone().unwrap_or_default();
+    annotations.insert(crate::seccomp::BPF_ANNOTATION.to_string(), bpf.clone());
+    spec.set_annotations(Some(annotations));
 }
 
 /// The container's cgroup (cgroup v2, under /sys/fs/cgroup).
