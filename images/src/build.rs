@@ -158,9 +158,12 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport
     progress.end("binaries", &format!("{} files", tree.len()));
 
     let mut manifest = BuildManifest { kernel_release: release.clone(), ..Default::default() };
+    #[cfg(feature = "filters")]
     if let Some(lib) = &libseccomp {
         compile_filters(&config, lib, &mut manifest);
     }
+    #[cfg(not(feature = "filters"))]
+    let _ = libseccomp;
     let mut services = BTreeMap::new();
     let mut unpacked: BTreeMap<String, String> = BTreeMap::new();
     // What the images still unpacked may add, on top of each one's own cap.
@@ -375,6 +378,7 @@ fn add_binaries(tree: &mut Tree, bin_dir: &Path, runtime: OciRuntime) -> Result<
     Ok(libseccomp)
 }
 
+#[cfg(feature = "filters")]
 /// Compiles every distinct seccomp profile the config's containers get, with the image's
 /// own libseccomp ([`crate::seccomp`]), into the manifest. A profile that does not
 /// compile here is left to crun (a warning): the host still boots, just slower.
