@@ -17,12 +17,13 @@
 //! - [`task`]: pure bookkeeping of processes, exits and waiters.
 //! - [`service`]: the methods; [`runtime`]: the OCI runtime as a command; [`stdio`],
 //!   [`mounts`]: what a process needs before it runs; [`logs`]: service output, read
-//!   by the shim itself; [`events`]: to containerd; [`fifo_start`]: a crun container
-//!   started without running `crun start`.
+//!   by the shim itself; [`events`]: to containerd; [`fifo_start`], [`direct_delete`]: a crun
+//!   container started and deleted without running crun again.
 //! - [`server`]: the poll loop; [`bootstrap`]: `start`, serving, `delete`.
 
 pub mod args;
 pub mod bootstrap;
+pub mod direct_delete;
 pub mod events;
 pub mod fifo_start;
 pub mod logs;

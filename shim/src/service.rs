@@ -336,8 +336,17 @@ impl Shim {
         for p in leftover {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p as i32), nix::sys::signal::Signal::SIGKILL);
         }
-        // A created task that never started is removed too (--force kills its init).
-        self.runtime_call(&["delete", "--force", &req.id])?;
+        let Some(rt) = &self.runtime else { return Err(err(Code::FailedPrecondition, "no task")) };
+        match crate::direct_delete::delete(rt, &req.id, exit.is_some()) {
+            Ok(crate::direct_delete::Deleted::Done) => {}
+            outcome => {
+                if let Err(e) = outcome {
+                    (self.log)(&format!("deleting {} without crun: {e}; crun deletes it", req.id));
+                }
+                // A created task that never started is removed too (--force kills its init).
+                self.runtime_call(&["delete", "--force", &req.id])?;
+            }
+        }
         crate::mounts::unmount_all(&self.bundle.join("rootfs"));
         let exit = exit.unwrap_or_else(|| exit_now(128 + libc::SIGKILL as u32));
         // A task deleted before its init exited (created, never started): whoever waits
