@@ -93,6 +93,7 @@ mod reference;
 mod resources;
 mod scalar;
 mod schema;
+pub mod seccomp;
 mod validate;
 
 use std::path::Path;

@@ -158,12 +158,9 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport
     progress.end("binaries", &format!("{} files", tree.len()));
 
     let mut manifest = BuildManifest { kernel_release: release.clone(), ..Default::default() };
-    #[cfg(feature = "filters")]
     if let Some(lib) = &libseccomp {
         compile_filters(&config, lib, &mut manifest);
     }
-    #[cfg(not(feature = "filters"))]
-    let _ = libseccomp;
     let mut services = BTreeMap::new();
     let mut unpacked: BTreeMap<String, String> = BTreeMap::new();
     // What the images still unpacked may add, on top of each one's own cap.
@@ -378,20 +375,21 @@ fn add_binaries(tree: &mut Tree, bin_dir: &Path, runtime: OciRuntime) -> Result<
     Ok(libseccomp)
 }
 
-#[cfg(feature = "filters")]
 /// Compiles every distinct seccomp profile the config's containers get, with the image's
 /// own libseccomp ([`crate::seccomp`]), into the manifest. A profile that does not
 /// compile here is left to crun (a warning): the host still boots, just slower.
 fn compile_filters(config: &Config, libseccomp: &Path, manifest: &mut BuildManifest) {
-    use hoist_services::spec::{Settings, seccomp_profile};
-    let settings = config
-        .service
-        .iter()
-        .map(|(name, s)| (name.as_str(), Settings::from(s)))
-        .chain(config.onboot.iter().chain(&config.onshutdown).map(|o| (o.name.as_str(), Settings::from(o))));
-    for (name, settings) in settings {
-        let Ok(Some(profile)) = seccomp_profile(name, &settings) else { continue };
-        let key = hoist_services::seccomp::key(&profile);
+    use hoist_config::seccomp::{for_container, key};
+    let containers = config.service.iter().map(|(name, s)| (name.as_str(), &s.capabilities, s.seccomp)).chain(
+        config
+            .onboot
+            .iter()
+            .chain(&config.onshutdown)
+            .map(|o| (o.name.as_str(), &o.capabilities, hoist_config::Seccomp::Default)),
+    );
+    for (name, caps, mode) in containers {
+        let Ok(Some(profile)) = for_container(caps, mode) else { continue };
+        let key = key(&profile);
         if manifest.seccomp_bpf.contains_key(&key) {
             continue;
         }

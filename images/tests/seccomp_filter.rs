@@ -77,8 +77,9 @@ fn run(program: &[u8], nr: u32, arch: u32, args: [u64; 6]) -> u32 {
 }
 
 fn default_profile() -> serde_json::Value {
-    let settings = hoist_services::spec::Settings::default();
-    let profile = hoist_services::spec::seccomp_profile("web", &settings).expect("profile").expect("confined");
+    let profile = hoist_config::seccomp::for_container(&Default::default(), hoist_config::Seccomp::Default)
+        .expect("profile")
+        .expect("confined");
     serde_json::to_value(profile).expect("json")
 }
 

@@ -72,8 +72,9 @@ pub mod plan;
 pub mod policy;
 pub mod ready;
 pub mod runner;
-pub mod seccomp;
 pub mod spec;
+/// The default seccomp profile lives with the config (the build compiles it too).
+pub use hoist_config::seccomp;
 pub mod state;
 pub mod stats;
 

@@ -22,28 +22,12 @@ use hoist_config::Service;
 use hoist_config::manifest::ServiceImage;
 use hoist_guest::paths;
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxDeviceCgroupBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
-    LinuxResourcesBuilder, LinuxSeccomp, Mount, MountBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder,
-    RootBuilder, Spec, SpecBuilder, UserBuilder,
+    LinuxBuilder, LinuxDeviceCgroupBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResourcesBuilder,
+    LinuxSeccomp, Mount, MountBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec,
+    SpecBuilder, UserBuilder,
 };
 
-/// containerd's default capability set (oci.defaultUnixCaps) without CAP_NET_RAW, as
-/// newer containerd and Docker have it: raw sockets forge packets on the host network.
-pub const DEFAULT_CAPABILITIES: [Capability; 13] = [
-    Capability::Chown,
-    Capability::DacOverride,
-    Capability::Fsetid,
-    Capability::Fowner,
-    Capability::Mknod,
-    Capability::Setgid,
-    Capability::Setuid,
-    Capability::Setfcap,
-    Capability::Setpcap,
-    Capability::NetBindService,
-    Capability::SysChroot,
-    Capability::Kill,
-    Capability::AuditWrite,
-];
+pub use hoist_config::seccomp::DEFAULT_CAPABILITIES;
 
 pub const MASKED_PATHS: [&str; 12] = [
     "/proc/acpi",
@@ -182,24 +166,7 @@ fn user(name: &str, settings: &Settings, image: &ServiceImage) -> Result<(u32, u
 
 /// containerd's defaults, plus `add`, minus `drop` ("ALL" drops every one).
 pub fn capabilities(caps: &hoist_config::Capabilities) -> Result<oci_spec::runtime::Capabilities, String> {
-    let parse = |name: &str| {
-        name.strip_prefix("CAP_")
-            .unwrap_or(name)
-            .parse::<Capability>()
-            .map_err(|_| format!("capability {name} is not known to the OCI spec builder"))
-    };
-    let mut set: oci_spec::runtime::Capabilities = DEFAULT_CAPABILITIES.into_iter().collect();
-    for name in &caps.drop {
-        if name == "ALL" {
-            set.clear();
-        } else {
-            set.remove(&parse(name)?);
-        }
-    }
-    for name in &caps.add {
-        set.insert(parse(name)?);
-    }
-    Ok(set)
+    hoist_config::seccomp::bounding_set(caps)
 }
 
 fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount, oci_spec::OciSpecError> {
@@ -518,7 +485,7 @@ ready = { notify = true }
         let caps = hoist_config::Capabilities { add: vec!["CAP_KILL".into()], drop: vec!["ALL".into()] };
         let set = capabilities(&caps).expect("caps");
         assert_eq!(set.len(), 1);
-        assert!(set.contains(&Capability::Kill));
+        assert!(set.contains(&oci_spec::runtime::Capability::Kill));
     }
 
     #[test]

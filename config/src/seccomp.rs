@@ -1,5 +1,7 @@
 //! The default seccomp profile: what every service container may call unless its config
-//! says `seccomp = "unconfined"`.
+//! says `seccomp = "unconfined"`, and the capability set it depends on. Here, not in the
+//! supervisor, because the build compiles these profiles too (hoist-images) and both
+//! must make the same bytes.
 //!
 //! The same policy as containerd's and Docker's default profile, written from their
 //! documented syscall lists: anything not listed fails with EPERM; a base list of syscalls
@@ -140,6 +142,55 @@ fn with_arg(names: &[&str], index: usize, op: LinuxSeccompOperator, value: u64) 
     rule(names, LinuxSeccompAction::ScmpActAllow).args(vec![arg]).build().map_err(|e| e.to_string())
 }
 
+/// containerd's default capability set (oci.defaultUnixCaps) without CAP_NET_RAW, as
+/// newer containerd and Docker have it: raw sockets forge packets on the host network.
+pub const DEFAULT_CAPABILITIES: [Capability; 13] = [
+    Capability::Chown,
+    Capability::DacOverride,
+    Capability::Fsetid,
+    Capability::Fowner,
+    Capability::Mknod,
+    Capability::Setgid,
+    Capability::Setuid,
+    Capability::Setfcap,
+    Capability::Setpcap,
+    Capability::NetBindService,
+    Capability::SysChroot,
+    Capability::Kill,
+    Capability::AuditWrite,
+];
+
+/// A container's bounding set: containerd's defaults, plus `add`, minus `drop` ("ALL"
+/// drops every one).
+pub fn bounding_set(caps: &crate::Capabilities) -> Result<oci_spec::runtime::Capabilities, String> {
+    let parse = |name: &str| {
+        name.strip_prefix("CAP_")
+            .unwrap_or(name)
+            .parse::<Capability>()
+            .map_err(|_| format!("capability {name} is not known to the OCI spec builder"))
+    };
+    let mut set: oci_spec::runtime::Capabilities = DEFAULT_CAPABILITIES.into_iter().collect();
+    for name in &caps.drop {
+        if name == "ALL" {
+            set.clear();
+        } else {
+            set.remove(&parse(name)?);
+        }
+    }
+    for name in &caps.add {
+        set.insert(parse(name)?);
+    }
+    Ok(set)
+}
+
+/// The filter a container gets: None for `seccomp = "unconfined"`.
+pub fn for_container(caps: &crate::Capabilities, mode: crate::Seccomp) -> Result<Option<LinuxSeccomp>, String> {
+    match mode {
+        crate::Seccomp::Unconfined => Ok(None),
+        crate::Seccomp::Default => profile(&bounding_set(caps)?).map(Some),
+    }
+}
+
 /// The annotation that hands crun a compiled filter in place of the profile.
 pub const BPF_ANNOTATION: &str = "run.oci.seccomp_bpf_data";
 
@@ -207,7 +258,7 @@ mod tests {
 
     #[test]
     fn escapes_are_not_allowed_without_capabilities() {
-        let names = unconditional(&json(&crate::spec::DEFAULT_CAPABILITIES.into_iter().collect()));
+        let names = unconditional(&json(&DEFAULT_CAPABILITIES.into_iter().collect()));
         for denied in [
             "unshare",
             "setns",
@@ -277,7 +328,7 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn the_default_capabilities_allow_355_syscalls_unconditionally() {
-        let defaults: oci_spec::runtime::Capabilities = crate::spec::DEFAULT_CAPABILITIES.into_iter().collect();
+        let defaults: oci_spec::runtime::Capabilities = DEFAULT_CAPABILITIES.into_iter().collect();
         assert_eq!(allowed(&defaults).len(), 355);
         assert_eq!(unconditional(&json(&defaults)).len(), 355);
         assert!(!allowed(&defaults).contains(&"socketcall"), "socketcall would get around the socket rule");
