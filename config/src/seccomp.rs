@@ -196,10 +196,11 @@ pub const BPF_ANNOTATION: &str = "run.oci.seccomp_bpf_data";
 
 /// What a compiled filter is filed under in the build manifest: the hex sha256 of the
 /// profile's JSON (the same bytes at build time and at boot: one type, one serializer).
-pub fn key(profile: &LinuxSeccomp) -> String {
+/// None if the profile does not serialize (then no compiled filter is ever used for it).
+pub fn key(profile: &LinuxSeccomp) -> Option<String> {
     use sha2::{Digest, Sha256};
-    let json = serde_json::to_vec(profile).unwrap_or_default();
-    Sha256::digest(&json).iter().map(|b| format!("{b:02x}")).collect()
+    let json = serde_json::to_vec(profile).ok()?;
+    Some(Sha256::digest(&json).iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// The profile for a container whose bounding set is `caps`.

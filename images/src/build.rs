@@ -364,7 +364,8 @@ fn add_binaries(tree: &mut Tree, bin_dir: &Path, runtime: OciRuntime) -> Result<
         let data = std::fs::read(&needed.host_file).map_err(io(&needed.host_file))?;
         tree.insert_file(needed.guest_path.as_os_str().as_bytes(), 0o755, data);
         let name = needed.guest_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        if runtime == OciRuntime::Crun && name.starts_with("libseccomp.so.") {
+        // Version 2's ABI is what crate::seccomp calls; another soname is left to crun.
+        if runtime == OciRuntime::Crun && name == "libseccomp.so.2" {
             libseccomp = Some(needed.host_file.clone());
         }
     }
@@ -389,7 +390,7 @@ fn compile_filters(config: &Config, libseccomp: &Path, manifest: &mut BuildManif
     );
     for (name, caps, mode) in containers {
         let Ok(Some(profile)) = for_container(caps, mode) else { continue };
-        let key = key(&profile);
+        let Some(key) = key(&profile) else { continue };
         if manifest.seccomp_bpf.contains_key(&key) {
             continue;
         }

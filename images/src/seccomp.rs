@@ -1,8 +1,10 @@
 //! Seccomp filters compiled at build time.
 //!
-//! crun compiles a container's seccomp profile with libseccomp on every `crun create`:
-//! about 60% of a create's CPU natively, a third of a second per container under
-//! emulation. The build compiles each distinct profile once, with the very libseccomp
+//! crun compiles a container's seccomp profile with libseccomp when it creates the
+//! container: about 60% of a create's CPU natively, a third of a second per container
+//! under emulation. (Newer crun keeps a cache of compiled profiles; the crun 1.8.1 here
+//! paid the compile on each of 20 creates in a row, and containers created at the same
+//! time at boot would all miss a cache anyway.) The build compiles each distinct profile once, with the very libseccomp
 //! library it puts into the image for crun (loaded with `dlopen`), making the calls crun
 //! makes, in crun's order. The supervisor then hands crun the program
 //! (`run.oci.seccomp_bpf_data`) and crun loads it as given.
@@ -86,18 +88,24 @@ impl Lib {
         }
         // SAFETY: each type below is the C prototype of that libseccomp 2 function.
         let lib = unsafe {
-            Lib {
-                handle,
-                init: symbol(handle, "seccomp_init")?,
-                release: symbol(handle, "seccomp_release")?,
-                arch_add: symbol(handle, "seccomp_arch_add")?,
-                arch_resolve_name: symbol(handle, "seccomp_arch_resolve_name")?,
-                syscall_resolve_name: symbol(handle, "seccomp_syscall_resolve_name")?,
-                rule_add_array: symbol(handle, "seccomp_rule_add_array")?,
-                export_bpf: symbol(handle, "seccomp_export_bpf")?,
-            }
+            (|| {
+                Ok(Lib {
+                    handle,
+                    init: symbol(handle, "seccomp_init")?,
+                    release: symbol(handle, "seccomp_release")?,
+                    arch_add: symbol(handle, "seccomp_arch_add")?,
+                    arch_resolve_name: symbol(handle, "seccomp_arch_resolve_name")?,
+                    syscall_resolve_name: symbol(handle, "seccomp_syscall_resolve_name")?,
+                    rule_add_array: symbol(handle, "seccomp_rule_add_array")?,
+                    export_bpf: symbol(handle, "seccomp_export_bpf")?,
+                })
+            })()
         };
-        Ok(lib)
+        if lib.is_err() {
+            // SAFETY: handle came from dlopen above and nothing from it is kept.
+            unsafe { libc::dlclose(handle) };
+        }
+        lib
     }
 }
 
@@ -114,8 +122,13 @@ impl Drop for Filter<'_> {
     }
 }
 
-/// libseccomp's value for an OCI action name, with `errno` for the errno action.
-pub fn action(name: &str, errno: u32) -> Result<u32, String> {
+/// libseccomp's value for an OCI action name, with `errno` for the errno action. An errno
+/// given with another action is an error crun reports: left to crun.
+pub fn action(name: &str, errno: Option<u32>) -> Result<u32, String> {
+    if errno.is_some() && name != "SCMP_ACT_ERRNO" {
+        return Err(format!("errno given with {name}: left to the runtime"));
+    }
+    let errno = errno.unwrap_or(EPERM);
     Ok(match name {
         "SCMP_ACT_ALLOW" => ACT_ALLOW,
         "SCMP_ACT_ERRNO" => ACT_ERRNO | (errno & 0xffff),
@@ -153,8 +166,8 @@ pub fn compile(library: &Path, profile: &Value) -> Result<Vec<u8>, String> {
     }
     let lib = Lib::open(library)?;
     let default_errno = match profile.get("defaultErrnoRet") {
-        Some(v) if !v.is_null() => u32_of(v, "defaultErrnoRet")?,
-        _ => EPERM,
+        Some(v) if !v.is_null() => Some(u32_of(v, "defaultErrnoRet")?),
+        _ => None,
     };
     let default_name = profile.get("defaultAction").and_then(Value::as_str).ok_or("no defaultAction")?;
     let default_action = action(default_name, default_errno)?;
@@ -181,8 +194,8 @@ pub fn compile(library: &Path, profile: &Value) -> Result<Vec<u8>, String> {
     }
     for rule in profile.get("syscalls").and_then(Value::as_array).into_iter().flatten() {
         let errno = match rule.get("errnoRet") {
-            Some(v) if !v.is_null() => u32_of(v, "errnoRet")?,
-            _ => EPERM,
+            Some(v) if !v.is_null() => Some(u32_of(v, "errnoRet")?),
+            _ => None,
         };
         let act = action(rule.get("action").and_then(Value::as_str).ok_or("rule without action")?, errno)?;
         if act == default_action {

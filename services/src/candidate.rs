@@ -151,7 +151,7 @@ mod tests {
         let profile = crate::spec::seccomp_profile("web", &crate::spec::Settings::from(&config.service["web"]))
             .expect("profile")
             .expect("confined");
-        let filters: crate::plan::Filters = [(crate::seccomp::key(&profile), "QUJD".to_string())].into();
+        let filters: crate::plan::Filters = [(crate::seccomp::key(&profile).expect("key"), "QUJD".to_string())].into();
         let known = known();
         let c = make(text, "host.toml", &images(&[("web", D1)]), &known, "6.1", &filters, Missing::Refuse)
             .expect("candidate");

@@ -237,7 +237,7 @@ mod tests {
         }
         let web = crate::spec::Settings::from(&config.service["web"]);
         let profile = crate::spec::seccomp_profile("web", &web).expect("profile").expect("confined");
-        manifest.seccomp_bpf.insert(crate::seccomp::key(&profile), "QUJD".into());
+        manifest.seccomp_bpf.insert(crate::seccomp::key(&profile).expect("key"), "QUJD".into());
         let desired = super::Desired::from_config(&config, &manifest);
         let annotation = |name: &str| {
             let spec: serde_json::Value = serde_json::from_slice(&desired.services[name].spec).expect("spec");

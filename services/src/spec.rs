@@ -302,23 +302,16 @@ pub fn build(name: &str, settings: &Settings, image: &ServiceImage) -> Result<Sp
 
 /// The container's syscall filter: None when its config says `seccomp = "unconfined"`.
 pub fn seccomp_profile(name: &str, settings: &Settings) -> Result<Option<LinuxSeccomp>, SpecError> {
-    match settings.seccomp {
-        hoist_config::Seccomp::Unconfined => Ok(None),
-        hoist_config::Seccomp::Default => {
-            let caps = capabilities(&settings.capabilities)
-                .map_err(|e| SpecError::Caps { service: name.to_string(), reason: e })?;
-            crate::seccomp::profile(&caps)
-                .map(Some)
-                .map_err(|e| SpecError::Seccomp { service: name.to_string(), reason: e })
-        }
-    }
+    // The same function the build compiles filters with: the profiles match byte for byte.
+    crate::seccomp::for_container(&settings.capabilities, settings.seccomp)
+        .map_err(|e| SpecError::Seccomp { service: name.to_string(), reason: e })
 }
 
 /// Hands crun the filter compiled at build time for this spec's profile, if the build
 /// made one (`filters`: [`hoist_config::manifest::BuildManifest::seccomp_bpf`]).
 pub fn attach_compiled_filter(spec: &mut Spec, filters: &BTreeMap<String, String>) {
     let Some(profile) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else { return };
-    let Some(bpf) = filters.get(&crate::seccomp::key(profile)) else { return };
+    let Some(bpf) = crate::seccomp::key(profile).and_then(|k| filters.get(&k)) else { return };
     let mut annotations = spec.annotations().clone().unwrap_or_default();
     annotations.insert(crate::seccomp::BPF_ANNOTATION.to_string(), bpf.clone());
     spec.set_annotations(Some(annotations));

@@ -6,7 +6,9 @@
 //! state itself when nothing else is to be done, and leaves everything else to
 //! `crun delete --force`: another runtime, poststop hooks, an init not seen to exit, a
 //! systemd cgroup, a cgroup that still holds processes or children, or anything in the
-//! state directory that is not a plain file. Nothing is removed before every check passed.
+//! state directory that is not a plain file. Nothing is removed before every check passed,
+//! and the `status` file goes last, so a failure part way still leaves crun a container
+//! it can delete.
 
 use std::ffi::OsStr;
 use std::io::Read;
@@ -64,6 +66,12 @@ pub fn cgroup_dir(status: &serde_json::Value, cgroup_root: &Path) -> Option<Path
     Some(rest.iter().fold(cgroup_root.to_path_buf(), |p, n| p.join(n)))
 }
 
+/// `status` goes last: until then crun still sees a container it can delete, should an
+/// unlink fail and the caller fall back to it.
+fn unlink_order(names: &mut [std::ffi::CString]) {
+    names.sort_by_key(|n| n.to_bytes() == b"status");
+}
+
 /// Deletes stopped container `id` of `rt` (whose init has exited) the way crun would, if
 /// nothing calls for crun itself.
 pub fn delete(rt: &Runtime, id: &str, init_exited: bool) -> Result<Deleted, String> {
@@ -114,6 +122,7 @@ pub fn remove(state: &Path, cgroup_root: &Path) -> Result<Deleted, String> {
         // Processes or child cgroups left: crun kills and removes them.
         Err(_) => return Ok(Deleted::UseRuntime("cgroup not empty")),
     }
+    unlink_order(&mut names);
     for name in &names {
         // unlinkat never follows a symlink: the link itself goes.
         nix::unistd::unlinkat(&dir, name.as_c_str(), UnlinkatFlags::NoRemoveDir)
@@ -174,6 +183,31 @@ mod tests {
         let bad = state_dir(dir.path(), "/../../etc");
         assert_eq!(remove(&bad, &cgroups), Ok(Deleted::UseRuntime("no cgroup path")));
         assert_eq!(remove(&dir.path().join("missing"), &cgroups), Ok(Deleted::UseRuntime("no readable status")));
+    }
+
+    #[test]
+    fn runc_hooks_and_a_live_init_go_to_the_runtime() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rt = |bin: &str| Runtime {
+            binary: PathBuf::from(bin),
+            root: dir.path().join("root"),
+            bundle: dir.path().to_path_buf(),
+        };
+        assert_eq!(delete(&rt("/usr/sbin/runc"), "web", true), Ok(Deleted::UseRuntime("not crun")));
+        assert_eq!(delete(&rt("/usr/bin/crun"), "web", false), Ok(Deleted::UseRuntime("init not seen to exit")));
+        std::fs::write(dir.path().join("config.json"), br#"{"hooks":{"poststop":[{"path":"/x"}]}}"#).expect("config");
+        assert_eq!(delete(&rt("/usr/bin/crun"), "web", true), Ok(Deleted::UseRuntime("poststop hooks")));
+    }
+
+    #[test]
+    fn status_is_removed_last() {
+        let mut names: Vec<std::ffi::CString> = ["status", "config.json", "exec.fifo", "seccomp.bpf"]
+            .iter()
+            .map(|n| std::ffi::CString::new(*n).expect("name"))
+            .collect();
+        unlink_order(&mut names);
+        assert_eq!(names.last().map(|n| n.to_bytes()), Some(&b"status"[..]));
+        assert_eq!(names.len(), 4);
     }
 
     #[test]

@@ -40,14 +40,16 @@ pub fn start(rt: &Runtime, id: &str) -> Result<Started, String> {
     }
     let mut config = Vec::new();
     let path = rt.bundle.join("config.json");
-    std::fs::OpenOptions::new()
+    let read = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
         .open(&path)
-        .and_then(|f| f.take(MAX_CONFIG).read_to_end(&mut config))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if has_poststart_hooks(&config)? {
-        return Ok(Started::UseRuntime("poststart hooks"));
+        .and_then(|f| f.take(MAX_CONFIG).read_to_end(&mut config));
+    // Nothing is written yet: whatever is odd about the bundle, crun start judges it.
+    match read.map_err(|e| e.to_string()).and_then(|_| has_poststart_hooks(&config)) {
+        Ok(false) => {}
+        Ok(true) => return Ok(Started::UseRuntime("poststart hooks")),
+        Err(_) => return Ok(Started::UseRuntime("config.json not readable here")),
     }
     release(&rt.root.join(id).join("exec.fifo"))
 }
@@ -105,6 +107,22 @@ mod tests {
         let mut byte = [9u8; 2];
         assert_eq!(reader.read(&mut byte).expect("read"), 1);
         assert_eq!(byte[0], 0);
+    }
+
+    #[test]
+    fn runc_hooks_and_odd_bundles_go_to_the_runtime() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rt = |bin: &str| Runtime {
+            binary: std::path::PathBuf::from(bin),
+            root: dir.path().join("root"),
+            bundle: dir.path().to_path_buf(),
+        };
+        assert_eq!(start(&rt("/usr/sbin/runc"), "web"), Ok(Started::UseRuntime("not crun")));
+        assert_eq!(start(&rt("/usr/bin/crun"), "web"), Ok(Started::UseRuntime("config.json not readable here")));
+        std::fs::write(dir.path().join("config.json"), br#"{"hooks":{"poststart":[{"path":"/x"}]}}"#).expect("config");
+        assert_eq!(start(&rt("/usr/bin/crun"), "web"), Ok(Started::UseRuntime("poststart hooks")));
+        std::fs::write(dir.path().join("config.json"), b"{}").expect("config");
+        assert_eq!(start(&rt("/usr/bin/crun"), "web"), Ok(Started::UseRuntime("no exec.fifo")));
     }
 
     #[test]
