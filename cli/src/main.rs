@@ -6,6 +6,7 @@
 mod apply;
 mod conn;
 mod ctl;
+mod disk;
 mod history;
 mod image;
 mod logger;

@@ -28,9 +28,14 @@ pub struct RunArgs {
     /// How long the guest gets to power off after Ctrl-C before QEMU is killed (seconds)
     #[arg(long, default_value_t = 60)]
     shutdown_timeout: u64,
-    /// Print the QEMU command line and exit
+    /// Print the QEMU command line and exit (creates no disk image)
     #[arg(long)]
     dry_run: bool,
+    /// Attach a raw disk image as virtio-blk: FILE[,serial=S][,size=N]. A missing FILE is
+    /// created sparse (0600) with size N (e.g. 2G); an existing one is used as it is. The
+    /// guest finds it by its serial (default disk0, disk1, ...); repeatable
+    #[arg(long, value_name = "FILE[,serial=S][,size=N]")]
+    disk: Vec<String>,
 }
 
 fn parse_publish(spec: &str) -> anyhow::Result<(u16, u16)> {
@@ -55,6 +60,26 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     for p in &args.publish {
         let (host, guest) = parse_publish(p)?;
         builder = builder.publish(host, guest);
+    }
+    let disks = args.disk.iter().enumerate().map(|(i, d)| crate::disk::parse(d, i)).collect::<Result<Vec<_>, _>>()?;
+    crate::disk::check_all(&disks)?;
+    for d in &disks {
+        if !args.dry_run {
+            match crate::disk::prepare(d)? {
+                crate::disk::Prepared::Created(n) => {
+                    eprintln!("hoist: created {} ({n} bytes, sparse), serial {}", d.file.display(), d.serial);
+                }
+                crate::disk::Prepared::Existing(n) => {
+                    if d.size.is_some_and(|s| s != n) {
+                        eprintln!(
+                            "hoist: {} exists with {n} bytes; size= only applies to a new image, it is used as it is",
+                            d.file.display()
+                        );
+                    }
+                }
+            }
+        }
+        builder = builder.disk(&d.file, &d.serial);
     }
     // The control API, on a free local port, recorded for `hoist ctl --target DIR`.
     let api_port = hoist_qemu::free_tcp_port()?;
