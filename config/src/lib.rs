@@ -46,6 +46,11 @@
 //! log namespace with hoist itself, so `supervisor`, `containerd` and `kernel` are
 //! reserved.
 //!
+//! Two more things both the build and the guest need live here: [`manifest`] (what
+//! `hoist build` resolved, read by the supervisor) and [`seccomp`] (the default syscall
+//! filter and capability set a container's config means; the build compiles it, the
+//! supervisor writes it into the spec).
+//!
 //! # Errors
 //!
 //! Every rejection is [`ConfigError::Invalid`]: file, 1-based line and column of the

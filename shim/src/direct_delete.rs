@@ -11,9 +11,7 @@
 //! it can delete.
 
 use std::ffi::OsStr;
-use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use nix::dir::{Dir, Type};
@@ -21,10 +19,7 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 use nix::unistd::UnlinkatFlags;
 
-use crate::runtime::Runtime;
-
-/// Most of a state file or config read.
-const MAX_JSON: u64 = 16 << 20;
+use crate::runtime::{Runtime, has_hooks, read_json};
 
 /// What the shortcut did.
 #[derive(Debug, PartialEq, Eq)]
@@ -33,17 +28,6 @@ pub enum Deleted {
     Done,
     /// Not applicable: run the runtime's `delete --force`.
     UseRuntime(&'static str),
-}
-
-fn read_json(path: &Path) -> Result<serde_json::Value, String> {
-    let mut text = Vec::new();
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .and_then(|f| f.take(MAX_JSON).read_to_end(&mut text))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// The cgroup directory a crun status names (`cgroup-path`, under `cgroup_root`), if it
@@ -75,14 +59,13 @@ fn unlink_order(names: &mut [std::ffi::CString]) {
 /// Deletes stopped container `id` of `rt` (whose init has exited) the way crun would, if
 /// nothing calls for crun itself.
 pub fn delete(rt: &Runtime, id: &str, init_exited: bool) -> Result<Deleted, String> {
-    if rt.binary.file_name().and_then(|n| n.to_str()) != Some("crun") {
+    if !rt.is_crun() {
         return Ok(Deleted::UseRuntime("not crun"));
     }
     if !init_exited {
         return Ok(Deleted::UseRuntime("init not seen to exit"));
     }
-    let config = read_json(&rt.bundle.join("config.json"))?;
-    if config.pointer("/hooks/poststop").and_then(|v| v.as_array()).is_some_and(|a| !a.is_empty()) {
+    if has_hooks(&rt.bundle_config()?, "poststop") {
         return Ok(Deleted::UseRuntime("poststop hooks"));
     }
     remove(&rt.root.join(id), Path::new("/sys/fs/cgroup"))

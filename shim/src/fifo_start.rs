@@ -8,14 +8,11 @@
 //! skip something crun does (poststart hooks) or the FIFO is not where crun keeps it; runc
 //! (whose FIFO runs the other way) always gets `runc start`.
 
-use std::io::{Read, Write as _};
+use std::io::Write as _;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
-use crate::runtime::Runtime;
-
-/// Most of a bundle's config.json read to look for hooks.
-const MAX_CONFIG: u64 = 16 << 20;
+use crate::runtime::{Runtime, has_hooks};
 
 /// What the shortcut did.
 #[derive(Debug, PartialEq, Eq)]
@@ -26,29 +23,16 @@ pub enum Started {
     UseRuntime(&'static str),
 }
 
-/// Whether a spec asks for poststart hooks (which `crun start` runs).
-pub fn has_poststart_hooks(config: &[u8]) -> Result<bool, String> {
-    let spec: serde_json::Value = serde_json::from_slice(config).map_err(|e| format!("config.json: {e}"))?;
-    Ok(spec.pointer("/hooks/poststart").and_then(|v| v.as_array()).is_some_and(|a| !a.is_empty()))
-}
-
 /// Starts container `id` through crun's exec FIFO, if `rt` is crun and the bundle has no
 /// poststart hooks.
 pub fn start(rt: &Runtime, id: &str) -> Result<Started, String> {
-    if rt.binary.file_name().and_then(|n| n.to_str()) != Some("crun") {
+    if !rt.is_crun() {
         return Ok(Started::UseRuntime("not crun"));
     }
-    let mut config = Vec::new();
-    let path = rt.bundle.join("config.json");
-    let read = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&path)
-        .and_then(|f| f.take(MAX_CONFIG).read_to_end(&mut config));
     // Nothing is written yet: whatever is odd about the bundle, crun start judges it.
-    match read.map_err(|e| e.to_string()).and_then(|_| has_poststart_hooks(&config)) {
-        Ok(false) => {}
-        Ok(true) => return Ok(Started::UseRuntime("poststart hooks")),
+    match rt.bundle_config() {
+        Ok(config) if has_hooks(&config, "poststart") => return Ok(Started::UseRuntime("poststart hooks")),
+        Ok(_) => {}
         Err(_) => return Ok(Started::UseRuntime("config.json not readable here")),
     }
     release(&rt.root.join(id).join("exec.fifo"))
@@ -82,17 +66,7 @@ pub fn release(fifo: &Path) -> Result<Started, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn poststart_hooks_are_found_only_when_present() {
-        assert!(has_poststart_hooks(br#"{"hooks":{"poststart":[{"path":"/bin/true"}]}}"#).expect("json"));
-        assert!(!has_poststart_hooks(br#"{"hooks":{"poststart":[]}}"#).expect("json"));
-        assert!(
-            !has_poststart_hooks(br#"{"hooks":{"prestart":[{"path":"/x"}]},"process":{"env":["poststart=1"]}}"#)
-                .expect("json")
-        );
-        assert!(has_poststart_hooks(b"{not json").is_err());
-    }
+    use std::io::Read as _;
 
     #[test]
     fn a_waiting_reader_gets_one_byte_and_the_fifo_is_gone() {

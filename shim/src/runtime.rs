@@ -83,7 +83,38 @@ fn pidfd_open(pid: u32) -> Option<OwnedFd> {
     (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
+/// Most of a bundle config or runtime state file read.
+const MAX_JSON: u64 = 16 << 20;
+
+/// A JSON file read whole (bounded), never through a symlink.
+pub fn read_json(path: &Path) -> Result<serde_json::Value, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut text = Vec::new();
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .and_then(|f| f.take(MAX_JSON).read_to_end(&mut text))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Whether an OCI spec has hooks of `kind` (`poststart`, `poststop`, ...).
+pub fn has_hooks(spec: &serde_json::Value, kind: &str) -> bool {
+    spec.get("hooks").and_then(|h| h.get(kind)).and_then(|v| v.as_array()).is_some_and(|a| !a.is_empty())
+}
+
 impl Runtime {
+    /// Whether this is crun, whose state layout the shim's own start and delete know.
+    pub fn is_crun(&self) -> bool {
+        self.binary.file_name().and_then(|n| n.to_str()) == Some("crun")
+    }
+
+    /// The bundle's config.json.
+    pub fn bundle_config(&self) -> Result<serde_json::Value, String> {
+        read_json(&self.bundle.join("config.json"))
+    }
+
     fn log_path(&self) -> PathBuf {
         self.bundle.join("log.json")
     }
@@ -193,6 +224,18 @@ fn wait_for(pid: u32, reaped: &mut Vec<Reaped>) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hooks_are_found_only_when_present() {
+        let json = |t: &str| serde_json::from_str::<serde_json::Value>(t).expect("json");
+        assert!(has_hooks(&json(r#"{"hooks":{"poststart":[{"path":"/bin/true"}]}}"#), "poststart"));
+        assert!(!has_hooks(&json(r#"{"hooks":{"poststart":[]}}"#), "poststart"));
+        assert!(!has_hooks(
+            &json(r#"{"hooks":{"prestart":[{"path":"/x"}]},"process":{"env":["poststart=1"]}}"#),
+            "poststart"
+        ));
+        assert!(has_hooks(&json(r#"{"hooks":{"poststop":[{"path":"/x"}]}}"#), "poststop"));
+    }
 
     #[test]
     fn the_last_logged_message_names_the_failure() {
