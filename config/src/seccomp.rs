@@ -29,7 +29,7 @@ use oci_spec::runtime::{
 pub const DENIED_ERRNO: u32 = 1;
 const ENOSYS: u32 = 38;
 
-/// The syscalls every container may make (services/src/seccomp-base.txt).
+/// The syscalls every container may make (config/src/seccomp-base.txt).
 const BASE_TEXT: &str = include_str!("seccomp-base.txt");
 
 /// The names in [`BASE_TEXT`].
