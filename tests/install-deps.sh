@@ -3,7 +3,8 @@
 # QEMU, a kernel with modules, containerd + crun (their binaries go into the image; runc
 # for hosts that choose it),
 # busybox-static (the demo image), protoc (containerd-client's build), cpio (tests),
-# g++ (libFuzzer, for tests/fuzz.sh).
+# g++ (libFuzzer, for tests/fuzz.sh), e2fsprogs (mke2fs and e2fsck go into images with
+# volumes), dosfstools (the volume tests' foreign disk).
 # Idempotent; run as root on Debian or Ubuntu.
 set -eu
 missing=""
@@ -22,6 +23,8 @@ command -v file >/dev/null 2>&1 || missing="$missing file"
 command -v cc >/dev/null 2>&1 || missing="$missing gcc"
 command -v c++ >/dev/null 2>&1 || missing="$missing g++"   # libFuzzer, built by the fuzz targets (tests/fuzz.sh)
 command -v modprobe >/dev/null 2>&1 || missing="$missing kmod"
+{ [ -x /usr/sbin/mke2fs ] && [ -x /usr/sbin/e2fsck ]; } || missing="$missing e2fsprogs"
+[ -x /usr/sbin/mkfs.vfat ] || missing="$missing dosfstools"
 ls /boot/vmlinuz-* >/dev/null 2>&1 || kernel=yes
 if [ -n "$missing" ] || [ "${kernel:-}" = yes ]; then
     echo "installing:$missing ${kernel:+kernel}" >&2

@@ -100,6 +100,7 @@ mod scalar;
 mod schema;
 pub mod seccomp;
 mod validate;
+mod volume;
 
 use std::path::Path;
 
@@ -119,6 +120,7 @@ pub use resources::{SizeError, parse_size};
 pub use schema::{
     CURRENT_VERSION, Config, Container, Host, Kernel, Logs, Network, OciRuntime, OciRuntimeError, Service,
 };
+pub use volume::{Device, Filesystem, LABEL_MAX, State, Volume, VolumeError};
 
 use error::Source;
 

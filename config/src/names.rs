@@ -18,6 +18,10 @@ pub(crate) enum NameError {
          service"
     )]
     Target,
+    #[error(
+        "invalid volume name {0:?}: expected 1-63 characters of a-z, 0-9, '_' and '-', starting with a letter or digit"
+    )]
+    Volume(String),
     #[error("invalid module name {0:?}: expected letters, digits, '_' and '-'")]
     Module(String),
     #[error("invalid environment variable name {0:?}: expected a non-empty name without '=' or NUL bytes")]
@@ -112,6 +116,14 @@ impl FromStr for ServiceKey {
         Ok(ServiceKey(name.0))
     }
 }
+
+// A volume's name is a directory name under the volumes mount root and the first part
+// of a bind source (`data/sub:/dest`).
+name!(VolumeName, Volume, |s| {
+    (1..=63).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+});
 
 name!(ModuleName, Module, |s| {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')

@@ -85,7 +85,7 @@ pub(crate) fn build(
             env: env(raw.env),
             working_dir: raw.working_dir.map(|w| w.0.0),
             user: raw.user.map(|u| (u.0.0, u.0.1)),
-            binds: binds(raw.binds, src, &format!("{key}.binds"))?,
+            binds: binds(raw.binds, src, &format!("{key}.binds"), None)?,
             capabilities: capabilities(raw.capabilities, src, &format!("{key}.capabilities"))?,
             timeout,
             required,

@@ -15,7 +15,9 @@ use toml::Spanned;
 
 use crate::backoff::BACKOFF_FLOOR_MS;
 use crate::duration::{AtLeast, HumanDuration};
-use crate::names::{EnvKey, Hostname, Interface, NoNul, NonEmptyPath, ServiceKey, ServiceName, SysctlKey, WorkingDir};
+use crate::names::{
+    EnvKey, Hostname, Interface, NoNul, NonEmptyPath, ServiceKey, ServiceName, SysctlKey, VolumeName, WorkingDir,
+};
 use crate::net::{Ipv4, Ipv4Cidr};
 use crate::resources::{Size, User};
 use crate::scalar::{Integer, Number, StrOrInt};
@@ -41,6 +43,27 @@ pub(crate) struct RawConfig {
     pub onshutdown: Vec<Table<RawOneShot>>,
     #[serde(default)]
     pub logs: Table<RawLogs>,
+    #[serde(default)]
+    pub volume: BTreeMap<Parsed<VolumeName>, Table<RawVolume>>,
+    pub state: Option<Table<RawState>>,
+}
+
+/// `[volume.NAME]`. `device` is the one key every volume has, so a default that breaks a
+/// rule (a name too long to be the label) is reported there.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawVolume {
+    pub device: Spanned<Parsed<crate::volume::Device>>,
+    pub filesystem: Option<Parsed<crate::volume::Filesystem>>,
+    pub label: Option<Parsed<crate::volume::Label>>,
+    pub required: Option<bool>,
+    pub wait: Option<Spanned<Parsed<HumanDuration>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawState {
+    pub volume: Spanned<String>,
 }
 
 #[derive(Default, Deserialize)]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::{
     Backoff, Bind, Capabilities, ImageSource, Ipv4Cidr, OneShot, Ready, RestartPolicy, Seccomp, Signal, StartLimit,
+    State, Volume,
 };
 
 /// The only `version` this crate understands.
@@ -28,6 +29,10 @@ pub struct Config {
     /// `[[onshutdown]]` entries in file order: run after every service has stopped.
     pub onshutdown: Vec<OneShot>,
     pub logs: Logs,
+    /// `[volume.NAME]` tables by NAME.
+    pub volume: BTreeMap<String, Volume>,
+    /// `[state]`; None: hoist's state lives in RAM.
+    pub state: Option<State>,
 }
 
 /// One container the config runs: a service or an onboot/onshutdown one-shot.
@@ -96,6 +101,8 @@ impl Default for Config {
             onboot: Vec::new(),
             onshutdown: Vec::new(),
             logs: Logs::default(),
+            volume: BTreeMap::new(),
+            state: None,
         }
     }
 }

@@ -10,10 +10,11 @@ use toml::Spanned;
 use crate::bind::BindSpec;
 use crate::budget::{self, Budget};
 use crate::error::{ConfigError, Source};
-use crate::names::{EnvKey, ModuleName, NoNul};
+use crate::names::{EnvKey, ModuleName, NoNul, VolumeName};
 use crate::net::Ipv4;
-use crate::raw::{Parsed, RawCapabilities, RawConfig, RawKernel, RawNetwork, RawService, Table};
+use crate::raw::{Parsed, RawCapabilities, RawConfig, RawKernel, RawNetwork, RawService, RawVolume, Table};
 use crate::schema::{CURRENT_VERSION, Config, Host, Kernel, Logs, Network, Service};
+use crate::volume::{LABEL_MAX, Label, State, Volume};
 use crate::{Bind, Capabilities, backoff, caps, graph, oneshot, ready, resources};
 
 pub(crate) fn build(raw: RawConfig, src: &Source) -> Result<Config, ConfigError> {
@@ -38,6 +39,17 @@ pub(crate) fn build(raw: RawConfig, src: &Source) -> Result<Config, ConfigError>
     };
     let kernel = kernel(raw.kernel.0, src)?;
     let network = network(raw.network.0, src)?;
+    let volumes = volumes(raw.volume, src)?;
+    let state = match raw.state {
+        Some(Table(state)) => {
+            let (span, name) = (state.volume.span(), state.volume.into_inner());
+            if !volumes.contains_key(&name) {
+                return Err(src.invalid(Some(span), "state.volume".into(), no_volume(&name)));
+            }
+            Some(State { volume: name })
+        }
+        None => None,
+    };
     let mut deps = BTreeMap::new();
     let mut services = BTreeMap::new();
     let mut budget = Budget::default();
@@ -46,7 +58,7 @@ pub(crate) fn build(raw: RawConfig, src: &Source) -> Result<Config, ConfigError>
         let key = format!("service.{name}");
         deps.insert(name.clone(), raw_service.depends_on.clone());
         let written = raw_service.stop_timeout.as_ref().map(Spanned::span);
-        let service = service(raw_service, src, &key)?;
+        let service = service(raw_service, src, &key, &volumes)?;
         budget.charge(src, &format!("{key}.stop_timeout"), service.stop_timeout, written)?;
         services.insert(name, service);
     }
@@ -75,7 +87,56 @@ pub(crate) fn build(raw: RawConfig, src: &Source) -> Result<Config, ConfigError>
         service: services,
         onboot,
         onshutdown,
+        volume: volumes,
+        state,
     })
+}
+
+fn no_volume(name: &str) -> String {
+    format!("no [volume.{name}] in this file")
+}
+
+fn volumes(
+    raw: BTreeMap<Parsed<VolumeName>, Table<RawVolume>>,
+    src: &Source,
+) -> Result<BTreeMap<String, Volume>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for (name, Table(v)) in raw {
+        let name = name.0.0;
+        let key = format!("volume.{name}");
+        let device_span = v.device.span();
+        let label = match v.label {
+            Some(l) => l.0.0,
+            None => name.parse::<Label>().map(|l| l.0).map_err(|_| {
+                let message = format!(
+                    "the label defaults to the volume's name, which is longer than {LABEL_MAX} characters: set label"
+                );
+                src.invalid(Some(device_span.clone()), format!("{key}.label"), message)
+            })?,
+        };
+        let wait = match v.wait {
+            Some(w) if w.get_ref().0.0 > Volume::MAX_WAIT => {
+                return Err(src.invalid(Some(w.span()), format!("{key}.wait"), "at most 10m"));
+            }
+            Some(w) => w.into_inner().0.0,
+            None => Volume::DEFAULT_WAIT,
+        };
+        let device = v.device.into_inner().0;
+        let volume = Volume {
+            device,
+            filesystem: v.filesystem.map(|f| f.0).unwrap_or_default(),
+            label,
+            required: v.required.unwrap_or(true),
+            wait,
+        };
+        // Two volumes on one disk would format and mount it twice.
+        if let Some((other, _)) = out.iter().find(|(_, o): &(&String, &Volume)| o.device == volume.device) {
+            let message = format!("{} is also volume.{other}'s device", volume.device);
+            return Err(src.invalid(Some(device_span), format!("{key}.device"), message));
+        }
+        out.insert(name, volume);
+    }
+    Ok(out)
 }
 
 fn kernel(raw: RawKernel, src: &Source) -> Result<Kernel, ConfigError> {
@@ -126,7 +187,12 @@ fn network(raw: RawNetwork, src: &Source) -> Result<Network, ConfigError> {
     })
 }
 
-fn service(raw: RawService, src: &Source, key: &str) -> Result<Service, ConfigError> {
+fn service(
+    raw: RawService,
+    src: &Source,
+    key: &str,
+    volumes: &BTreeMap<String, Volume>,
+) -> Result<Service, ConfigError> {
     let defaults = Service::new(raw.image.into_inner().0);
     Ok(Service {
         command: strings(raw.command),
@@ -161,7 +227,7 @@ fn service(raw: RawService, src: &Source, key: &str) -> Result<Service, ConfigEr
         user: raw.user.map(|u| (u.0.0, u.0.1)),
         capabilities: capabilities(raw.capabilities, src, &format!("{key}.capabilities"))?,
         seccomp: raw.seccomp.map_or(defaults.seccomp, |s| s.0),
-        binds: binds(raw.binds, src, &format!("{key}.binds"))?,
+        binds: binds(raw.binds, src, &format!("{key}.binds"), Some(volumes))?,
         ..defaults
     })
 }
@@ -174,8 +240,33 @@ pub(crate) fn strings(raw: Vec<Parsed<NoNul>>) -> Vec<String> {
     raw.into_iter().map(|s| s.0.0).collect()
 }
 
-pub(crate) fn binds(raw: Vec<Spanned<String>>, src: &Source, key: &str) -> Result<Vec<Bind>, ConfigError> {
-    raw.into_iter().enumerate().map(|(i, b)| element::<BindSpec>(src, key, i, b).map(|b| b.0)).collect()
+/// The binds at `key`; a bind on a volume must name one of `volumes` (None: the
+/// container may not bind volumes: one-shots run before any volume is waited for).
+pub(crate) fn binds(
+    raw: Vec<Spanned<String>>,
+    src: &Source,
+    key: &str,
+    volumes: Option<&BTreeMap<String, Volume>>,
+) -> Result<Vec<Bind>, ConfigError> {
+    let mut out = Vec::new();
+    for (i, b) in raw.into_iter().enumerate() {
+        let span = b.span();
+        let bind = element::<BindSpec>(src, key, i, b)?.0;
+        if let Some(name) = &bind.volume {
+            let message = match volumes {
+                None => {
+                    Some(format!("bind {name:?}: one-shots cannot bind volumes (they run before volumes are mounted)"))
+                }
+                Some(v) if !v.contains_key(name) => Some(format!("bind on volume {name:?}: {}", no_volume(name))),
+                Some(_) => None,
+            };
+            if let Some(message) = message {
+                return Err(src.invalid(Some(span), format!("{key}[{i}]"), message));
+            }
+        }
+        out.push(bind);
+    }
+    Ok(out)
 }
 
 pub(crate) fn capabilities(

@@ -157,7 +157,8 @@ fn supervision_fixture_values() {
     assert_eq!((db.disk, c.service["api"].disk), (1 << 30, Service::DEFAULT_DISK));
     assert_eq!(db.user, Some((999, 999)));
     assert_eq!(db.start_timeout, Duration::from_secs(120));
-    let bind = |source: &str, dest: &str, readonly| Bind { source: source.into(), dest: dest.into(), readonly };
+    let bind =
+        |source: &str, dest: &str, readonly| Bind { source: source.into(), volume: None, dest: dest.into(), readonly };
     assert_eq!(
         db.binds,
         [
@@ -222,7 +223,10 @@ fn one_shot_stages_keep_file_order() {
     assert_eq!(seed.timeout, OneShot::DEFAULT_TIMEOUT);
     assert_eq!(seed.env["MODE"], "seed");
     assert_eq!((seed.working_dir.as_deref(), seed.user), (Some("/work"), Some((1000, 1000))));
-    assert_eq!(seed.binds, [Bind { source: "/var/lib/data".into(), dest: "/data".into(), readonly: false }]);
+    assert_eq!(
+        seed.binds,
+        [Bind { source: "/var/lib/data".into(), volume: None, dest: "/data".into(), readonly: false }]
+    );
 
     let flush = &c.onshutdown[0];
     assert_eq!(
@@ -250,4 +254,33 @@ fn new_service_keys_have_their_defaults() {
     );
     assert!(c.onboot.is_empty() && c.onshutdown.is_empty());
     assert_eq!(c.start_order(), [vec!["web"]]);
+}
+
+#[test]
+fn volumes_fixture_values() {
+    use hoist_config::{Device, Filesystem, State, Volume};
+    let c = accept("volumes.toml");
+    let data = &c.volume["data"];
+    assert_eq!(data.device, Device::Serial("data1".into()));
+    assert_eq!((data.filesystem, data.label.as_str(), data.required), (Filesystem::Ext4, "hoist-data", true));
+    assert_eq!(data.wait, Duration::from_secs(10));
+    let scratch = &c.volume["scratch"];
+    assert_eq!(scratch.device, Device::ById("virtio-scratch".into()));
+    assert_eq!((scratch.label.as_str(), scratch.required, scratch.wait), ("scratch", false, Volume::DEFAULT_WAIT));
+    assert_eq!(c.volume["old"].device, Device::Uuid("0f0e0d0c-1111-2222-3333-444455556666".into()));
+    assert_eq!(c.state, Some(State { volume: "data".into() }));
+    let on = |volume: &str, source: &str, dest: &str, readonly| Bind {
+        source: source.into(),
+        volume: Some(volume.into()),
+        dest: dest.into(),
+        readonly,
+    };
+    assert_eq!(
+        c.service["db"].binds,
+        [
+            on("data", "db", "/var/lib/db", false),
+            on("scratch", "", "/scratch", true),
+            Bind { source: "/etc/ssl".into(), volume: None, dest: "/etc/ssl".into(), readonly: true },
+        ]
+    );
 }

@@ -7,7 +7,7 @@
 //! `module NAME` (repeated), `log_max BYTES` (containerd's log file cap), `stop_budget_ms
 //! MS` (how long the supervisor may take to stop everything, [`services_budget`]),
 //! `network on|off`, `interface NAME`, `address A.B.C.D/N`, `gateway A.B.C.D`, `dns
-//! A.B.C.D` (repeated). Values are escaped (`\\`, `\n`, `\r`), so no value breaks a line.
+//! A.B.C.D` (repeated), `volume SPEC` (repeated, [`crate::volume::Spec`]). Values are escaped (`\\`, `\n`, `\r`), so no value breaks a line.
 //!
 //! [`paths::BOOT_CONFIG`]: crate::paths::BOOT_CONFIG
 
@@ -38,6 +38,8 @@ pub struct Boot {
     pub log_max: u64,
     pub stop_budget: Duration,
     pub network: Network,
+    /// `[volume.NAME]`s, by name.
+    pub volumes: Vec<crate::volume::Spec>,
 }
 
 /// The interface PID 1 configures, and the name servers of every service's resolv.conf.
@@ -88,6 +90,9 @@ impl Boot {
         for d in &n.dns {
             put("dns", &d.to_string());
         }
+        for v in &self.volumes {
+            put("volume", &v.format());
+        }
         out
     }
 
@@ -99,6 +104,7 @@ impl Boot {
         let mut sysctls = Vec::new();
         let mut modules = Vec::new();
         let mut dns = Vec::new();
+        let mut volumes = Vec::new();
         for (i, raw) in text.split('\n').enumerate() {
             let line = i + 1;
             let err = |message: String| BootError { line, message };
@@ -113,6 +119,10 @@ impl Boot {
                     sysctls.push((k.to_string(), v.to_string()));
                 }
                 "module" => modules.push(value),
+                "volume" => volumes.push(
+                    crate::volume::Spec::parse(&value)
+                        .ok_or_else(|| err(format!("volume {value:?} does not parse")))?,
+                ),
                 "dns" => dns.push(value.parse().map_err(|_| err(format!("dns {value:?} is not an IPv4 address")))?),
                 _ => {
                     const SINGLE: [&str; 7] =
@@ -160,6 +170,7 @@ impl Boot {
             log_max: number("log_max")?,
             stop_budget: Duration::from_millis(number("stop_budget_ms")?),
             network: Network { enabled, interface: need("interface")?.0.to_string(), address, gateway, dns },
+            volumes,
         })
     }
 }

@@ -14,6 +14,8 @@
 //! - [`boot`]: what PID 1 needs of the host config, written by the builder in a line format;
 //! - [`timeline`]: the boot timeline file PID 1 hands the supervisor;
 //! - [`network`]: the built-in `network` target, reached when PID 1 says so in a file;
+//! - [`volume`]: volumes, from the boot file to PID 1's mount and the state file the
+//!   supervisor waits for; [`disk`]: what a disk holds, so that only a blank one is formatted;
 //! - [`modules`]: the kernel's module index, read at build time (what goes into the
 //!   initramfs) and by PID 1 at boot (what to load);
 //! - [`logfile`]: size-capped log files, written by PID 1 (containerd's log), the
@@ -37,6 +39,7 @@ pub mod api;
 pub mod atomic;
 pub mod boot;
 pub mod console;
+pub mod disk;
 pub mod kernel;
 pub mod logfile;
 pub mod modules;
@@ -47,3 +50,4 @@ pub mod servicelog;
 pub mod signals;
 pub mod text;
 pub mod timeline;
+pub mod volume;

@@ -61,6 +61,16 @@ pub const NOTIFY_SOCKET_NAME: &str = "notify.sock";
 pub fn notify_host_dir(service: &str) -> std::path::PathBuf {
     std::path::Path::new(NOTIFY_HOST_DIR).join(service)
 }
+/// Volumes are mounted below this directory, one directory per name.
+pub const VOLUMES_DIR: &str = "/var/lib/hoist/volumes";
+/// PID 1's volume helper writes how each volume ended up here, one file per name.
+pub const VOLUME_STATES: &str = "/run/hoist/volumes";
+/// e2fsprogs, in the image only when the config has volumes.
+pub const MKE2FS: &str = "/usr/sbin/mke2fs";
+pub const E2FSCK: &str = "/usr/sbin/e2fsck";
+/// mke2fs's defaults (Debian's file), so that what it makes does not depend on the
+/// defaults compiled into the binary.
+pub const MKE2FS_CONF: &str = "/etc/mke2fs.conf";
 /// Unpacked service images live below this directory.
 pub const IMAGES_DIR: &str = "/var/lib/hoist/images";
 /// Every log file: `NAME.log` per service, plus the three below.

@@ -1,8 +1,9 @@
 //! The PID 1 half of the host config ([`hoist_guest::boot`]), made from the validated
 //! config at build time: PID 1 reads these few lines instead of the TOML.
 
-use hoist_config::Config;
+use hoist_config::{Config, Device};
 use hoist_guest::boot::{Boot, Network, services_budget};
+use hoist_guest::volume::{Selector, Spec};
 
 pub fn facts(config: &Config) -> Boot {
     let n = &config.network;
@@ -20,6 +21,22 @@ pub fn facts(config: &Config) -> Boot {
             gateway: n.gateway,
             dns: n.dns.clone(),
         },
+        volumes: config
+            .volume
+            .iter()
+            .map(|(name, v)| Spec {
+                name: name.clone(),
+                selector: match &v.device {
+                    Device::Serial(s) => Selector::Serial(s.clone()),
+                    Device::Label(s) => Selector::Label(s.clone()),
+                    Device::Uuid(s) => Selector::Uuid(s.clone()),
+                    Device::ById(s) => Selector::ById(s.clone()),
+                },
+                label: v.label.clone(),
+                required: v.required,
+                wait: v.wait,
+            })
+            .collect(),
     }
 }
 

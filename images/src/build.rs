@@ -61,6 +61,14 @@ pub enum BuildError {
     #[error("{0} not found (install it: apt-get install containerd)")]
     MissingRuntime(String),
     #[error(
+        "{}: [state] volume = {volume:?}: keeping hoist's state on a volume is not built yet; remove [state] (the \
+         volume itself works)",
+        config.display()
+    )]
+    StateNotBuilt { config: PathBuf, volume: String },
+    #[error("{0} not found: [volume] tables need e2fsprogs in the image (install it: apt-get install e2fsprogs)")]
+    MissingE2fsprogs(String),
+    #[error(
         "{path} not found ([host] runtime = \"{name}\"; install it with apt-get install {name}, or choose the other runtime)"
     )]
     MissingOciRuntime { name: &'static str, path: String },
@@ -136,6 +144,10 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport
     for warning in config.warnings() {
         log::warn!("{}: {warning}", opts.config.display());
     }
+    if let Some(state) = &config.state {
+        // Checked by `hoist check`, not built yet: refused rather than silently in RAM.
+        return Err(BuildError::StateNotBuilt { config: opts.config.clone(), volume: state.volume.clone() });
+    }
     progress.end("config", &format!("{} services", config.service.len()));
 
     let mut tree = skeleton();
@@ -154,7 +166,7 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport
     progress.end("kernel", &format!("{release}, {} modules", modules.len()));
 
     progress.begin("binaries");
-    let libseccomp = add_binaries(&mut tree, &opts.bin_dir, config.host.runtime)?;
+    let libseccomp = add_binaries(&mut tree, &opts.bin_dir, config.host.runtime, !config.volume.is_empty())?;
     progress.end("binaries", &format!("{} files", tree.len()));
 
     let mut manifest = BuildManifest { kernel_release: release.clone(), ..Default::default() };
@@ -338,9 +350,28 @@ fn add_modules(tree: &mut Tree, config: &Config, release: &str) -> Result<Vec<St
 
 /// Adds the runtime binaries and their libraries; returns the host file of the
 /// libseccomp crun will use, if the runtime is crun and links it.
-fn add_binaries(tree: &mut Tree, bin_dir: &Path, runtime: OciRuntime) -> Result<Option<PathBuf>, BuildError> {
+/// e2fsprogs (host candidates, guest path): in the image only when the config has volumes.
+const E2FSPROGS: &[(&[&str], &str)] =
+    &[(&["/usr/sbin/mke2fs", "/sbin/mke2fs"], paths::MKE2FS), (&["/usr/sbin/e2fsck", "/sbin/e2fsck"], paths::E2FSCK)];
+
+fn add_binaries(
+    tree: &mut Tree,
+    bin_dir: &Path,
+    runtime: OciRuntime,
+    volumes: bool,
+) -> Result<Option<PathBuf>, BuildError> {
     let find = |candidates: &[&str]| candidates.iter().map(PathBuf::from).find(|p| p.is_file());
     let mut executables: Vec<(PathBuf, String)> = Vec::new();
+    if volumes {
+        for (candidates, guest) in E2FSPROGS {
+            let host = find(candidates).ok_or_else(|| BuildError::MissingE2fsprogs(candidates[0].to_string()))?;
+            executables.push((host, guest.to_string()));
+        }
+        // mke2fs's defaults from a file, not from whatever its binary was built with.
+        let conf = Path::new(paths::MKE2FS_CONF);
+        let data = std::fs::read(conf).map_err(|_| BuildError::MissingE2fsprogs(paths::MKE2FS_CONF.to_string()))?;
+        tree.insert_file(paths::MKE2FS_CONF.as_bytes(), 0o644, data);
+    }
     for (candidates, guest) in RUNTIME_BINARIES {
         let host = find(candidates).ok_or_else(|| BuildError::MissingRuntime(candidates[0].to_string()))?;
         executables.push((host, guest.to_string()));

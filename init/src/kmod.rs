@@ -86,11 +86,17 @@ impl Loader {
     /// Loads what the devices under `sys` ask for, until nothing new is asked (at most 8
     /// rounds, a guard against a driver that keeps creating devices).
     pub fn load_for_devices(&mut self, sys: &Path) {
+        self.load_for_devices_among(sys, |_| true)
+    }
+
+    /// [`Self::load_for_devices`], only the modules `wanted` accepts (the volume helper
+    /// loads the disks' drivers first, without waiting for every other device's).
+    pub fn load_for_devices_among(&mut self, sys: &Path, wanted: impl Fn(&str) -> bool) {
         for _ in 0..8 {
             let wanted: BTreeSet<String> = device_modaliases(sys)
                 .iter()
                 .flat_map(|alias| self.index.modules_for_alias(alias))
-                .filter(|m| !self.done.contains(m))
+                .filter(|m| !self.done.contains(m) && wanted(m))
                 .collect();
             if wanted.is_empty() {
                 return;

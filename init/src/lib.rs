@@ -8,7 +8,8 @@
 //! loads what the devices ask for and configures the network interface over netlink with
 //! a deadline, then reports the built-in `network` target ([`hoist_guest::network`]). It is the
 //! machine's one reaper, and it turns SIGTERM, SIGINT, SIGPWR and the ACPI power button
-//! into one orderly shutdown ([`shutdown`]). Its signal handlers are installed before
+//! into one orderly shutdown ([`shutdown`]). Volumes are set up by a child of its own
+//! ([`volumes`]) while containerd starts. Its signal handlers are installed before
 //! anything else, so a shutdown asked during boot is kept and honoured before the children
 //! start.
 //!
@@ -25,6 +26,7 @@
 //! builder and the supervisor (paths, console lines, its signal protocol, the module index,
 //! capped log files) is defined in `hoist-guest`; this crate is PID 1 only.
 
+pub mod blockdev;
 pub mod children;
 pub mod console;
 pub mod kmod;
@@ -34,6 +36,7 @@ pub mod power;
 pub mod problems;
 pub mod shutdown;
 pub mod system;
+pub mod volumes;
 
 use std::path::Path;
 use std::sync::mpsc::{Receiver, channel};
@@ -166,6 +169,12 @@ fn boot() -> ! {
         log::warn!("{}: {e}", paths::TIMELINE);
     }
 
+    // Disks are found, checked and mounted while containerd starts; services that bind a
+    // volume wait for its state file.
+    if !config.volumes.is_empty() {
+        volumes::spawn();
+    }
+
     let mut containerd = Child::new("containerd", paths::CONTAINERD, &["--config", paths::CONTAINERD_CONFIG])
         .log_file(paths::CONTAINERD_LOG, config.log_max)
         .oom_score_adj(-999);
@@ -189,7 +198,7 @@ fn boot() -> ! {
 }
 
 /// The builder's line file ([`hoist_guest::boot`]), read with a bound.
-fn read_boot_config(path: &Path) -> Result<Boot, String> {
+pub(crate) fn read_boot_config(path: &Path) -> Result<Boot, String> {
     use std::io::Read;
     let mut text = String::new();
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
@@ -219,13 +228,18 @@ fn setup_system(config: &Boot) {
 /// snapshotter checks for it when containerd starts), the power button's drivers, and the
 /// modules the config asks for (a service may need them). The devices' own drivers (the
 /// NIC's among them) are left to the network thread, which gets the loader.
-fn load_modules(config: &Boot) -> Option<kmod::Loader> {
+/// The module index of the running kernel.
+pub(crate) fn loader() -> Result<kmod::Loader, String> {
     let release = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().to_string()).unwrap_or_default();
     let dir = Path::new(paths::MODULES_DIR).join(&release);
-    let mut loader = match kmod::Loader::new(&dir) {
+    kmod::Loader::new(&dir).map_err(|e| format!("no kernel modules for {release}: {e}"))
+}
+
+fn load_modules(config: &Boot) -> Option<kmod::Loader> {
+    let mut loader = match loader() {
         Ok(l) => l,
         Err(e) => {
-            log::warn!("no kernel modules for {release}: {e}");
+            log::warn!("{e}");
             return None;
         }
     };

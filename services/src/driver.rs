@@ -108,6 +108,16 @@ impl<R: Runtime> Driver<R> {
             }
             None => watch_network(path.to_path_buf(), self.tx.clone()),
         }
+        for name in self.core.volumes_bound() {
+            let path = hoist_guest::volume::state_path(&name);
+            match volume_state(&path) {
+                Some(state) => {
+                    let fx = self.core.handle(now(), Input::Volume { name, state });
+                    self.execute(fx);
+                }
+                None => watch_volume(name, path, self.tx.clone()),
+            }
+        }
         loop {
             let deadline = self.core.next_deadline();
             let fx = tokio::select! {
@@ -382,6 +392,29 @@ fn watch_network(path: PathBuf, tx: mpsc::UnboundedSender<Input>) {
             tokio::time::sleep(every).await;
         }
     });
+}
+
+/// Polls `path` until PID 1's volume helper has written how volume `name` ended up, then
+/// sends it, once. The helper may wait for a disk as long as the volume's `wait` (at most
+/// 10 minutes), and then check it for as long as that takes: no deadline here.
+fn watch_volume(name: String, path: PathBuf, tx: mpsc::UnboundedSender<Input>) {
+    tokio::spawn(async move {
+        let fast_until = tokio::time::Instant::now() + NETWORK_POLL_FAST_FOR;
+        loop {
+            if let Some(state) = volume_state(&path) {
+                let _ = tx.send(Input::Volume { name, state });
+                return;
+            }
+            let slow = tokio::time::Instant::now() >= fast_until;
+            tokio::time::sleep(if slow { NETWORK_POLL_SLOW } else { NETWORK_POLL }).await;
+        }
+    });
+}
+
+fn volume_state(path: &Path) -> Option<hoist_guest::volume::State> {
+    let mut text = String::new();
+    std::fs::File::open(path).ok()?.take(4 << 10).read_to_string(&mut text).ok()?;
+    hoist_guest::volume::State::parse(&text)
 }
 
 /// The network state PID 1 wrote at `path`, once it has; None while the file is absent or

@@ -77,6 +77,7 @@ pub mod spec;
 pub use hoist_config::seccomp;
 pub mod state;
 pub mod stats;
+pub mod volume_dirs;
 
 use std::io::Write;
 

@@ -31,6 +31,8 @@ pub struct Plan {
     pub policy: Option<crate::policy::Policy>,
     /// Log file rotation size (`[logs] max_size`).
     pub log_max: u64,
+    /// Directories on volumes that the binds need, made before each start.
+    pub volume_dirs: Vec<crate::volume_dirs::VolumeDir>,
 }
 
 /// JSON with every object's keys sorted, and capability sets too. oci-spec keeps maps
@@ -98,6 +100,15 @@ pub fn container(
     match crate::spec::build(name, settings, image) {
         Ok(mut spec) => {
             crate::spec::attach_compiled_filter(&mut spec, filters);
+            let user = spec.process().as_ref().map(|p| (p.user().uid(), p.user().gid())).unwrap_or_default();
+            plan.volume_dirs = settings
+                .binds
+                .iter()
+                .filter_map(|b| {
+                    let volume = b.volume.clone()?;
+                    Some(crate::volume_dirs::VolumeDir { volume, sub: b.source.clone(), uid: user.0, gid: user.1 })
+                })
+                .collect();
             plan.process = spec.process().as_ref().and_then(|p| canonical_json(p).ok()).unwrap_or_default();
             match canonical_json(&spec) {
                 Ok(json) => plan.spec = json,
@@ -115,10 +126,23 @@ pub fn service(name: &str, s: &hoist_config::Service, image: Option<&ServiceImag
         stop_timeout: s.stop_timeout,
         ready: s.ready.clone(),
         start_timeout: s.start_timeout,
-        depends_on: s.depends_on.clone(),
+        depends_on: depends_on(s),
         policy: Some(crate::policy::Policy { restart: s.restart, backoff: s.backoff, limit: s.start_limit }),
         ..container(name, &Settings::from(s), image, &s.image.describe(), filters)
     }
+}
+
+/// The service's `depends_on`, then the target of each volume it binds (once each): it
+/// starts only once they are mounted.
+fn depends_on(s: &hoist_config::Service) -> Vec<String> {
+    let mut deps = s.depends_on.clone();
+    for volume in s.binds.iter().filter_map(|b| b.volume.as_deref()) {
+        let target = hoist_guest::volume::target(volume);
+        if !deps.contains(&target) {
+            deps.push(target);
+        }
+    }
+    deps
 }
 
 /// A one-shot stage (`[[onboot]]`, `[[onshutdown]]`) and how long it may run.

@@ -115,6 +115,13 @@ pub async fn start(client: &Containerd, plan: &Plan) -> Result<u32, StartError> 
     let _guard = lock(name).await;
     cleanup_unlocked(client, name).await;
     steps.done("cleanup");
+    for dir in &plan.volume_dirs {
+        let root = hoist_guest::volume::mount_point(&dir.volume);
+        if !crate::volume_dirs::is_mount_point(&root) {
+            return Err(transient(format!("volume {} is not mounted at {}", dir.volume, root.display())));
+        }
+        crate::volume_dirs::prepare(&root, dir).map_err(transient)?;
+    }
     let mounts = rootfs_mounts(plan).map_err(|e| transient(format!("{RW_DIR}/{name}: {e}")))?;
     steps.done("rootfs");
     client.create_container(name, plan.spec.clone()).await.map_err(|e| transient(e.to_string()))?;

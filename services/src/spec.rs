@@ -169,6 +169,20 @@ pub fn capabilities(caps: &hoist_config::Capabilities) -> Result<oci_spec::runti
     hoist_config::seccomp::bounding_set(caps)
 }
 
+/// Where a bind's source is in the VM: its path, or the directory on the volume it names.
+pub fn host_source(b: &hoist_config::Bind) -> String {
+    match &b.volume {
+        None => b.source.clone(),
+        Some(v) => {
+            let mut path = hoist_guest::volume::mount_point(v);
+            if !b.source.is_empty() {
+                path.push(&b.source);
+            }
+            path.to_string_lossy().into_owned()
+        }
+    }
+}
+
 fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount, oci_spec::OciSpecError> {
     MountBuilder::default()
         .destination(dest)
@@ -197,7 +211,7 @@ fn mounts(name: &str, settings: &Settings) -> Result<Vec<Mount>, oci_spec::OciSp
         mount("/etc/hosts", "bind", "/etc/hosts", &["rbind", "ro"])?,
     ];
     for b in &settings.binds {
-        m.push(mount(&b.dest, "bind", &b.source, &["rbind", if b.readonly { "ro" } else { "rw" }])?);
+        m.push(mount(&b.dest, "bind", &host_source(b), &["rbind", if b.readonly { "ro" } else { "rw" }])?);
     }
     if settings.notify {
         let dir = paths::notify_host_dir(name);

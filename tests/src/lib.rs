@@ -147,6 +147,19 @@ pub fn boot(out: &Path, publish: &[(u16, u16)]) -> hoist_qemu::Vm {
     b.spawn().expect("spawn QEMU")
 }
 
+/// [`boot`] with raw disk images attached as virtio-blk disks (file, serial), in order.
+pub fn boot_with_disks(out: &Path, publish: &[(u16, u16)], disks: &[(&Path, &str)]) -> hoist_qemu::Vm {
+    require_vm_tools();
+    let mut b = hoist_qemu::VmBuilder::from_build_dir(out).expect("build dir").work_dir(out.join("run"));
+    for (h, g) in publish {
+        b = b.publish(*h, *g);
+    }
+    for (file, serial) in disks {
+        b = b.disk(*file, *serial);
+    }
+    b.spawn().expect("spawn QEMU")
+}
+
 /// Under TCG a boot to ready takes ~10 s; allow for a loaded CI machine.
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 

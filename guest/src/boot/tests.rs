@@ -18,6 +18,13 @@ fn sample() -> Boot {
             gateway: Some(Ipv4Addr::new(10, 0, 2, 2)),
             dns: vec![Ipv4Addr::new(10, 0, 2, 3), Ipv4Addr::new(1, 1, 1, 1)],
         },
+        volumes: vec![crate::volume::Spec {
+            name: "data".into(),
+            selector: crate::volume::Selector::Serial("data1".into()),
+            label: "hoist-data".into(),
+            required: true,
+            wait: Duration::from_secs(10),
+        }],
     }
 }
 
@@ -25,7 +32,7 @@ fn sample() -> Boot {
 fn what_is_written_reads_back_the_same() {
     let boot = sample();
     let text = boot.format();
-    assert_eq!(text.lines().count(), 14, "one line per fact, no value breaks a line:\n{text}");
+    assert_eq!(text.lines().count(), 15, "one line per fact, no value breaks a line:\n{text}");
     assert!(text.contains("sysctl kernel.hostile a\\\\b\\nc\\r\n"), "{text}");
     assert_eq!(Boot::parse(&text), Ok(boot));
 
@@ -33,6 +40,7 @@ fn what_is_written_reads_back_the_same() {
         network: Network { enabled: false, interface: "eth0".into(), address: None, gateway: None, dns: vec![] },
         sysctls: vec![],
         modules: vec![],
+        volumes: vec![],
         ..sample()
     };
     assert_eq!(Boot::parse(&off.format()), Ok(off));
@@ -42,10 +50,15 @@ fn what_is_written_reads_back_the_same() {
 fn bad_lines_name_the_line() {
     let good = sample().format();
     let cases = [
-        (good.replace("hostname edge-1\n", ""), 13, "hostname is missing"),
-        (format!("{good}hostname again\n"), 15, "hostname given twice"),
-        (format!("{good}colour blue\n"), 15, "unknown key \"colour\""),
-        (format!("{good}lonely\n"), 15, "has no value"),
+        (good.replace("hostname edge-1\n", ""), 14, "hostname is missing"),
+        (format!("{good}hostname again\n"), 16, "hostname given twice"),
+        (format!("{good}colour blue\n"), 16, "unknown key \"colour\""),
+        (format!("{good}lonely\n"), 16, "has no value"),
+        (
+            good.replace("serial:data1", "serial:"),
+            15,
+            "volume \"data serial: hoist-data required 10000\" does not parse",
+        ),
         (good.replace("dns 1.1.1.1", "dns one"), 14, "dns \"one\" is not an IPv4 address"),
         (good.replace("10.0.2.15/24", "10.0.2.15/33"), 11, "is not A.B.C.D/N"),
         (good.replace("log_max 1048576", "log_max lots"), 7, "log_max \"lots\" is not a number"),

@@ -13,6 +13,9 @@
 //! The built-in `network` target ([`hoist_guest::network`]) is reached once per boot, when
 //! PID 1's network setup ends, up or degraded: a service that lists it in `depends_on` waits
 //! for [`Input::Network`] as for a dependency to be ready; the others never wait for it.
+//! A service that binds a volume waits the same way for its target (`volume:NAME`,
+//! [`Input::Volume`]), which is reached only when PID 1's helper mounted it: a volume that
+//! failed leaves the services that bind it waiting, with the reason, and the rest run.
 //!
 //! Every timer is a deadline the core keeps ([`Core::next_deadline`]); the driver sleeps
 //! until it and sends [`Input::Timer`].
@@ -33,7 +36,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 pub use crate::plan::{Desired, Plan, Stage};
 use hoist_guest::console::Line;
-use hoist_guest::network;
+use hoist_guest::{network, volume};
 
 use crate::state::Persisted;
 pub use rollout::{Apply, FINAL_KINDS, Progress};
@@ -92,6 +95,13 @@ pub enum Input {
     /// PID 1's network setup ended (its state file parsed): the `network` target is
     /// reached, degraded or not. Fed once per supervisor; later ones are ignored.
     Network(network::State),
+    /// PID 1's volume helper is done with volume `name` (its state file parsed): the
+    /// target [`hoist_guest::volume::target`] is reached when it is mounted. Fed once per
+    /// volume; later ones are ignored.
+    Volume {
+        name: String,
+        state: volume::State,
+    },
     /// The driver's sleep until [`Core::next_deadline`] ended.
     Timer,
     /// SIGTERM: stop everything in order, then exit.
@@ -329,6 +339,8 @@ pub struct Core {
     lost_at: Option<Ms>,
     /// How PID 1's network setup ended, once it has: the `network` target is reached.
     network: Option<network::State>,
+    /// How each volume's setup ended, once it has.
+    volumes: BTreeMap<String, volume::State>,
     timeline: Vec<(String, Ms)>,
     /// The generation being applied, tentative, or rolled back.
     rollout: Option<rollout::Rollout>,
@@ -350,6 +362,7 @@ impl Core {
             connected: false,
             lost_at: None,
             network: None,
+            volumes: BTreeMap::new(),
             timeline,
             rollout: None,
             out: Vec::new(),
@@ -368,6 +381,7 @@ impl Core {
             Input::SignalFailed { name, error } => self.out.push(Effect::Warn(format!("service {name}: {error}"))),
             Input::StageDone { name, result } => self.on_stage_done(now, &name, result),
             Input::Network(state) => self.on_network(now, state),
+            Input::Volume { name, state } => self.on_volume(now, name, state),
             Input::Timer => self.on_timer(now),
             Input::Shutdown => self.on_shutdown(now),
         }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use hoist_config::Ready;
 use hoist_guest::console::Line;
-use hoist_guest::network;
+use hoist_guest::{network, volume};
 
 use super::{After, Core, Effect, Ms, Phase, StageRun, StartError, State};
 use crate::policy::{Decision, after_exit};
@@ -98,6 +98,9 @@ impl Core {
     pub(super) fn is_ready(&self, name: &str) -> bool {
         if name == network::TARGET {
             return self.network.is_some();
+        }
+        if let Some(v) = volume::of_target(name) {
+            return matches!(self.volumes.get(v), Some(volume::State::Mounted { .. }));
         }
         matches!(self.services.get(name).map(|s| &s.state), Some(State::Running { ready: true, .. }))
     }
@@ -231,6 +234,28 @@ impl Core {
         self.start_waiting(now);
     }
 
+    /// PID 1's helper is done with a volume. Mounted: the services that bind it may start.
+    /// Failed: they keep waiting, and each says why (the helper said it on the console).
+    pub(super) fn on_volume(&mut self, now: Ms, name: String, state: volume::State) {
+        if self.volumes.contains_key(&name) {
+            return;
+        }
+        let target = volume::target(&name);
+        if let volume::State::Failed { reason, .. } = &state {
+            let waiting: Vec<String> = self
+                .services
+                .iter()
+                .filter(|(_, s)| s.plan.depends_on.contains(&target))
+                .map(|(n, _)| n.clone())
+                .collect();
+            for service in waiting {
+                self.emit(now, &service, "waiting", format!("{target}: not mounted: {reason}"));
+            }
+        }
+        self.volumes.insert(name, state);
+        self.start_waiting(now);
+    }
+
     /// Starts the waiting services whose dependencies are all ready now.
     fn start_waiting(&mut self, now: Ms) {
         let waiting: Vec<String> = self
@@ -358,6 +383,9 @@ impl Core {
     pub(super) fn settled<'a>(&'a self, name: &'a str, memo: &mut BTreeMap<&'a str, bool>) -> bool {
         if name == network::TARGET {
             return self.network.is_some();
+        }
+        if let Some(v) = volume::of_target(name) {
+            return self.volumes.contains_key(v);
         }
         if let Some(&known) = memo.get(name) {
             return known;

@@ -50,7 +50,18 @@ impl Core {
         if let Some(why) = self.network.as_ref().and_then(|n| n.degraded.as_ref()) {
             out.push(format!("network degraded: {why}"));
         }
+        for (name, state) in &self.volumes {
+            if let hoist_guest::volume::State::Failed { reason, .. } = state {
+                out.push(format!("volume {name} not mounted: {reason}"));
+            }
+        }
         out
+    }
+
+    /// The volumes some service binds (their targets are in its dependencies).
+    pub fn volumes_bound(&self) -> std::collections::BTreeSet<String> {
+        let deps = self.services.values().flat_map(|s| s.plan.depends_on.iter());
+        deps.filter_map(|d| hoist_guest::volume::of_target(d)).map(str::to_string).collect()
     }
 
     pub fn state(&self, name: &str) -> Option<&State> {

@@ -1,5 +1,6 @@
 //! The built-in `network` target: reached once, when PID 1's network setup ends (up or
-//! degraded); only the services that list it wait for it.
+//! degraded); only the services that list it wait for it. Volume targets (`volume:NAME`)
+//! work the same way, except that a failed volume is never ready.
 
 use hoist_guest::network;
 
@@ -103,4 +104,44 @@ fn an_applied_service_that_needs_the_network_starts_once_it_is_reached() {
     assert_eq!(starts(&fx), ["web"]);
     let fx = h.started("web", 11);
     assert!(progress(&fx).contains(&("".into(), "settling")), "{fx:?}");
+}
+
+fn volume(name: &str, state: hoist_guest::volume::State) -> Input {
+    Input::Volume { name: name.into(), state }
+}
+
+fn mounted(uptime_ms: Ms) -> hoist_guest::volume::State {
+    hoist_guest::volume::State::Mounted { uptime_ms, device: "/dev/vda".into(), uuid: "u".into() }
+}
+
+#[test]
+fn a_service_that_binds_a_volume_starts_once_it_is_mounted() {
+    let (mut h, fx) = H::boot(desired(vec![plan("db", &["volume:data"]), plan("log", &[])]));
+    assert_eq!(starts(&fx), ["log"]);
+    assert_eq!(h.core.volumes_bound().into_iter().collect::<Vec<_>>(), ["data"]);
+    line(&fx, "service db waiting for volume:data");
+    let fx = h.started("log", 10);
+    assert!(!has(&fx, &Effect::Settled), "the ready line waits for the volume");
+    let fx = h.input(volume("data", mounted(1500)));
+    assert_eq!(starts(&fx), ["db"]);
+    let fx = h.started("db", 11);
+    assert!(has(&fx, &Effect::Settled));
+    assert!(h.core.problems(h.now).is_empty());
+}
+
+#[test]
+fn a_volume_that_failed_holds_back_only_its_services_and_says_why() {
+    let (mut h, _) = H::boot(desired(vec![plan("db", &["volume:data"]), plan("log", &[])]));
+    h.started("log", 10);
+    let why = "no disk with serial:data1 appeared within 10.0s";
+    let failed = hoist_guest::volume::State::Failed { uptime_ms: 9000, reason: why.into() };
+    let fx = h.input(volume("data", failed));
+    assert!(starts(&fx).is_empty());
+    assert!(has(&fx, &Effect::Settled), "a failed volume is settled: the ready line comes");
+    assert_eq!(h.state("db"), State::Waiting { on: vec!["volume:data".into()] });
+    assert_eq!(h.core.problems(h.now), [format!("volume data not mounted: {why}")]);
+    let (_, events) = h.core.describe(h.now, "db").expect("db");
+    assert!(events.iter().any(|e| e.detail.contains(why)), "{events:?}");
+    // Once per boot: a later state changes nothing.
+    assert!(starts(&h.input(volume("data", mounted(9500)))).is_empty());
 }

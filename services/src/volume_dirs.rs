@@ -1,0 +1,121 @@
+//! The directories a service binds from a volume (`data/db:/var/lib/db`), made before each
+//! start with the service's uid and gid. A volume's content is the services' to write, so
+//! it is hostile: the path is walked one component at a time from the mount point with
+//! `O_NOFOLLOW | O_DIRECTORY`, and a symlink or a file where a directory should be is an
+//! error, never followed (a service could otherwise plant `db -> /` and be handed the
+//! host's root on its next start). Only directories made here are chowned; existing ones
+//! are left as they are.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+
+/// One directory to make: `sub` ("a/b", no '..', no empty parts) under the volume mount
+/// point `root`, owned by `uid:gid` when made.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VolumeDir {
+    pub volume: String,
+    pub sub: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+fn open_dir(at: Option<&OwnedFd>, name: &CString) -> std::io::Result<OwnedFd> {
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    let dirfd = at.map_or(libc::AT_FDCWD, |fd| fd.as_raw_fd());
+    // SAFETY: a valid C string and directory descriptor; the result is checked.
+    let fd = unsafe { libc::openat(dirfd, name.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor we just opened and own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn cstr(s: &str) -> std::io::Result<CString> {
+    CString::new(s).map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in path"))
+}
+
+/// Whether a filesystem is mounted at `root` (its device differs from its parent's): a
+/// volume's directories are never made in the RAM root below an unmounted mount point.
+pub fn is_mount_point(root: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let parent = root.parent().map(std::fs::symlink_metadata);
+    match (parent, std::fs::symlink_metadata(root)) {
+        (Some(Ok(parent)), Ok(here)) => here.is_dir() && parent.dev() != here.dev(),
+        _ => false,
+    }
+}
+
+/// Makes `dir.sub` under `root` (the volume's mount point), component by component.
+pub fn prepare(root: &Path, dir: &VolumeDir) -> Result<(), String> {
+    let err = |what: &str, e: std::io::Error| format!("volume {} directory {:?}: {what}: {e}", dir.volume, dir.sub);
+    let root_c = cstr(&root.to_string_lossy()).map_err(|e| err("mount point", e))?;
+    let mut fd = open_dir(None, &root_c).map_err(|e| err("mount point", e))?;
+
+    for part in dir.sub.split('/').filter(|p| !p.is_empty()) {
+        if part == "." || part == ".." {
+            return Err(err(part, std::io::Error::from_raw_os_error(libc::EINVAL)));
+        }
+        let name = cstr(part).map_err(|e| err(part, e))?;
+        // SAFETY: valid descriptor and C string; the result is checked.
+        let made = unsafe { libc::mkdirat(fd.as_raw_fd(), name.as_ptr(), 0o755) };
+        let made = if made == 0 {
+            true
+        } else {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EEXIST) {
+                return Err(err(part, e));
+            }
+            false
+        };
+        // ELOOP or ENOTDIR: a symlink or a file is there.
+        let next = open_dir(Some(&fd), &name).map_err(|e| err(part, e))?;
+        if made {
+            // SAFETY: a descriptor we own; the result is checked.
+            if unsafe { libc::fchown(next.as_raw_fd(), dir.uid, dir.gid) } != 0 {
+                return Err(err(part, std::io::Error::last_os_error()));
+            }
+        }
+        fd = next;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+
+    fn dir(sub: &str) -> VolumeDir {
+        let me = std::fs::metadata("/proc/self").map(|m| (m.uid(), m.gid())).unwrap_or((0, 0));
+        VolumeDir { volume: "data".into(), sub: sub.into(), uid: me.0, gid: me.1 }
+    }
+
+    #[test]
+    fn makes_the_path_and_keeps_what_exists() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        prepare(tmp.path(), &dir("db/main")).expect("made");
+        assert!(tmp.path().join("db/main").is_dir());
+        std::fs::write(tmp.path().join("db/main/keep"), b"x").expect("write");
+        prepare(tmp.path(), &dir("db/main")).expect("again");
+        assert!(tmp.path().join("db/main/keep").is_file());
+        prepare(tmp.path(), &dir("")).expect("the root itself");
+        assert!(!is_mount_point(tmp.path()), "a plain directory");
+        assert!(is_mount_point(Path::new("/proc")));
+    }
+
+    #[test]
+    fn symlinks_and_files_are_refused_not_followed() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let outside = tempfile::tempdir().expect("outside");
+        std::os::unix::fs::symlink(outside.path(), tmp.path().join("db")).expect("symlink");
+        let e = prepare(tmp.path(), &dir("db/main")).expect_err("a symlink");
+        assert!(e.contains("volume data directory \"db/main\": db:"), "{e}");
+        assert!(!outside.path().join("main").exists(), "nothing made through the link");
+        std::fs::write(tmp.path().join("file"), b"x").expect("write");
+        assert!(prepare(tmp.path(), &dir("file/x")).is_err());
+        assert!(prepare(tmp.path(), &dir("a/../b")).is_err());
+    }
+}
