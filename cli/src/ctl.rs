@@ -42,6 +42,10 @@ enum CtlCommand {
         /// Keep streaming new lines
         #[arg(long, short)]
         follow: bool,
+        /// An earlier boot's log: -1 the boot before this one, -2 the one before that
+        /// (kept for the last 5 boots when the host has a [state] volume)
+        #[arg(long, allow_negative_numbers = true, default_value_t = 0, value_parser = clap::value_parser!(i32).range(..=0))]
+        boot: i32,
     },
     /// Stream events (starts, readiness, exits, OOM kills) as they happen
     Events,
@@ -111,8 +115,9 @@ async fn run_async(args: CtlArgs) -> anyhow::Result<ExitCode> {
         CtlCommand::Start { service } => action(c.start(pb::ServiceRequest { name: service }).await)?,
         CtlCommand::Stop { service } => action(c.stop(pb::ServiceRequest { name: service }).await)?,
         CtlCommand::Restart { service } => action(c.restart(pb::ServiceRequest { name: service }).await)?,
-        CtlCommand::Logs { source, tail, follow } => {
-            let mut stream = c.logs(pb::LogsRequest { source, tail, follow }).await.map_err(status_err)?.into_inner();
+        CtlCommand::Logs { source, tail, follow, boot } => {
+            let request = pb::LogsRequest { source, tail, follow, boot };
+            let mut stream = c.logs(request).await.map_err(status_err)?.into_inner();
             let mut out = std::io::stdout();
             while let Some(line) = stream.next().await {
                 let line = line.map_err(status_err)?;

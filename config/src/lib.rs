@@ -120,7 +120,7 @@ pub use resources::{SizeError, parse_size};
 pub use schema::{
     CURRENT_VERSION, Config, Container, Host, Kernel, Logs, Network, OciRuntime, OciRuntimeError, Service,
 };
-pub use volume::{Device, Filesystem, LABEL_MAX, State, Volume, VolumeError};
+pub use volume::{Device, Filesystem, LABEL_MAX, STATE_SUBDIR, State, Volume, VolumeError};
 
 use error::Source;
 

@@ -14,7 +14,7 @@ use crate::names::{EnvKey, ModuleName, NoNul, VolumeName};
 use crate::net::Ipv4;
 use crate::raw::{Parsed, RawCapabilities, RawConfig, RawKernel, RawNetwork, RawService, RawVolume, Table};
 use crate::schema::{CURRENT_VERSION, Config, Host, Kernel, Logs, Network, Service};
-use crate::volume::{LABEL_MAX, Label, State, Volume};
+use crate::volume::{LABEL_MAX, Label, STATE_SUBDIR, State, Volume};
 use crate::{Bind, Capabilities, backoff, caps, graph, oneshot, ready, resources};
 
 pub(crate) fn build(raw: RawConfig, src: &Source) -> Result<Config, ConfigError> {
@@ -58,7 +58,8 @@ pub(crate) fn build(raw: RawConfig, src: &Source) -> Result<Config, ConfigError>
         let key = format!("service.{name}");
         deps.insert(name.clone(), raw_service.depends_on.clone());
         let written = raw_service.stop_timeout.as_ref().map(Spanned::span);
-        let service = service(raw_service, src, &key, &volumes)?;
+        let refs = VolumeRefs { volumes: &volumes, state: state.as_ref().map(|s| s.volume.as_str()) };
+        let service = service(raw_service, src, &key, refs)?;
         budget.charge(src, &format!("{key}.stop_timeout"), service.stop_timeout, written)?;
         services.insert(name, service);
     }
@@ -187,12 +188,7 @@ fn network(raw: RawNetwork, src: &Source) -> Result<Network, ConfigError> {
     })
 }
 
-fn service(
-    raw: RawService,
-    src: &Source,
-    key: &str,
-    volumes: &BTreeMap<String, Volume>,
-) -> Result<Service, ConfigError> {
+fn service(raw: RawService, src: &Source, key: &str, volumes: VolumeRefs) -> Result<Service, ConfigError> {
     let defaults = Service::new(raw.image.into_inner().0);
     Ok(Service {
         command: strings(raw.command),
@@ -240,13 +236,21 @@ pub(crate) fn strings(raw: Vec<Parsed<NoNul>>) -> Vec<String> {
     raw.into_iter().map(|s| s.0.0).collect()
 }
 
-/// The binds at `key`; a bind on a volume must name one of `volumes` (None: the
-/// container may not bind volumes: one-shots run before any volume is waited for).
+/// What binds may name: the volumes, and the one hoist keeps its state on.
+#[derive(Clone, Copy)]
+pub(crate) struct VolumeRefs<'a> {
+    volumes: &'a BTreeMap<String, Volume>,
+    state: Option<&'a str>,
+}
+
+/// The binds at `key`; a bind on a volume must name one of `volumes` and stay out of
+/// hoist's own state (None: the container may not bind volumes: one-shots run before any
+/// volume is waited for).
 pub(crate) fn binds(
     raw: Vec<Spanned<String>>,
     src: &Source,
     key: &str,
-    volumes: Option<&BTreeMap<String, Volume>>,
+    volumes: Option<VolumeRefs>,
 ) -> Result<Vec<Bind>, ConfigError> {
     let mut out = Vec::new();
     for (i, b) in raw.into_iter().enumerate() {
@@ -257,7 +261,19 @@ pub(crate) fn binds(
                 None => {
                     Some(format!("bind {name:?}: one-shots cannot bind volumes (they run before volumes are mounted)"))
                 }
-                Some(v) if !v.contains_key(name) => Some(format!("bind on volume {name:?}: {}", no_volume(name))),
+                Some(v) if !v.volumes.contains_key(name) => {
+                    Some(format!("bind on volume {name:?}: {}", no_volume(name)))
+                }
+                // containerd's content and hoist's generations: a service that could write
+                // them could change what every other service runs.
+                Some(v)
+                    if v.state == Some(name)
+                        && (bind.source.is_empty() || bind.source.split('/').next() == Some(STATE_SUBDIR)) =>
+                {
+                    Some(format!(
+                        "bind on volume {name:?}: it holds hoist's state ([state]) in {STATE_SUBDIR}/; bind another directory on it, like {name}/data"
+                    ))
+                }
                 Some(_) => None,
             };
             if let Some(message) = message {

@@ -10,6 +10,10 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+/// The directory of the `[state]` volume that holds hoist's own state; no service may
+/// bind it (nor the volume's root, which contains it). The guest's `STATE_SUBDIR`.
+pub const STATE_SUBDIR: &str = "hoist-state";
+
 /// The longest an ext4 label can be (`s_volume_name`).
 pub const LABEL_MAX: usize = 16;
 

@@ -7,7 +7,8 @@
 //! `module NAME` (repeated), `log_max BYTES` (containerd's log file cap), `stop_budget_ms
 //! MS` (how long the supervisor may take to stop everything, [`services_budget`]),
 //! `network on|off`, `interface NAME`, `address A.B.C.D/N`, `gateway A.B.C.D`, `dns
-//! A.B.C.D` (repeated), `volume SPEC` (repeated, [`crate::volume::Spec`]). Values are escaped (`\\`, `\n`, `\r`), so no value breaks a line.
+//! A.B.C.D` (repeated), `volume SPEC` (repeated, [`crate::volume::Spec`]), `state NAME`
+//! (optional: the volume hoist keeps its state on). Values are escaped (`\\`, `\n`, `\r`), so no value breaks a line.
 //!
 //! [`paths::BOOT_CONFIG`]: crate::paths::BOOT_CONFIG
 
@@ -40,6 +41,8 @@ pub struct Boot {
     pub network: Network,
     /// `[volume.NAME]`s, by name.
     pub volumes: Vec<crate::volume::Spec>,
+    /// `[state] volume`: one of `volumes`.
+    pub state: Option<String>,
 }
 
 /// The interface PID 1 configures, and the name servers of every service's resolv.conf.
@@ -93,6 +96,9 @@ impl Boot {
         for v in &self.volumes {
             put("volume", &v.format());
         }
+        if let Some(state) = &self.state {
+            put("state", state);
+        }
         out
     }
 
@@ -125,8 +131,16 @@ impl Boot {
                 ),
                 "dns" => dns.push(value.parse().map_err(|_| err(format!("dns {value:?} is not an IPv4 address")))?),
                 _ => {
-                    const SINGLE: [&str; 7] =
-                        ["hostname", "log_max", "stop_budget_ms", "network", "interface", "address", "gateway"];
+                    const SINGLE: [&str; 8] = [
+                        "hostname",
+                        "log_max",
+                        "stop_budget_ms",
+                        "network",
+                        "interface",
+                        "address",
+                        "gateway",
+                        "state",
+                    ];
                     let Some(name) = SINGLE.iter().copied().find(|k| *k == key) else {
                         return Err(err(format!("unknown key {key:?}")));
                     };
@@ -170,6 +184,12 @@ impl Boot {
             log_max: number("log_max")?,
             stop_budget: Duration::from_millis(number("stop_budget_ms")?),
             network: Network { enabled, interface: need("interface")?.0.to_string(), address, gateway, dns },
+            state: match get("state") {
+                Some((name, line)) if !volumes.iter().any(|v: &crate::volume::Spec| v.name == name) => {
+                    return Err(BootError { line, message: format!("state {name:?} is not a volume") });
+                }
+                other => other.map(|(name, _)| name.to_string()),
+            },
             volumes,
         })
     }

@@ -63,6 +63,19 @@ pub fn notify_host_dir(service: &str) -> std::path::PathBuf {
 }
 /// Volumes are mounted below this directory, one directory per name.
 pub const VOLUMES_DIR: &str = "/var/lib/hoist/volumes";
+/// With `[state] volume = NAME`, hoist's state lives in this directory of that volume
+/// (containerd's root, generations, import records, logs of recent boots); services may
+/// not bind it.
+pub const STATE_SUBDIR: &str = "hoist-state";
+/// The supervisor's generations (on the state volume when there is one).
+pub const GENERATIONS_DIR: &str = "/run/hoist/generations";
+/// Records of the images `hoist apply` imported (on the state volume when there is one).
+pub const IMPORTS_DIR: &str = "/run/hoist/images";
+/// containerd's root: content store, snapshots, metadata.
+pub const CONTAINERD_ROOT: &str = "/var/lib/containerd";
+/// With a state volume: the log directories of the boots kept, one path per line, oldest
+/// first; the last is this boot's (bind-mounted on [`LOG_DIR`]). Absent: logs are in RAM.
+pub const LOG_BOOTS: &str = "/run/hoist/log-boots";
 /// PID 1's volume helper writes how each volume ended up here, one file per name.
 pub const VOLUME_STATES: &str = "/run/hoist/volumes";
 /// e2fsprogs, in the image only when the config has volumes.

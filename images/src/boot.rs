@@ -37,12 +37,18 @@ pub fn facts(config: &Config) -> Boot {
                 wait: v.wait,
             })
             .collect(),
+        state: config.state.as_ref().map(|s| s.volume.clone()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_and_guest_agree_on_the_state_directory() {
+        assert_eq!(hoist_config::STATE_SUBDIR, hoist_guest::paths::STATE_SUBDIR);
+    }
     use std::time::Duration;
 
     #[test]

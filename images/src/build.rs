@@ -60,12 +60,6 @@ pub enum BuildError {
     Modules { release: String, cause: ModuleError },
     #[error("{0} not found (install it: apt-get install containerd)")]
     MissingRuntime(String),
-    #[error(
-        "{}: [state] volume = {volume:?}: keeping hoist's state on a volume is not built yet; remove [state] (the \
-         volume itself works)",
-        config.display()
-    )]
-    StateNotBuilt { config: PathBuf, volume: String },
     #[error("{0} not found: [volume] tables need e2fsprogs in the image (install it: apt-get install e2fsprogs)")]
     MissingE2fsprogs(String),
     #[error(
@@ -143,10 +137,6 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport
     let config = hoist_config::load_bytes(&opts.config, &config_text)?;
     for warning in config.warnings() {
         log::warn!("{}: {warning}", opts.config.display());
-    }
-    if let Some(state) = &config.state {
-        // Checked by `hoist check`, not built yet: refused rather than silently in RAM.
-        return Err(BuildError::StateNotBuilt { config: opts.config.clone(), volume: state.volume.clone() });
     }
     progress.end("config", &format!("{} services", config.service.len()));
 

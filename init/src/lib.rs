@@ -9,7 +9,8 @@
 //! a deadline, then reports the built-in `network` target ([`hoist_guest::network`]). It is the
 //! machine's one reaper, and it turns SIGTERM, SIGINT, SIGPWR and the ACPI power button
 //! into one orderly shutdown ([`shutdown`]). Volumes are set up by a child of its own
-//! ([`volumes`]) while containerd starts. Its signal handlers are installed before
+//! ([`volumes`]) while containerd starts; with a `[state]` volume, PID 1 waits for that one
+//! and moves containerd's root, the generations and the logs onto it first ([`state`]). Its signal handlers are installed before
 //! anything else, so a shutdown asked during boot is kept and honoured before the children
 //! start.
 //!
@@ -35,6 +36,7 @@ pub mod net;
 pub mod power;
 pub mod problems;
 pub mod shutdown;
+pub mod state;
 pub mod system;
 pub mod volumes;
 
@@ -164,15 +166,19 @@ fn boot() -> ! {
     }
 
     let _ = std::fs::create_dir_all(paths::RUN_DIR);
+    // Disks are found, checked and mounted while containerd starts; services that bind a
+    // volume wait for its state file. The state volume, if any, is waited for here: it
+    // holds containerd's root and the logs.
+    let helper = if config.volumes.is_empty() { None } else { volumes::spawn() };
+    if let Some(name) = &config.state {
+        match state::setup(name, helper) {
+            Ok(()) => console::phase(&mut timeline, "state"),
+            Err(e) => problems::report(format!("{e}: hoist's state is in RAM for this boot")),
+        }
+    }
     let _ = std::fs::create_dir_all(paths::LOG_DIR);
     if let Err(e) = std::fs::write(paths::TIMELINE, hoist_guest::timeline::format(&timeline)) {
         log::warn!("{}: {e}", paths::TIMELINE);
-    }
-
-    // Disks are found, checked and mounted while containerd starts; services that bind a
-    // volume wait for its state file.
-    if !config.volumes.is_empty() {
-        volumes::spawn();
     }
 
     let mut containerd = Child::new("containerd", paths::CONTAINERD, &["--config", paths::CONTAINERD_CONFIG])

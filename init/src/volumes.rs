@@ -39,13 +39,14 @@ const POLL: Duration = Duration::from_millis(100);
 /// The most of a tool's output kept for the console.
 const OUTPUT_MAX: usize = 4096;
 
-/// Starts the helper; PID 1's reaper collects it when it exits.
-pub fn spawn() {
+/// Starts the helper; PID 1's reaper collects it when it exits. Its pid, if it started.
+pub fn spawn() -> Option<nix::unistd::Pid> {
     use std::os::unix::process::CommandExt;
     let mut cmd = Command::new("/proc/self/exe");
     cmd.arg(ARG).env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").stdin(Stdio::null());
     cmd.process_group(0);
-    if let Err(e) = cmd.spawn() {
+    let child = cmd.spawn();
+    if let Err(e) = &child {
         // Nothing will write the states: say so in each, so services do not wait for ever.
         log::error!("volume helper: {e}");
         if let Ok(config) = crate::read_boot_config(Path::new(paths::BOOT_CONFIG)) {
@@ -54,6 +55,7 @@ pub fn spawn() {
             }
         }
     }
+    child.ok().map(|c| nix::unistd::Pid::from_raw(c.id() as i32))
 }
 
 /// The helper process: sets up every volume, one thread each, then exits.

@@ -3,7 +3,9 @@
 //! text, its digest, the image digest of every container, the plan, the result and when.
 //!
 //! The store lives in /run (tmpfs): without a persistent disk, generations last until
-//! the reboot, which comes back with generation 0. Every file is replaced whole
+//! the reboot, which comes back with generation 0. With `[state]`, PID 1 mounts the state
+//! volume's directory there: a reboot of the same build comes back on the generation in
+//! force (never a tentative one), and a new build starts the store over. Every file is replaced whole
 //! ([`hoist_guest::atomic`]). The generation in force is named by one `current` file,
 //! written only once a rollout succeeded; a supervisor restarted mid-apply finds the
 //! record still `applying` (or `tentative`), marks it `interrupted`, and goes back to
@@ -16,8 +18,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::diff::Change;
 
-/// Where the generations of this boot are kept.
-pub const DIR: &str = "/run/hoist/generations";
+/// Where the generations are kept (on the state volume, bind-mounted by PID 1, when the
+/// config has `[state]`).
+pub const DIR: &str = hoist_guest::paths::GENERATIONS_DIR;
 /// How a record's detail starts when some of its keys wait for a reboot.
 pub const NOT_IN_EFFECT: &str = "not in effect until a reboot";
 /// Records kept at most (the oldest, other than 0 and the current one, are dropped).
@@ -92,6 +95,18 @@ impl Store {
         std::fs::create_dir_all(dir)?;
         let store = Store { dir: dir.to_path_buf() };
         let mut notes = Vec::new();
+        // Kept from another build (a state volume outlives builds): its generations were
+        // made against another generation 0, so they are not this host's to go back to.
+        if let Some(r) = store.record(0)
+            && (r.digest != digest(built_text) || r.images != built_images)
+        {
+            for entry in std::fs::read_dir(dir)?.flatten() {
+                if entry.file_type().is_ok_and(|t| !t.is_dir()) {
+                    std::fs::remove_file(entry.path())?;
+                }
+            }
+            notes.push("generations of another build found: starting over from this build (generation 0)".into());
+        }
         if store.record(0).is_none() {
             let record = Record {
                 id: 0,
@@ -246,8 +261,34 @@ fn read_capped(path: &Path, cap: u64) -> Option<String> {
 mod tests {
     use super::*;
 
+    fn images() -> BTreeMap<String, String> {
+        BTreeMap::from([("a".into(), "sha256:1".into())])
+    }
+
     fn store(dir: &Path) -> Store {
-        Store::open(dir, "[service.a]\n", BTreeMap::from([("a".into(), "sha256:1".into())])).expect("open").0
+        Store::open(dir, "[service.a]\n", images()).expect("open").0
+    }
+
+    #[test]
+    fn a_reboot_of_the_same_build_keeps_the_generations_and_a_new_build_starts_over() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = store(dir.path());
+        s.begin(&Record { id: 1, result: "applying".into(), ..Default::default() }, "[service.b]\n").expect("begin");
+        s.activate(1, false).expect("activate");
+        s.begin(&Record { id: 2, result: "tentative".into(), previous: 1, ..Default::default() }, "x").expect("try");
+        // The same build boots again: generation 1 is in force, the tentative 2 is not.
+        let (s, notes) = Store::open(dir.path(), "[service.a]\n", images()).expect("reboot");
+        assert_eq!(s.current(), 1);
+        assert_eq!(s.record(2).expect("2").result, "interrupted");
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        // Another build (other config text, or other images): generation 0 is the new build.
+        let other = BTreeMap::from([("a".into(), "sha256:2".into())]);
+        let (s, notes) = Store::open(dir.path(), "[service.a]\n", other).expect("new build");
+        assert_eq!((s.current(), s.next_id()), (0, 1));
+        assert!(s.record(1).is_none() && s.config(1).is_none());
+        assert!(notes[0].contains("another build"), "{notes:?}");
+        let (s, _) = Store::open(dir.path(), "[service.c]\n", BTreeMap::new()).expect("new text");
+        assert_eq!(s.config(0).as_deref(), Some("[service.c]\n"));
     }
 
     #[test]
@@ -267,7 +308,7 @@ mod tests {
         let s = store(dir.path());
         let r = Record { id: 1, result: "applying".into(), previous: 0, ..Default::default() };
         s.begin(&r, "[service.b]\n").expect("begin");
-        let (s, notes) = Store::open(dir.path(), "ignored: 0 exists", BTreeMap::new()).expect("reopen");
+        let (s, notes) = Store::open(dir.path(), "[service.a]\n", images()).expect("reopen");
         assert_eq!(s.current(), 0);
         assert_eq!(s.record(1).expect("1").result, "interrupted");
         assert_eq!(notes.len(), 1, "{notes:?}");

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::containerd::Containerd;
 
 /// Where import records live.
-pub const DIR: &str = "/run/hoist/images";
+pub const DIR: &str = hoist_guest::paths::IMPORTS_DIR;
 /// Largest manifest or config read.
 const MAX_JSON: u64 = 4 << 20;
 /// Most layers an image may have.
@@ -32,7 +32,7 @@ const MAX_LAYERS: usize = 128;
 /// Most blobs one MissingBlobs request may ask about.
 const MAX_ASKED: usize = 4096;
 /// Where containerd keeps content and snapshots.
-const CONTAINERD_ROOT: &str = "/var/lib/containerd";
+use hoist_guest::paths::CONTAINERD_ROOT;
 /// What must stay free there after a layer is unpacked (and beyond an upload's reservation).
 pub const MIN_FREE: u64 = 64 << 20;
 

@@ -94,7 +94,7 @@ fn control_api_end_to_end() {
 
         // logs: the tail has a known line; follow streams new ones
         let mut tail = c
-            .logs(pb::LogsRequest { source: "talker".into(), tail: 1000, follow: false })
+            .logs(pb::LogsRequest { source: "talker".into(), tail: 1000, follow: false, boot: 0 })
             .await
             .expect("logs")
             .into_inner();
@@ -104,18 +104,20 @@ fn control_api_end_to_end() {
         }
         assert!(lines.iter().any(|l| l.ends_with("stdout talker started")), "{lines:?}");
         let mut follow = c
-            .logs(pb::LogsRequest { source: "talker".into(), tail: 0, follow: true })
+            .logs(pb::LogsRequest { source: "talker".into(), tail: 0, follow: true, boot: 0 })
             .await
             .expect("follow")
             .into_inner();
         let next = tokio::time::timeout(Duration::from_secs(20), follow.next()).await.expect("a followed line in time");
         assert!(next.expect("stream item").expect("line").line.contains("talker line"));
         drop(follow);
-        let kernel =
-            c.logs(pb::LogsRequest { source: "kernel".into(), tail: 5, follow: false }).await.expect("kernel log");
+        let kernel = c
+            .logs(pb::LogsRequest { source: "kernel".into(), tail: 5, follow: false, boot: 0 })
+            .await
+            .expect("kernel log");
         assert!(kernel.into_inner().next().await.is_some(), "kernel log is empty");
         let mut sup = c
-            .logs(pb::LogsRequest { source: "supervisor".into(), tail: 1000, follow: false })
+            .logs(pb::LogsRequest { source: "supervisor".into(), tail: 1000, follow: false, boot: 0 })
             .await
             .expect("supervisor log")
             .into_inner();
@@ -129,11 +131,12 @@ fn control_api_end_to_end() {
                 .is_some_and(|l| is_ready(&l));
         }
         assert!(found, "the supervisor's log lacks its ready line");
-        c.logs(pb::LogsRequest { source: "containerd".into(), tail: 10, follow: false })
+        c.logs(pb::LogsRequest { source: "containerd".into(), tail: 10, follow: false, boot: 0 })
             .await
             .expect("containerd log exists");
-        let traversal =
-            c.logs(pb::LogsRequest { source: "../../etc/hoist/tls/server".into(), tail: 10, follow: false }).await;
+        let traversal = c
+            .logs(pb::LogsRequest { source: "../../etc/hoist/tls/server".into(), tail: 10, follow: false, boot: 0 })
+            .await;
         assert_eq!(traversal.err().map(|e| e.code()), Some(tonic::Code::NotFound));
 
         // events report a crash, and exec returns output and exit code
@@ -258,7 +261,7 @@ command = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
     rt.block_on(async {
         let mut c = client::tcp(&addr, pki_dir()).await.expect("connect");
         let mut follow = c
-            .logs(pb::LogsRequest { source: "flood".into(), tail: 0, follow: true })
+            .logs(pb::LogsRequest { source: "flood".into(), tail: 0, follow: true, boot: 0 })
             .await
             .expect("follow")
             .into_inner();

@@ -107,7 +107,7 @@ fn roles_from_the_client_certificate_are_enforced_and_audited() {
     // The same lines in the supervisor's log, read back through the API.
     let log = host.rt.block_on(async {
         let mut a = client::tcp(&host.addr, pki_dir()).await.expect("admin connects");
-        let req = pb::LogsRequest { source: "supervisor".into(), tail: 500, follow: false };
+        let req = pb::LogsRequest { source: "supervisor".into(), tail: 500, follow: false, boot: 0 };
         let mut lines = a.logs(req).await.expect("supervisor log").into_inner();
         let mut all = Vec::new();
         while let Some(l) = tokio_stream::StreamExt::next(&mut lines).await {

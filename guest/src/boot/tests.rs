@@ -25,6 +25,7 @@ fn sample() -> Boot {
             required: true,
             wait: Duration::from_secs(10),
         }],
+        state: Some("data".into()),
     }
 }
 
@@ -32,7 +33,7 @@ fn sample() -> Boot {
 fn what_is_written_reads_back_the_same() {
     let boot = sample();
     let text = boot.format();
-    assert_eq!(text.lines().count(), 15, "one line per fact, no value breaks a line:\n{text}");
+    assert_eq!(text.lines().count(), 16, "one line per fact, no value breaks a line:\n{text}");
     assert!(text.contains("sysctl kernel.hostile a\\\\b\\nc\\r\n"), "{text}");
     assert_eq!(Boot::parse(&text), Ok(boot));
 
@@ -41,6 +42,7 @@ fn what_is_written_reads_back_the_same() {
         sysctls: vec![],
         modules: vec![],
         volumes: vec![],
+        state: None,
         ..sample()
     };
     assert_eq!(Boot::parse(&off.format()), Ok(off));
@@ -50,10 +52,11 @@ fn what_is_written_reads_back_the_same() {
 fn bad_lines_name_the_line() {
     let good = sample().format();
     let cases = [
-        (good.replace("hostname edge-1\n", ""), 14, "hostname is missing"),
-        (format!("{good}hostname again\n"), 16, "hostname given twice"),
-        (format!("{good}colour blue\n"), 16, "unknown key \"colour\""),
-        (format!("{good}lonely\n"), 16, "has no value"),
+        (good.replace("hostname edge-1\n", ""), 15, "hostname is missing"),
+        (format!("{good}hostname again\n"), 17, "hostname given twice"),
+        (format!("{good}colour blue\n"), 17, "unknown key \"colour\""),
+        (format!("{good}lonely\n"), 17, "has no value"),
+        (good.replace("state data", "state logs"), 16, "state \"logs\" is not a volume"),
         (
             good.replace("serial:data1", "serial:"),
             15,

@@ -23,6 +23,34 @@ pub enum LogError {
     Unknown(String),
     #[error("{path}: {cause}")]
     Io { path: String, cause: std::io::Error },
+    #[error("no logs of boot {0}: earlier boots' logs are kept only on a [state] volume")]
+    NoState(i32),
+    #[error("no logs of boot {boot}: this host keeps {kept} boots (0 to -{})", kept - 1)]
+    NotKept { boot: i32, kept: usize },
+}
+
+/// The log directory of boot `boot` (0: this one, -1 the one before, ...), from PID 1's list
+/// of the boots kept on the state volume (`list`, [`hoist_guest::paths::LOG_BOOTS`]).
+/// Without that list the logs are this boot's, in RAM.
+pub fn dir_of_boot(list: &Path, boot: i32) -> Result<PathBuf, LogError> {
+    let text = match std::fs::File::open(list) {
+        Ok(f) => {
+            let mut text = String::new();
+            let _ = f.take(64 << 10).read_to_string(&mut text);
+            text
+        }
+        Err(_) if boot == 0 => return Ok(PathBuf::from(LOG_DIR)),
+        Err(_) => return Err(LogError::NoState(boot)),
+    };
+    let dirs: Vec<&str> = text.lines().filter(|l| l.starts_with('/')).collect();
+    if boot == 0 {
+        return Ok(PathBuf::from(LOG_DIR));
+    }
+    let back = if boot < 0 { boot.unsigned_abs() as usize } else { usize::MAX };
+    match dirs.len().checked_sub(back.saturating_add(1)) {
+        Some(i) => Ok(PathBuf::from(dirs[i])),
+        None => Err(LogError::NotKept { boot, kept: dirs.len().max(1) }),
+    }
 }
 
 /// The file of a source; names are checked so a request cannot point outside the log dir.
@@ -205,6 +233,27 @@ pub fn stream_kernel(tail: usize, follow: bool, tx: Sender<Result<LogLine, tonic
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod boot_tests {
+    use super::*;
+
+    #[test]
+    fn boots_count_back_from_the_last_listed() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let list = tmp.path().join("log-boots");
+        assert_eq!(dir_of_boot(&list, 0).expect("this boot"), Path::new(LOG_DIR));
+        assert!(matches!(dir_of_boot(&list, -1), Err(LogError::NoState(-1))));
+        std::fs::write(&list, "/v/logs/3\n/v/logs/4\n/v/logs/5\n").expect("write");
+        assert_eq!(dir_of_boot(&list, 0).expect("0"), Path::new(LOG_DIR));
+        assert_eq!(dir_of_boot(&list, -1).expect("-1"), Path::new("/v/logs/4"));
+        assert_eq!(dir_of_boot(&list, -2).expect("-2"), Path::new("/v/logs/3"));
+        let e = dir_of_boot(&list, -3).expect_err("not kept");
+        assert_eq!(e.to_string(), "no logs of boot -3: this host keeps 3 boots (0 to -2)");
+        assert!(dir_of_boot(&list, 1).is_err());
+        assert!(dir_of_boot(&list, i32::MIN).is_err());
     }
 }
 

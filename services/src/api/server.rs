@@ -225,14 +225,18 @@ impl Control for ControlService {
         let slot = if req.follow { Some(self.streams.open(peer)?) } else { None };
         let (tx, rx) = mpsc::channel(256);
         let tail = req.tail as usize;
+        if req.boot != 0 && (req.follow || req.source == "kernel") {
+            return Err(Status::invalid_argument("an earlier boot's log is read whole: no follow, no kernel source"));
+        }
         if req.source == "kernel" {
             tokio::task::spawn_blocking(move || {
                 let _slot = slot;
                 super::logs::stream_kernel(tail, req.follow, tx)
             });
         } else {
-            let path = super::logs::file_of(Path::new(super::logs::LOG_DIR), &req.source)
+            let dir = super::logs::dir_of_boot(Path::new(hoist_guest::paths::LOG_BOOTS), req.boot)
                 .map_err(|e| Status::not_found(e.to_string()))?;
+            let path = super::logs::file_of(&dir, &req.source).map_err(|e| Status::not_found(e.to_string()))?;
             tokio::task::spawn_blocking(move || {
                 let _slot = slot;
                 super::logs::stream_file(path, req.source, tail, req.follow, tx)

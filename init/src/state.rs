@@ -1,0 +1,175 @@
+//! `[state] volume = NAME`: what hoist keeps across reboots lives on that volume, under
+//! `hoist-state/` ([`hoist_guest::paths::STATE_SUBDIR`]): containerd's root (content store,
+//! snapshots, metadata), the supervisor's generations and import records, and the logs
+//! of the last [`LOG_BOOTS`] boots. PID 1 waits for the volume helper to be done with the
+//! volume, then bind-mounts those directories over their places in RAM before containerd
+//! and the supervisor start. A state volume that did not mount leaves the state in RAM for
+//! this boot, said as a host problem.
+//!
+//! The volume is hostile ground (services may bind parts of it, though not `hoist-state`:
+//! the config refuses that): every directory is opened component by component with
+//! `O_NOFOLLOW`, and mounted from its descriptor (`/proc/self/fd/N`), never by a path
+//! looked up twice.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hoist_guest::paths;
+use hoist_guest::volume::{State, mount_point, state_path};
+use nix::mount::MsFlags;
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+/// How many boots' logs are kept (this one included).
+pub const LOG_BOOTS: usize = 5;
+const POLL: Duration = Duration::from_millis(20);
+
+/// Waits for the volume helper (`helper`, PID 1's child) to say how volume `name` ended
+/// up, then moves the state onto it. Err: why the state stays in RAM.
+pub fn setup(name: &str, helper: Option<Pid>) -> Result<(), String> {
+    if let State::Failed { reason, .. } = wait_state(name, helper)? {
+        return Err(format!("state volume {name} not mounted ({reason})"));
+    }
+    let root = open_dir(None, &mount_point(name))?;
+    let state = make_dir(&root, paths::STATE_SUBDIR)?;
+    for (sub, target) in [
+        ("containerd", paths::CONTAINERD_ROOT),
+        ("generations", paths::GENERATIONS_DIR),
+        ("images", paths::IMPORTS_DIR),
+    ] {
+        let dir = make_dir(&state, sub)?;
+        bind(&dir, Path::new(target))?;
+    }
+    let logs = make_dir(&state, "logs")?;
+    let kept = rotate_logs(&logs)?;
+    let current = kept.last().cloned().ok_or("no log directory")?;
+    let dir = open_dir(Some(&logs), Path::new(&current))?;
+    bind(&dir, Path::new(paths::LOG_DIR))?;
+    let base = mount_point(name).join(paths::STATE_SUBDIR).join("logs");
+    let list: String = kept.iter().map(|n| format!("{}\n", base.join(n).display())).collect();
+    hoist_guest::atomic::write(Path::new(paths::LOG_BOOTS), list.as_bytes())
+        .map_err(|e| format!("{}: {e}", paths::LOG_BOOTS))
+}
+
+fn wait_state(name: &str, helper: Option<Pid>) -> Result<State, String> {
+    let path = state_path(name);
+    let mut helper_gone = helper.is_none();
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&path)
+            && let Some(state) = State::parse(&text)
+        {
+            return Ok(state);
+        }
+        if helper_gone {
+            return Err(format!("the volume helper ended without a word on volume {name}"));
+        }
+        if let Some(pid) = helper {
+            // Reaped here, before the main loop's reaper exists: ours to collect.
+            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => {}
+                _ => helper_gone = true, // one more look at the file, then give up
+            }
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+fn cstr(p: &Path) -> Result<CString, String> {
+    use std::os::unix::ffi::OsStrExt;
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| format!("{}: NUL in path", p.display()))
+}
+
+/// Opens directory `path` (relative to `at`, or absolute) without following a symlink in
+/// its last component; `path` relative to `at` is one component.
+fn open_dir(at: Option<&OwnedFd>, path: &Path) -> Result<OwnedFd, String> {
+    let c = cstr(path)?;
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: a valid C string and descriptor; the result is checked.
+    let fd = unsafe { libc::openat(at.map_or(libc::AT_FDCWD, |f| f.as_raw_fd()), c.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(format!("{}: {}", path.display(), std::io::Error::last_os_error()));
+    }
+    // SAFETY: a descriptor we just opened.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The directory `name` in `parent`, made (0700) if missing; a symlink there is an error.
+fn make_dir(parent: &OwnedFd, name: &str) -> Result<OwnedFd, String> {
+    let c = cstr(Path::new(name))?;
+    // SAFETY: valid descriptor and C string; EEXIST is fine, the open below checks the type.
+    if unsafe { libc::mkdirat(parent.as_raw_fd(), c.as_ptr(), 0o700) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EEXIST) {
+            return Err(format!("{name}: {e}"));
+        }
+    }
+    open_dir(Some(parent), Path::new(name))
+}
+
+/// Bind-mounts the opened directory over `target` (made if missing, in RAM).
+fn bind(dir: &OwnedFd, target: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(target).map_err(|e| format!("{}: {e}", target.display()))?;
+    let source = fd_path(dir);
+    nix::mount::mount(Some(&source), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .map_err(|e| format!("bind {} on {}: {e}", source.display(), target.display()))
+}
+
+fn fd_path(fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// Makes the next boot's log directory (`N`, one more than the newest) and removes all but
+/// the newest [`LOG_BOOTS`]. Returns the kept names, oldest first (the last is this boot's).
+pub fn rotate_logs(logs: &OwnedFd) -> Result<Vec<String>, String> {
+    let dir = fd_path(logs);
+    let mut boots: Vec<u64> = std::fs::read_dir(&dir)
+        .map_err(|e| format!("logs: {e}"))?
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u64>().ok())
+                .filter(|n| n.to_string() == e.file_name().to_string_lossy())
+        })
+        .collect();
+    boots.sort_unstable();
+    let next = boots.last().map_or(1, |n| n + 1);
+    make_dir(logs, &next.to_string())?;
+    boots.push(next);
+    let drop = boots.len().saturating_sub(LOG_BOOTS);
+    for old in &boots[..drop] {
+        // remove_dir_all does not follow symlinks inside what it removes.
+        if let Err(e) = std::fs::remove_dir_all(dir.join(old.to_string())) {
+            log::warn!("logs of boot {old}: {e}");
+        }
+    }
+    Ok(boots[drop..].iter().map(u64::to_string).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_boot_gets_the_next_log_directory_and_only_the_last_ones_stay() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = open_dir(None, tmp.path()).expect("open");
+        let logs = make_dir(&root, "logs").expect("logs");
+        std::fs::write(tmp.path().join("logs/notes"), b"x").expect("a stray file");
+        std::fs::create_dir(tmp.path().join("logs/007")).expect("not canonical");
+        let mut last = Vec::new();
+        for _ in 0..7 {
+            last = rotate_logs(&logs).expect("rotate");
+        }
+        assert_eq!(last, ["3", "4", "5", "6", "7"]);
+        assert!(!tmp.path().join("logs/2").exists() && tmp.path().join("logs/7").is_dir());
+        assert!(
+            tmp.path().join("logs/notes").exists() && tmp.path().join("logs/007").exists(),
+            "only boots are removed"
+        );
+        std::os::unix::fs::symlink("/", tmp.path().join("link")).expect("symlink");
+        assert!(make_dir(&root, "link").is_err(), "a symlink is never followed");
+    }
+}
