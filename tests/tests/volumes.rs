@@ -35,6 +35,17 @@ fn uuid(image: &Path) -> String {
     }
 }
 
+/// ext4's needs_recovery flag is clear: the filesystem was unmounted, not just cut off.
+fn cleanly_unmounted(image: &Path) -> bool {
+    let bytes = std::fs::read(image).expect("read image");
+    let incompat = u32::from_le_bytes([bytes[0x460], bytes[0x461], bytes[0x462], bytes[0x463]]);
+    le16(&bytes, 0x438) == 0xEF53 && incompat & 0x4 == 0
+}
+
+fn le16(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
 fn digest(image: &Path) -> Vec<u8> {
     use sha2::Digest;
     sha2::Sha256::digest(std::fs::read(image).expect("read image")).to_vec()
@@ -87,6 +98,7 @@ fn a_blank_disk_is_formatted_once_and_found_by_serial_in_any_order() {
     assert!(console.contains("volume data: formatted /dev/vda"), "{console}");
     assert!(console.contains("volume other: formatted /dev/vdb"), "{console}");
     stop(vm);
+    assert!(cleanly_unmounted(&data), "the shutdown unmounted the volume");
     let first = uuid(&data);
     assert!(matches!(found(&other), Found::Ext { ref label, .. } if label == "hoist-other"));
 
@@ -165,6 +177,7 @@ fn foreign_and_missing_disks_are_refused_untouched_and_hold_back_only_their_serv
     }
     let waiting = reply.services.iter().find(|s| s.name == "on-gone").expect("on-gone");
     assert_eq!(waiting.waiting_for, ["volume:gone"]);
+    assert!(waiting.reason.contains("volume:gone (not mounted: no disk with serial:nowhere"), "{waiting:?}");
     let ctl = host.hoist(&["ctl", "status"]);
     assert!(
         ctl.status.success() && String::from_utf8_lossy(&ctl.stdout).contains("volume gone not mounted"),
@@ -200,6 +213,7 @@ fn a_power_cut_loses_no_synced_record() {
         .max()
         .expect("synced lines");
     drop(vm);
+    assert!(!cleanly_unmounted(&data), "a power cut leaves the journal to recover");
 
     let vm = boot(work.path(), CUT, &[(&data, "data1")]);
     let line =

@@ -88,7 +88,13 @@ impl Core {
         let reason = match &svc.state {
             State::Failed { reason } => reason.clone(),
             State::Waiting { on } if on.is_empty() => self.not_yet(),
-            State::Waiting { on } => format!("waits for {}", on.join(", ")),
+            State::Waiting { on } => {
+                let why = |dep: &String| match hoist_guest::volume::of_target(dep).and_then(|v| self.volumes.get(v)) {
+                    Some(hoist_guest::volume::State::Failed { reason, .. }) => format!("{dep} (not mounted: {reason})"),
+                    _ => dep.clone(),
+                };
+                format!("waits for {}", on.iter().map(why).collect::<Vec<_>>().join(", "))
+            }
             State::Backoff { until } => format!("restart in {} ms", until.saturating_sub(now)),
             State::Running { ready: false, .. } => format!("waiting for readiness ({})", svc.plan.ready),
             State::Stopping { .. } => "stop signal sent".into(),

@@ -140,6 +140,8 @@ fn a_volume_that_failed_holds_back_only_its_services_and_says_why() {
     assert!(has(&fx, &Effect::Settled), "a failed volume is settled: the ready line comes");
     assert_eq!(h.state("db"), State::Waiting { on: vec!["volume:data".into()] });
     assert_eq!(h.core.problems(h.now), [format!("volume data not mounted: {why}")]);
+    let view = h.core.status(h.now).into_iter().find(|v| v.name == "db").expect("db");
+    assert_eq!(view.reason, format!("waits for volume:data (not mounted: {why})"));
     let (_, events) = h.core.describe(h.now, "db").expect("db");
     assert!(events.iter().any(|e| e.detail.contains(why)), "{events:?}");
     // Once per boot: a later state changes nothing.
