@@ -26,9 +26,18 @@ pub(crate) enum BindError {
     Relative(String),
     #[error("invalid bind {0:?}: paths must not contain \"..\"")]
     DotDot(String),
+    #[error(
+        "invalid bind {0:?}: volumes are mounted under {VOLUMES_DIR} by hoist; write VOLUME/PATH as the source, so \
+         that the service waits for the volume"
+    )]
+    VolumesDir(String),
     #[error("invalid bind {0:?}: the mode after DEST must be ro or rw")]
     Mode(String),
 }
+
+/// Where the guest mounts volumes (hoist-guest's `VOLUMES_DIR`): a host bind from there
+/// would not wait for the volume, so it is written `VOLUME/PATH` instead.
+pub const VOLUMES_DIR: &str = "/var/lib/hoist/volumes";
 
 /// `Bind` parsed from its string form (private, so the error type stays private).
 pub(crate) struct BindSpec(pub Bind);
@@ -61,6 +70,10 @@ impl FromStr for BindSpec {
         // SOURCE side mean something other than what it reads as (or leave the volume).
         if [source, dest].iter().any(|path| path.split('/').any(|part| part == "..")) {
             return Err(err(BindError::DotDot));
+        }
+        let under = |p: &str| p == VOLUMES_DIR || p.starts_with(&format!("{VOLUMES_DIR}/"));
+        if volume.is_none() && under(source.trim_end_matches('/')) {
+            return Err(err(BindError::VolumesDir));
         }
         let (volume, source) = match volume {
             Some((name, sub)) => (Some(name.to_string()), sub.to_string()),
@@ -114,6 +127,10 @@ mod tests {
             assert_eq!(bind(bad), Err(BindError::Relative(bad.into())), "{bad:?}");
         }
         assert_eq!(bind("data/../x:/d"), Err(BindError::DotDot("data/../x:/d".into())));
+        for raw in ["/var/lib/hoist/volumes/data/x:/d", "/var/lib/hoist/volumes/:/d"] {
+            assert_eq!(bind(raw), Err(BindError::VolumesDir(raw.into())), "{raw:?}");
+        }
+        assert!(bind("/var/lib/hoist/volumesx:/d").is_ok());
     }
 
     #[test]

@@ -105,7 +105,7 @@ mod volume;
 use std::path::Path;
 
 pub use backoff::{Backoff, StartLimit};
-pub use bind::Bind;
+pub use bind::{Bind, VOLUMES_DIR};
 pub use caps::{CAPABILITIES, Capabilities, Seccomp, SeccompError};
 pub use duration::{DurationError, parse_duration};
 pub use error::ConfigError;

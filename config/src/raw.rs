@@ -55,7 +55,7 @@ pub(crate) struct RawConfig {
 pub(crate) struct RawVolume {
     pub device: Spanned<Parsed<crate::volume::Device>>,
     pub filesystem: Option<Parsed<crate::volume::Filesystem>>,
-    pub label: Option<Parsed<crate::volume::Label>>,
+    pub label: Option<Spanned<Parsed<crate::volume::Label>>>,
     pub required: Option<bool>,
     pub wait: Option<Spanned<Parsed<HumanDuration>>>,
 }

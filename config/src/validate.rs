@@ -14,7 +14,7 @@ use crate::names::{EnvKey, ModuleName, NoNul, VolumeName};
 use crate::net::Ipv4;
 use crate::raw::{Parsed, RawCapabilities, RawConfig, RawKernel, RawNetwork, RawService, RawVolume, Table};
 use crate::schema::{CURRENT_VERSION, Config, Host, Kernel, Logs, Network, Service};
-use crate::volume::{LABEL_MAX, Label, STATE_SUBDIR, State, Volume};
+use crate::volume::{Device, LABEL_MAX, Label, STATE_SUBDIR, State, Volume};
 use crate::{Bind, Capabilities, backoff, caps, graph, oneshot, ready, resources};
 
 pub(crate) fn build(raw: RawConfig, src: &Source) -> Result<Config, ConfigError> {
@@ -106,14 +106,22 @@ fn volumes(
         let name = name.0.0;
         let key = format!("volume.{name}");
         let device_span = v.device.span();
-        let label = match v.label {
-            Some(l) => l.0.0,
-            None => name.parse::<Label>().map(|l| l.0).map_err(|_| {
+        let label = match (v.label, v.device.get_ref()) {
+            // The device is found by its label: that is the label, and no other.
+            (Some(l), Parsed(Device::Label(found))) if l.get_ref().0.0 != *found => {
+                let message = format!("the device is found by label {found:?}: leave label out or make it the same");
+                return Err(src.invalid(Some(l.span()), format!("{key}.label"), message));
+            }
+            (_, Parsed(Device::Label(found))) => Some(found.clone()),
+            (Some(l), _) => Some(l.into_inner().0.0),
+            // Found by UUID: an existing filesystem, whatever its label.
+            (None, Parsed(Device::Uuid(_))) => None,
+            (None, _) => Some(name.parse::<Label>().map(|l| l.0).map_err(|_| {
                 let message = format!(
                     "the label defaults to the volume's name, which is longer than {LABEL_MAX} characters: set label"
                 );
                 src.invalid(Some(device_span.clone()), format!("{key}.label"), message)
-            })?,
+            })?),
         };
         let wait = match v.wait {
             Some(w) if w.get_ref().0.0 > Volume::MAX_WAIT => {

@@ -24,8 +24,9 @@ pub struct Volume {
     /// What is made on a blank disk. ext4 is the only one.
     pub filesystem: Filesystem,
     /// The label made, and expected on every later boot: a disk whose filesystem has
-    /// another label is refused. Default: the volume's name.
-    pub label: String,
+    /// another label is refused. Default: the volume's name; for a `label:` device, that
+    /// label. None only for a `uuid:` device without one: any label is accepted.
+    pub label: Option<String>,
     /// true (default): a disk that does not appear is a host problem, said on the console
     /// and in status. false: services that bind it simply wait, with the reason.
     pub required: bool,
@@ -75,6 +76,11 @@ pub enum VolumeError {
     Value(String),
     #[error("invalid device {0:?}: a UUID is 8-4-4-4-12 hex digits")]
     Uuid(String),
+    #[error(
+        "invalid device {0:?}: hoist names virtio (virtio-SERIAL) and NVMe (nvme-MODEL_SERIAL) disks by id, as udev \
+         would; for another disk use serial:S"
+    )]
+    ByIdKind(String),
     #[error("invalid label {0:?}: expected 1-16 characters of letters, digits, '.', '_' and '-'")]
     Label(String),
     #[error("invalid filesystem {0:?}: expected ext4")]
@@ -99,6 +105,9 @@ impl FromStr for Device {
             return uuid(v).map(Device::Uuid).ok_or_else(|| VolumeError::Uuid(s.to_string()));
         }
         if let Some(v) = s.strip_prefix(BY_ID) {
+            if !v.starts_with("virtio-") && !v.starts_with("nvme-") {
+                return Err(VolumeError::ByIdKind(s.to_string()));
+            }
             return value(v).map(Device::ById);
         }
         if s.starts_with("/dev/") {
@@ -184,13 +193,14 @@ mod tests {
     #[test]
     fn bad_devices_say_what_is_wrong() {
         type Make = fn(String) -> VolumeError;
-        let cases: [(&str, Make); 9] = [
+        let cases: [(&str, Make); 10] = [
+            ("/dev/disk/by-id/ata-QEMU_HARDDISK_QM00001", VolumeError::ByIdKind),
             ("/dev/vda", VolumeError::KernelName),
             ("/dev/sdb1", VolumeError::KernelName),
             ("vda", VolumeError::Form),
             ("serial:", VolumeError::Value),
             ("serial:a b", VolumeError::Value),
-            ("/dev/disk/by-id/../vda", VolumeError::Value),
+            ("/dev/disk/by-id/virtio-../vda", VolumeError::Value),
             ("uuid:1234", VolumeError::Uuid),
             ("uuid:0f0e0d0c-1111-2222-3333-44445555666g", VolumeError::Uuid),
             ("serial:é", VolumeError::Value),

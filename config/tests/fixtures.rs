@@ -262,11 +262,16 @@ fn volumes_fixture_values() {
     let c = accept("volumes.toml");
     let data = &c.volume["data"];
     assert_eq!(data.device, Device::Serial("data1".into()));
-    assert_eq!((data.filesystem, data.label.as_str(), data.required), (Filesystem::Ext4, "hoist-data", true));
+    assert_eq!((data.filesystem, data.label.as_deref(), data.required), (Filesystem::Ext4, Some("hoist-data"), true));
     assert_eq!(data.wait, Duration::from_secs(10));
     let scratch = &c.volume["scratch"];
     assert_eq!(scratch.device, Device::ById("virtio-scratch".into()));
-    assert_eq!((scratch.label.as_str(), scratch.required, scratch.wait), ("scratch", false, Volume::DEFAULT_WAIT));
+    assert_eq!(
+        (scratch.label.as_deref(), scratch.required, scratch.wait),
+        (Some("scratch"), false, Volume::DEFAULT_WAIT)
+    );
+    assert_eq!(c.volume["old"].label, None, "found by UUID: any label");
+    assert_eq!(c.volume["named"].label.as_deref(), Some("hoist-logs"), "found by label: that label");
     assert_eq!(c.volume["old"].device, Device::Uuid("0f0e0d0c-1111-2222-3333-444455556666".into()));
     assert_eq!(c.state, Some(State { volume: "data".into() }));
     let on = |volume: &str, source: &str, dest: &str, readonly| Bind {

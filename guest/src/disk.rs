@@ -66,6 +66,30 @@ pub fn probe(w: &Window) -> Found {
     if w.head.iter().chain(w.tail).all(|&b| b == 0) { Found::Blank } else { Found::Other("unrecognised data") }
 }
 
+/// Where an ext filesystem keeps backup superblocks (block groups 1, 3, 5, 7, 9, 25, 27
+/// with sparse_super; 1, 2 and 4 KiB blocks), as byte offsets inside a disk of `size`
+/// bytes. A disk whose first MiB was wiped is still an ext filesystem e2fsck can recover
+/// from one of these: before formatting a "blank" disk, the caller looks there too.
+pub fn backup_superblocks(size: u64) -> Vec<u64> {
+    let mut out = Vec::new();
+    for group in [1u64, 3, 5, 7, 9, 25, 27] {
+        // (block size, blocks per group, first data block)
+        for (block, per_group, first) in [(1024u64, 8192u64, 1u64), (2048, 16384, 0), (4096, 32768, 0)] {
+            let at = (first + group * per_group) * block;
+            if at + 1024 <= size {
+                out.push(at);
+            }
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+/// Whether `superblock` (at least 1 KiB from a superblock's start) has ext's magic.
+pub fn is_ext_superblock(superblock: &[u8]) -> bool {
+    le16(superblock, 0x38) == Some(EXT_MAGIC)
+}
+
 /// The marker block for `volume` (its name after the magic, NUL-padded).
 pub fn marker_block(volume: &str) -> Vec<u8> {
     let mut block = vec![0; MARKER_LEN];
@@ -249,6 +273,21 @@ mod tests {
             d[at..at + 4].copy_from_slice(b"\xfc\x4e\x2b\xa9");
         };
         assert_eq!(disk(4 * MIB, md_end), Found::Other("an MD RAID member"));
+    }
+
+    #[test]
+    fn backup_superblocks_are_where_ext_puts_them() {
+        let at = backup_superblocks(1 << 30);
+        assert!(at.contains(&(128 << 20)), "4K blocks, group 1");
+        assert!(at.contains(&(8193 * 1024)), "1K blocks, group 1");
+        assert!(at.contains(&(3 * (32 << 20))), "2K blocks, group 3");
+        assert!(at.iter().all(|&a| a + 1024 <= 1 << 30));
+        assert!(backup_superblocks(4 << 20).is_empty());
+        let mut sb = vec![0u8; 1024];
+        assert!(!is_ext_superblock(&sb));
+        sb[0x38..0x3A].copy_from_slice(&EXT_MAGIC.to_le_bytes());
+        assert!(is_ext_superblock(&sb));
+        assert!(!is_ext_superblock(&sb[..0x38]));
     }
 
     #[test]

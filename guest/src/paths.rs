@@ -76,6 +76,16 @@ pub const CONTAINERD_ROOT: &str = "/var/lib/containerd";
 /// With a state volume: the log directories of the boots kept, one path per line, oldest
 /// first; the last is this boot's (bind-mounted on [`LOG_DIR`]). Absent: logs are in RAM.
 pub const LOG_BOOTS: &str = "/run/hoist/log-boots";
+/// Where the supervisor stages a service's volume binds: `SERVICE/INDEX` is a bind mount
+/// of the directory it checked and holds open, so the OCI runtime never resolves a path
+/// on the volume itself (a co-tenant could swap a checked directory for a symlink).
+pub const BINDS_DIR: &str = "/run/hoist/binds";
+
+/// The staging mount point of bind `index` of `service` (see [`BINDS_DIR`]).
+pub fn volume_bind(service: &str, index: usize) -> std::path::PathBuf {
+    std::path::Path::new(BINDS_DIR).join(service).join(index.to_string())
+}
+
 /// PID 1's volume helper writes how each volume ended up here, one file per name.
 pub const VOLUME_STATES: &str = "/run/hoist/volumes";
 /// e2fsprogs, in the image only when the config has volumes.

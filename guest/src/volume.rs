@@ -60,8 +60,9 @@ impl std::fmt::Display for Selector {
 pub struct Spec {
     pub name: String,
     pub selector: Selector,
-    /// The ext4 label made on a blank disk and expected on every later boot.
-    pub label: String,
+    /// The ext4 label made on a blank disk and expected on every later boot; None: any
+    /// (a disk found by UUID). `*` in the boot file.
+    pub label: Option<String>,
     pub required: bool,
     /// How long to wait for the device to appear.
     pub wait: Duration,
@@ -71,21 +72,23 @@ impl Spec {
     /// The boot file's value: `NAME SELECTOR LABEL required|optional WAIT_MS`.
     pub fn format(&self) -> String {
         let required = if self.required { "required" } else { "optional" };
-        format!("{} {} {} {required} {}", self.name, self.selector.format(), self.label, self.wait.as_millis())
+        let label = self.label.as_deref().unwrap_or("*");
+        format!("{} {} {label} {required} {}", self.name, self.selector.format(), self.wait.as_millis())
     }
 
     pub fn parse(value: &str) -> Option<Spec> {
         let words: Vec<&str> = value.split(' ').collect();
         let [name, selector, label, required, wait] = words[..] else { return None };
         let name_ok = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        let label_ok = (1..=16).contains(&label.len()) && label.bytes().all(|b| b.is_ascii_graphic());
+        let label_ok =
+            label == "*" || (1..=16).contains(&label.len()) && label.bytes().all(|b| b.is_ascii_graphic() && b != b'*');
         if !name_ok || !label_ok {
             return None;
         }
         Some(Spec {
             name: name.to_string(),
             selector: Selector::parse(selector)?,
-            label: label.to_string(),
+            label: (label != "*").then(|| label.to_string()),
             required: match required {
                 "required" => true,
                 "optional" => false,
@@ -121,17 +124,20 @@ pub fn of_target(dep: &str) -> Option<&str> {
 pub enum State {
     /// Checked and mounted at [`mount_point`].
     Mounted { uptime_ms: u64, device: String, uuid: String },
-    /// Not mounted, and why (one line): missing, refused, or a check that failed.
-    Failed { uptime_ms: u64, reason: String },
+    /// Not mounted, and why (one line): missing, refused, or a check that failed. A
+    /// required volume's failure is a host problem; an optional one's only holds back the
+    /// services that bind it.
+    Failed { uptime_ms: u64, required: bool, reason: String },
 }
 
 impl State {
-    /// `mounted MS DEVICE UUID` or `failed MS REASON`, one line.
+    /// `mounted MS DEVICE UUID` or `failed MS required|optional REASON`, one line.
     pub fn format(&self) -> String {
         match self {
             State::Mounted { uptime_ms, device, uuid } => format!("mounted {uptime_ms} {device} {uuid}\n"),
-            State::Failed { uptime_ms, reason } => {
-                format!("failed {uptime_ms} {}\n", reason.replace(['\n', '\r'], " "))
+            State::Failed { uptime_ms, required, reason } => {
+                let kind = if *required { "required" } else { "optional" };
+                format!("failed {uptime_ms} {kind} {}\n", reason.replace(['\n', '\r'], " "))
             }
         }
     }
@@ -146,7 +152,15 @@ impl State {
                 let (device, uuid) = rest.split_once(' ')?;
                 Some(State::Mounted { uptime_ms, device: device.into(), uuid: uuid.into() })
             }
-            "failed" => Some(State::Failed { uptime_ms, reason: rest.to_string() }),
+            "failed" => {
+                let (kind, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+                let required = match kind {
+                    "required" => true,
+                    "optional" => false,
+                    _ => return None,
+                };
+                Some(State::Failed { uptime_ms, required, reason: reason.to_string() })
+            }
             _ => None,
         }
     }
@@ -173,11 +187,13 @@ mod tests {
             let spec = Spec {
                 name: "data".into(),
                 selector,
-                label: "hoist-data".into(),
+                label: Some("hoist-data".into()),
                 required: false,
                 wait: Duration::from_millis(10_000),
             };
             assert_eq!(Spec::parse(&spec.format()), Some(spec.clone()), "{}", spec.format());
+            let any = Spec { label: None, ..spec };
+            assert_eq!(Spec::parse(&any.format()), Some(any.clone()), "{}", any.format());
         }
         for bad in [
             "",
@@ -195,8 +211,10 @@ mod tests {
     fn states_read_back() {
         let mounted = State::Mounted { uptime_ms: 3100, device: "/dev/vdb".into(), uuid: "u-u".into() };
         assert_eq!(State::parse(&mounted.format()), Some(mounted));
-        let failed = State::Failed { uptime_ms: 9, reason: "no disk with serial:x\nafter 10s".into() };
-        assert_eq!(failed.format(), "failed 9 no disk with serial:x after 10s\n");
+        let failed = State::Failed { uptime_ms: 9, required: true, reason: "no disk with serial:x\nafter 10s".into() };
+        assert_eq!(failed.format(), "failed 9 required no disk with serial:x after 10s\n");
+        let optional = State::Failed { uptime_ms: 9, required: false, reason: "gone".into() };
+        assert_eq!(State::parse(&optional.format()), Some(optional));
         assert_eq!(State::parse(&failed.format()).map(|s| s.uptime_ms()), Some(9));
         for bad in ["", "mounted", "mounted 1", "mounted x /dev/vdb u", "gone 1 x"] {
             assert_eq!(State::parse(bad), None, "{bad:?}");

@@ -48,6 +48,7 @@ mod tests {
     #[test]
     fn config_and_guest_agree_on_the_state_directory() {
         assert_eq!(hoist_config::STATE_SUBDIR, hoist_guest::paths::STATE_SUBDIR);
+        assert_eq!(hoist_config::VOLUMES_DIR, hoist_guest::paths::VOLUMES_DIR);
     }
     use std::time::Duration;
 

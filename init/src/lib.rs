@@ -167,13 +167,16 @@ fn boot() -> ! {
 
     let _ = std::fs::create_dir_all(paths::RUN_DIR);
     // Disks are found, checked and mounted while containerd starts; services that bind a
-    // volume wait for its state file. The state volume, if any, is waited for here: it
-    // holds containerd's root and the logs.
+    // volume wait for its state file.
     let helper = if config.volumes.is_empty() { None } else { volumes::spawn() };
+    let mut state = None;
     if let Some(name) = &config.state {
-        match state::setup(name, helper) {
+        // The state volume is waited for here: it holds containerd's root and the logs.
+        let wait = config.volumes.iter().find(|v| v.name == *name).map_or(Duration::ZERO, |v| v.wait);
+        match state::setup(name, wait, helper, &rx) {
             Ok(()) => console::phase(&mut timeline, "state"),
-            Err(e) => problems::report(format!("{e}: hoist's state is in RAM for this boot")),
+            Err(state::Error::Failed(e)) => problems::report(format!("{e}: hoist's state is in RAM for this boot")),
+            Err(state::Error::Shutdown(action)) => state = Some(action),
         }
     }
     let _ = std::fs::create_dir_all(paths::LOG_DIR);
@@ -193,7 +196,7 @@ fn boot() -> ! {
     let budget = config.stop_budget;
     // Asked during boot: shut down before starting anything (the sequence skips children
     // that never ran).
-    if let Some(action) = pending_shutdown(&rx) {
+    if let Some(action) = state.or_else(|| pending_shutdown(&rx)) {
         shutdown::run(action, &rx, &mut supervisor, &mut containerd, budget)
     }
     let now = Instant::now();

@@ -14,7 +14,8 @@
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
 use hoist_guest::paths;
 use hoist_guest::volume::{State, mount_point, state_path};
@@ -22,16 +23,45 @@ use nix::mount::MsFlags;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
+use crate::Event;
+use crate::shutdown::Action;
+
 /// How many boots' logs are kept (this one included).
 pub const LOG_BOOTS: usize = 5;
 const POLL: Duration = Duration::from_millis(20);
 
-/// Waits for the volume helper (`helper`, PID 1's child) to say how volume `name` ended
-/// up, then moves the state onto it. Err: why the state stays in RAM.
-pub fn setup(name: &str, helper: Option<Pid>) -> Result<(), String> {
-    if let State::Failed { reason, .. } = wait_state(name, helper)? {
-        return Err(format!("state volume {name} not mounted ({reason})"));
+/// Past the volume's own `wait`, how long the helper may take to check (e2fsck) and mount
+/// the state volume before PID 1 goes on with the state in RAM.
+pub const CHECK_BUDGET: Duration = Duration::from_secs(120);
+
+/// Why the state is not on the volume.
+#[derive(Debug)]
+pub enum Error {
+    /// It stays in RAM for this boot, and why.
+    Failed(String),
+    /// A shutdown was asked while PID 1 waited.
+    Shutdown(Action),
+}
+
+/// Waits (at most `wait`) for the volume helper (`helper`, PID 1's child) to say how
+/// volume `name` ended up, then moves the state onto it. Shutdown requests arriving on
+/// `rx` meanwhile end the wait.
+pub fn setup(name: &str, wait: Duration, helper: Option<Pid>, rx: &Receiver<Event>) -> Result<(), Error> {
+    if let State::Failed { reason, .. } = wait_state(name, wait, helper, rx)? {
+        return Err(Error::Failed(format!("state volume {name} not mounted ({reason})")));
     }
+    let mut bound = Vec::new();
+    let moved = move_state(name, &mut bound);
+    if moved.is_err() {
+        // All or nothing: containerd's root must not be on the volume with the rest in RAM.
+        for target in bound.iter().rev() {
+            let _ = nix::mount::umount2(*target, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+    moved.map_err(Error::Failed)
+}
+
+fn move_state(name: &str, bound: &mut Vec<&'static str>) -> Result<(), String> {
     let root = open_dir(None, &mount_point(name))?;
     let state = make_dir(&root, paths::STATE_SUBDIR)?;
     for (sub, target) in [
@@ -41,21 +71,26 @@ pub fn setup(name: &str, helper: Option<Pid>) -> Result<(), String> {
     ] {
         let dir = make_dir(&state, sub)?;
         bind(&dir, Path::new(target))?;
+        bound.push(target);
     }
     let logs = make_dir(&state, "logs")?;
     let kept = rotate_logs(&logs)?;
     let current = kept.last().cloned().ok_or("no log directory")?;
     let dir = open_dir(Some(&logs), Path::new(&current))?;
     bind(&dir, Path::new(paths::LOG_DIR))?;
+    bound.push(paths::LOG_DIR);
     let base = mount_point(name).join(paths::STATE_SUBDIR).join("logs");
     let list: String = kept.iter().map(|n| format!("{}\n", base.join(n).display())).collect();
     hoist_guest::atomic::write(Path::new(paths::LOG_BOOTS), list.as_bytes())
         .map_err(|e| format!("{}: {e}", paths::LOG_BOOTS))
 }
 
-fn wait_state(name: &str, helper: Option<Pid>) -> Result<State, String> {
+fn wait_state(name: &str, wait: Duration, helper: Option<Pid>, rx: &Receiver<Event>) -> Result<State, Error> {
     let path = state_path(name);
     let mut helper_gone = helper.is_none();
+    let started = Instant::now();
+    let deadline = started + wait + CHECK_BUDGET;
+    let mut said = false;
     loop {
         if let Ok(text) = std::fs::read_to_string(&path)
             && let Some(state) = State::parse(&text)
@@ -63,7 +98,16 @@ fn wait_state(name: &str, helper: Option<Pid>) -> Result<State, String> {
             return Ok(state);
         }
         if helper_gone {
-            return Err(format!("the volume helper ended without a word on volume {name}"));
+            return Err(Error::Failed(format!("the volume helper ended without a word on volume {name}")));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            let secs = (deadline - started).as_secs();
+            return Err(Error::Failed(format!("state volume {name} not ready after {secs}s")));
+        }
+        if !said && now >= started + Duration::from_secs(10) {
+            crate::console::say(&format!("waiting for state volume {name} (its disk, then e2fsck)"));
+            said = true;
         }
         if let Some(pid) = helper {
             // Reaped here, before the main loop's reaper exists: ours to collect.
@@ -72,7 +116,17 @@ fn wait_state(name: &str, helper: Option<Pid>) -> Result<State, String> {
                 _ => helper_gone = true, // one more look at the file, then give up
             }
         }
-        std::thread::sleep(POLL);
+        // The signals' channel is the sleep: a shutdown asked now is honoured now. Other
+        // events (SIGCHLD of orphans) wait for the main loop's reaper.
+        match rx.recv_timeout(POLL) {
+            Ok(event) => {
+                if let Some(action) = crate::shutdown_action(&event) {
+                    return Err(Error::Shutdown(action));
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => std::thread::sleep(POLL),
+        }
     }
 }
 
@@ -135,7 +189,10 @@ pub fn rotate_logs(logs: &OwnedFd) -> Result<Vec<String>, String> {
         })
         .collect();
     boots.sort_unstable();
-    let next = boots.last().map_or(1, |n| n + 1);
+    let next = match boots.last() {
+        None => 1,
+        Some(n) => n.checked_add(1).ok_or("logs: no boot number left")?,
+    };
     make_dir(logs, &next.to_string())?;
     boots.push(next);
     let drop = boots.len().saturating_sub(LOG_BOOTS);

@@ -36,7 +36,7 @@ pub const ARG: &str = "--volumes";
 const BLOCK_DRIVERS: &[&str] = &["virtio_pci", "virtio_blk", "virtio_scsi", "nvme", "sd_mod", "ahci", "ata_piix"];
 /// How often the disks are listed again while one is awaited.
 const POLL: Duration = Duration::from_millis(100);
-/// The most of a tool's output kept for the console.
+/// The most of a tool's output kept for the console (its end).
 const OUTPUT_MAX: usize = 4096;
 
 /// Starts the helper; PID 1's reaper collects it when it exits. Its pid, if it started.
@@ -51,7 +51,7 @@ pub fn spawn() -> Option<nix::unistd::Pid> {
         log::error!("volume helper: {e}");
         if let Ok(config) = crate::read_boot_config(Path::new(paths::BOOT_CONFIG)) {
             for spec in &config.volumes {
-                write_state(&spec.name, &failed(format!("the volume helper did not start: {e}")));
+                write_state(&spec.name, &failed(spec.required, format!("the volume helper did not start: {e}")));
             }
         }
     }
@@ -88,14 +88,17 @@ pub fn main() -> ! {
         }
         Err(e) => log::warn!("volumes: {e}"),
     }
+    let claims = std::sync::Arc::new(Claims::default());
     let threads: Vec<_> = config
         .volumes
         .into_iter()
         .map(|spec| {
+            let claims = claims.clone();
             std::thread::spawn(move || {
                 let name = spec.name.clone();
-                let job = std::panic::AssertUnwindSafe(|| setup(&spec));
-                let state = std::panic::catch_unwind(job).unwrap_or_else(|_| failed("volume setup panicked".into()));
+                let job = std::panic::AssertUnwindSafe(|| setup(&spec, &claims));
+                let state = std::panic::catch_unwind(job)
+                    .unwrap_or_else(|_| failed(spec.required, "volume setup panicked".into()));
                 if let State::Failed { reason, .. } = &state {
                     let kind = if spec.required { "required volume" } else { "volume" };
                     console::say(&format!("{kind} {name} not mounted: {reason}"));
@@ -110,8 +113,8 @@ pub fn main() -> ! {
     std::process::exit(0)
 }
 
-fn failed(reason: String) -> State {
-    State::Failed { uptime_ms: console::uptime_ms() as u64, reason }
+fn failed(required: bool, reason: String) -> State {
+    State::Failed { uptime_ms: console::uptime_ms() as u64, required, reason }
 }
 
 fn write_state(name: &str, state: &State) {
@@ -121,22 +124,50 @@ fn write_state(name: &str, state: &State) {
     }
 }
 
-fn setup(spec: &Spec) -> State {
-    match find_check_mount(spec) {
-        Ok(state) => state,
-        Err(reason) => failed(reason),
+/// Disks taken, by `MAJOR:MINOR`, and the volume that took each: two selectors can name one
+/// disk (`serial:X` and `/dev/disk/by-id/virtio-X`), and it must not be formatted or
+/// checked twice at once.
+#[derive(Default)]
+struct Claims(std::sync::Mutex<std::collections::BTreeMap<String, String>>);
+
+impl Claims {
+    fn claim(&self, disk: &Disk, volume: &str) -> Result<(), String> {
+        let mut taken = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match taken.get(&disk.dev) {
+            Some(other) if other != volume => {
+                Err(format!("/dev/{} is also volume {other}'s disk: one disk is one volume", disk.name))
+            }
+            _ => {
+                taken.insert(disk.dev.clone(), volume.to_string());
+                Ok(())
+            }
+        }
     }
 }
 
-fn find_check_mount(spec: &Spec) -> Result<State, String> {
+fn setup(spec: &Spec, claims: &Claims) -> State {
+    match find_check_mount(spec, claims) {
+        Ok(state) => state,
+        Err(reason) => failed(spec.required, reason),
+    }
+}
+
+fn find_check_mount(spec: &Spec, claims: &Claims) -> Result<State, String> {
     let started = Instant::now();
     let disk = find(spec, started + spec.wait)?;
+    claims.claim(&disk, &spec.name)?;
     log::debug!("volume {}: found {} at {} ms", spec.name, disk.name, console::uptime_ms());
     let node = format!("/dev/{}", disk.name);
     let found = probe(&node, &disk)?;
     let what = format!("{node} ({})", spec.selector);
     match found {
-        Found::Ext { ref label, .. } if *label == spec.label => check(spec, &node)?,
+        Found::Ext { ref label, .. } if spec.label.as_ref().is_none_or(|want| want == label) => check(spec, &node)?,
+        Found::Blank if let Some(at) = backup_superblock(&node, &disk)? => {
+            return Err(format!(
+                "{what} has a zeroed start but an ext superblock at byte {at}: a damaged filesystem, not a blank \
+                 disk; refused, left untouched (e2fsck -b can recover it)"
+            ));
+        }
         Found::Blank | Found::Formatting { .. } => {
             if matches!(found, Found::Formatting { .. }) {
                 console::say(&format!("volume {}: {what} holds an unfinished format; formatting again", spec.name));
@@ -144,7 +175,7 @@ fn find_check_mount(spec: &Spec) -> Result<State, String> {
             format(spec, &node, &disk)?;
         }
         other => {
-            let want = &spec.label;
+            let want = spec.label.as_deref().unwrap_or(&spec.name);
             return Err(format!(
                 "{what} holds {}, not an ext4 filesystem labelled {want:?}: refused, left untouched",
                 other.describe()
@@ -176,7 +207,12 @@ fn find(spec: &Spec, deadline: Instant) -> Result<Disk, String> {
             [] if Instant::now() < deadline => std::thread::sleep(POLL),
             [] => {
                 let secs = spec.wait.as_secs_f64();
-                return Err(format!("no disk with {} appeared within {secs:.1}s", spec.selector));
+                let seen: Vec<String> = blockdev::disks(Path::new("/sys"))
+                    .iter()
+                    .map(|d| format!("{} serial={}", d.name, d.serial.as_deref().unwrap_or("-")))
+                    .collect();
+                let seen = if seen.is_empty() { "none".to_string() } else { seen.join(", ") };
+                return Err(format!("no disk with {} appeared within {secs:.1}s (disks: {seen})", spec.selector));
             }
             many => {
                 let names: Vec<&str> = many.iter().map(|d| d.name.as_str()).collect();
@@ -229,6 +265,19 @@ fn probe(node: &str, disk: &Disk) -> Result<Found, String> {
     Ok(disk::probe(&disk::Window { size, head: &head, tail: &tail }))
 }
 
+/// The first backup ext superblock found on the disk, if any.
+fn backup_superblock(node: &str, disk: &Disk) -> Result<Option<u64>, String> {
+    let file = open(node, disk, false)?;
+    let mut buf = [0u8; 1024];
+    for at in disk::backup_superblocks(disk.size) {
+        file.read_exact_at(&mut buf, at).map_err(|e| format!("reading {node}: {e}"))?;
+        if disk::is_ext_superblock(&buf) {
+            return Ok(Some(at));
+        }
+    }
+    Ok(None)
+}
+
 /// `e2fsck -p`: what it fixed is said; what it could not fix leaves the volume unmounted.
 fn check(spec: &Spec, node: &str) -> Result<(), String> {
     let started = Instant::now();
@@ -239,9 +288,8 @@ fn check(spec: &Spec, node: &str) -> Result<(), String> {
         1 | 2 => "errors corrected".to_string(),
         code => {
             let last = output.lines().last().unwrap_or("").to_string();
-            return Err(format!(
-                "e2fsck -p {node} exited {code} (errors it cannot fix: {last}); left unmounted, run e2fsck by hand"
-            ));
+            let what = if code & 4 != 0 { "errors it cannot fix" } else { "it could not check" };
+            return Err(format!("e2fsck -p {node} exited {code} ({what}: {last}); left unmounted, run e2fsck by hand"));
         }
     };
     console::say(&format!("volume {}: e2fsck {node}: {summary} in {secs:.2}s", spec.name));
@@ -269,7 +317,8 @@ fn format(spec: &Spec, node: &str, disk: &Disk) -> Result<(), String> {
     };
     put(&disk::marker_block(&spec.name))?;
     let blocks = ((disk.size - disk::RESERVED_TAIL) / 4096).to_string();
-    let args = ["-t", "ext4", "-F", "-q", "-b", "4096", "-L", &spec.label, "-E", "nodiscard", node, &blocks];
+    let label = spec.label.as_deref().unwrap_or(&spec.name);
+    let args = ["-t", "ext4", "-F", "-q", "-b", "4096", "-L", label, "-E", "nodiscard", node, &blocks];
     let (status, output) = run(paths::MKE2FS, &args)?;
     if status != 0 {
         return Err(format!("mke2fs {node} exited {status}: {}", output.trim()));
@@ -312,8 +361,11 @@ fn drain(pipe: Option<impl Read>) -> Vec<u8> {
         if n == 0 {
             break;
         }
-        let room = OUTPUT_MAX.saturating_sub(kept.len());
-        kept.extend_from_slice(&buf[..n.min(room)]);
+        // The end is kept: a tool's verdict is its last line.
+        kept.extend_from_slice(&buf[..n]);
+        if kept.len() > OUTPUT_MAX {
+            kept.drain(..kept.len() - OUTPUT_MAX);
+        }
     }
     kept
 }

@@ -71,6 +71,9 @@ pub struct Driver<R: Runtime> {
     /// Services whose sd_notify socket is bound.
     notify: BTreeSet<String>,
     generations: Generations,
+    /// The booted config's volumes: every one is watched, so that a service an apply
+    /// binds to one later finds it mounted.
+    volumes: Vec<String>,
 }
 
 /// Boot time in ms (CLOCK_BOOTTIME).
@@ -86,7 +89,15 @@ impl<R: Runtime> Driver<R> {
         generations: Generations,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        Driver { core, runtime: None, tx, rx, events, state_path, notify: BTreeSet::new(), generations }
+        let volumes = Vec::new();
+        Driver { core, runtime: None, tx, rx, events, state_path, notify: BTreeSet::new(), generations, volumes }
+    }
+
+    /// Watches the state files of these volumes (the booted config's), besides the ones
+    /// the services bind.
+    pub fn watch_volumes(mut self, names: impl IntoIterator<Item = String>) -> Self {
+        self.volumes.extend(names);
+        self
     }
 
     /// Runs until the core says everything stopped. `connect` yields the runtime once
@@ -108,7 +119,9 @@ impl<R: Runtime> Driver<R> {
             }
             None => watch_network(path.to_path_buf(), self.tx.clone()),
         }
-        for name in self.core.volumes_bound() {
+        let mut volumes = self.core.volumes_bound();
+        volumes.extend(self.volumes.iter().cloned());
+        for name in volumes {
             let path = hoist_guest::volume::state_path(&name);
             match volume_state(&path) {
                 Some(state) => {

@@ -104,9 +104,15 @@ pub fn container(
             plan.volume_dirs = settings
                 .binds
                 .iter()
-                .filter_map(|b| {
-                    let volume = b.volume.clone()?;
-                    Some(crate::volume_dirs::VolumeDir { volume, sub: b.source.clone(), uid: user.0, gid: user.1 })
+                .enumerate()
+                .filter_map(|(i, b)| {
+                    Some(crate::volume_dirs::VolumeDir {
+                        volume: b.volume.clone()?,
+                        sub: b.source.clone(),
+                        uid: user.0,
+                        gid: user.1,
+                        staging: crate::spec::host_source(name, i, b),
+                    })
                 })
                 .collect();
             plan.process = spec.process().as_ref().and_then(|p| canonical_json(p).ok()).unwrap_or_default();

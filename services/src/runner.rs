@@ -120,7 +120,8 @@ pub async fn start(client: &Containerd, plan: &Plan) -> Result<u32, StartError> 
         if !crate::volume_dirs::is_mount_point(&root) {
             return Err(transient(format!("volume {} is not mounted at {}", dir.volume, root.display())));
         }
-        crate::volume_dirs::prepare(&root, dir).map_err(transient)?;
+        let opened = crate::volume_dirs::prepare(&root, dir).map_err(transient)?;
+        crate::volume_dirs::stage(&opened, Path::new(&dir.staging)).map_err(transient)?;
     }
     let mounts = rootfs_mounts(plan).map_err(|e| transient(format!("{RW_DIR}/{name}: {e}")))?;
     steps.done("rootfs");

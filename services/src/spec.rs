@@ -169,17 +169,13 @@ pub fn capabilities(caps: &hoist_config::Capabilities) -> Result<oci_spec::runti
     hoist_config::seccomp::bounding_set(caps)
 }
 
-/// Where a bind's source is in the VM: its path, or the directory on the volume it names.
-pub fn host_source(b: &hoist_config::Bind) -> String {
+/// Where bind `index` of container `name` comes from in the VM: its path, or for a bind on
+/// a volume the staging mount the runner makes of the checked directory
+/// ([`crate::volume_dirs`]).
+pub fn host_source(name: &str, index: usize, b: &hoist_config::Bind) -> String {
     match &b.volume {
         None => b.source.clone(),
-        Some(v) => {
-            let mut path = hoist_guest::volume::mount_point(v);
-            if !b.source.is_empty() {
-                path.push(&b.source);
-            }
-            path.to_string_lossy().into_owned()
-        }
+        Some(_) => paths::volume_bind(name, index).to_string_lossy().into_owned(),
     }
 }
 
@@ -210,8 +206,8 @@ fn mounts(name: &str, settings: &Settings) -> Result<Vec<Mount>, oci_spec::OciSp
         mount("/etc/resolv.conf", "bind", "/etc/resolv.conf", &["rbind", "ro"])?,
         mount("/etc/hosts", "bind", "/etc/hosts", &["rbind", "ro"])?,
     ];
-    for b in &settings.binds {
-        m.push(mount(&b.dest, "bind", &host_source(b), &["rbind", if b.readonly { "ro" } else { "rw" }])?);
+    for (i, b) in settings.binds.iter().enumerate() {
+        m.push(mount(&b.dest, "bind", &host_source(name, i, b), &["rbind", if b.readonly { "ro" } else { "rw" }])?);
     }
     if settings.notify {
         let dir = paths::notify_host_dir(name);

@@ -4,10 +4,14 @@
 //! `O_NOFOLLOW | O_DIRECTORY`, and a symlink or a file where a directory should be is an
 //! error, never followed (a service could otherwise plant `db -> /` and be handed the
 //! host's root on its next start). Only directories made here are chowned; existing ones
-//! are left as they are.
+//! are left as they are. The checked directory, held open, is then bind-mounted on a
+//! staging path in /run/hoist ([`stage`]) and the container binds that: the OCI runtime
+//! never resolves a path on the volume, so swapping a directory for a symlink after the
+//! check (a service sharing the volume could) changes nothing.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
 /// One directory to make: `sub` ("a/b", no '..', no empty parts) under the volume mount
@@ -18,6 +22,8 @@ pub struct VolumeDir {
     pub sub: String,
     pub uid: u32,
     pub gid: u32,
+    /// Where [`stage`] mounts it for the container's spec to bind.
+    pub staging: String,
 }
 
 fn open_dir(at: Option<&OwnedFd>, name: &CString) -> std::io::Result<OwnedFd> {
@@ -47,8 +53,20 @@ pub fn is_mount_point(root: &Path) -> bool {
     }
 }
 
-/// Makes `dir.sub` under `root` (the volume's mount point), component by component.
-pub fn prepare(root: &Path, dir: &VolumeDir) -> Result<(), String> {
+/// Bind-mounts the directory `fd` holds on `staging` (made 0700 if missing; an earlier
+/// run's mount there is detached first).
+pub fn stage(fd: &OwnedFd, staging: &Path) -> Result<(), String> {
+    use nix::mount::{MntFlags, MsFlags, mount, umount2};
+    let err = |what: &str, e: &dyn std::fmt::Display| format!("{}: {what}: {e}", staging.display());
+    let _ = umount2(staging, MntFlags::MNT_DETACH);
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(staging).map_err(|e| err("mkdir", &e))?;
+    let source = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    mount(Some(source.as_str()), staging, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(|e| err("bind", &e))
+}
+
+/// Makes `dir.sub` under `root` (the volume's mount point), component by component, and
+/// returns it opened.
+pub fn prepare(root: &Path, dir: &VolumeDir) -> Result<OwnedFd, String> {
     let err = |what: &str, e: std::io::Error| format!("volume {} directory {:?}: {what}: {e}", dir.volume, dir.sub);
     let root_c = cstr(&root.to_string_lossy()).map_err(|e| err("mount point", e))?;
     let mut fd = open_dir(None, &root_c).map_err(|e| err("mount point", e))?;
@@ -79,7 +97,7 @@ pub fn prepare(root: &Path, dir: &VolumeDir) -> Result<(), String> {
         }
         fd = next;
     }
-    Ok(())
+    Ok(fd)
 }
 
 #[cfg(test)]
@@ -90,7 +108,7 @@ mod tests {
 
     fn dir(sub: &str) -> VolumeDir {
         let me = std::fs::metadata("/proc/self").map(|m| (m.uid(), m.gid())).unwrap_or((0, 0));
-        VolumeDir { volume: "data".into(), sub: sub.into(), uid: me.0, gid: me.1 }
+        VolumeDir { volume: "data".into(), sub: sub.into(), uid: me.0, gid: me.1, staging: String::new() }
     }
 
     #[test]

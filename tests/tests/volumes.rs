@@ -242,6 +242,17 @@ command = ["sh", "-c", "dd if=/dev/zero of=/fill/big bs=1M 2>/dev/null; echo \"f
 image = "@IMAGE@"
 binds = ["data/steady:/s"]
 command = ["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /s/n && echo \"wrote $i\"; sleep 1; done"]
+[service.planter]
+image = "@IMAGE@"
+binds = ["data/plant:/p"]
+command = ["sh", "-c", "ln -sfn / /p/evil; exec sleep 1000000"]
+ready = { exec = ["test", "-L", "/p/evil"] }
+[service.victim]
+image = "@IMAGE@"
+binds = ["data/plant/evil/etc:/x"]
+depends_on = ["planter"]
+restart = "never"
+command = ["sh", "-c", "echo victim sees $(ls /x | wc -l) host files; exec sleep 1000000"]
 "#;
 
 #[test]
@@ -273,6 +284,18 @@ fn an_unfinished_format_is_done_again_and_a_full_volume_stops_only_its_writer() 
     let host = Host { work: work.path().to_path_buf(), addr: format!("127.0.0.1:{port}"), rt, vm };
     let ctl = host.hoist(&["ctl", "status"]);
     assert!(ctl.status.success(), "{}", hoist_tests::host::text(&ctl));
+    // A symlink planted on the volume by one service is never followed for another.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let victim = loop {
+        let v = host.status().into_iter().find(|s| s.name == "victim").expect("victim");
+        if v.state == "failed" || std::time::Instant::now() >= deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(victim.state, "failed", "{victim:?}");
+    assert!(victim.reason.contains("\"plant/evil/etc\": evil:"), "{victim:?}");
+    assert!(!host.vm.console().contains("victim sees"), "the victim never ran");
     let Host { vm, .. } = host;
     stop(vm);
     assert!(

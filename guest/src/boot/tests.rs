@@ -21,7 +21,7 @@ fn sample() -> Boot {
         volumes: vec![crate::volume::Spec {
             name: "data".into(),
             selector: crate::volume::Selector::Serial("data1".into()),
-            label: "hoist-data".into(),
+            label: Some("hoist-data".into()),
             required: true,
             wait: Duration::from_secs(10),
         }],

@@ -66,6 +66,7 @@ async fn run() -> Result<(), String> {
     api::server::spawn(api::server::ControlService::new(cmds, events.clone(), client.clone(), library));
     // The booted config's runtime is the one the image carries (an applied config that
     // names another one is reported as needing a reboot).
+    let volumes: Vec<String> = config.volume.keys().cloned().collect();
     let oci_runtime = hoist_guest::paths::oci_runtime(config.host.runtime.name())
         .ok_or_else(|| format!("no guest path for runtime {}", config.host.runtime.name()))?;
     let connect = async move {
@@ -80,7 +81,10 @@ async fn run() -> Result<(), String> {
             }
         }
     };
-    Driver::new(core, events, PathBuf::from(state::PATH), generations).run(connect, cmd_rx, stop_rx).await;
+    Driver::new(core, events, PathBuf::from(state::PATH), generations)
+        .watch_volumes(volumes)
+        .run(connect, cmd_rx, stop_rx)
+        .await;
     // Done: exit at once, without dropping the runtime and what is still in flight (the
     // containerd cleanups of stopped services, API streams), which took 0.1 s under TCG
     // while PID 1's shutdown waits for this exit. Log writes are unbuffered and exit

@@ -51,7 +51,7 @@ impl Core {
             out.push(format!("network degraded: {why}"));
         }
         for (name, state) in &self.volumes {
-            if let hoist_guest::volume::State::Failed { reason, .. } = state {
+            if let hoist_guest::volume::State::Failed { reason, required: true, .. } = state {
                 out.push(format!("volume {name} not mounted: {reason}"));
             }
         }

@@ -134,7 +134,7 @@ fn a_volume_that_failed_holds_back_only_its_services_and_says_why() {
     let (mut h, _) = H::boot(desired(vec![plan("db", &["volume:data"]), plan("log", &[])]));
     h.started("log", 10);
     let why = "no disk with serial:data1 appeared within 10.0s";
-    let failed = hoist_guest::volume::State::Failed { uptime_ms: 9000, reason: why.into() };
+    let failed = hoist_guest::volume::State::Failed { uptime_ms: 9000, required: true, reason: why.into() };
     let fx = h.input(volume("data", failed));
     assert!(starts(&fx).is_empty());
     assert!(has(&fx, &Effect::Settled), "a failed volume is settled: the ready line comes");
@@ -144,6 +144,9 @@ fn a_volume_that_failed_holds_back_only_its_services_and_says_why() {
     assert_eq!(view.reason, format!("waits for volume:data (not mounted: {why})"));
     let (_, events) = h.core.describe(h.now, "db").expect("db");
     assert!(events.iter().any(|e| e.detail.contains(why)), "{events:?}");
+    let optional = hoist_guest::volume::State::Failed { uptime_ms: 9000, required: false, reason: "gone".into() };
+    h.input(volume("logs", optional));
+    assert_eq!(h.core.problems(h.now).len(), 1, "an optional volume is not a host problem");
     // Once per boot: a later state changes nothing.
     assert!(starts(&h.input(volume("data", mounted(9500)))).is_empty());
 }
