@@ -370,11 +370,19 @@ fn drain(pipe: Option<impl Read>) -> Vec<u8> {
     kept
 }
 
+/// Who may use ext4's reserved blocks besides processes with CAP_SYS_RESOURCE: a uid and
+/// gid no process runs as. So a full volume is full for every service (root ones too:
+/// their capability set lacks CAP_SYS_RESOURCE unless the config adds it), while
+/// containerd, the supervisor and the shims (root, all capabilities) still write
+/// containerd's root and the logs when they share the volume (`[state]`).
+pub const RESERVE_ID: u32 = 4_294_967_294;
+
 fn mount(name: &str, node: &str) -> Result<(), String> {
     use nix::mount::MsFlags;
     let target = mount_point(name);
     std::fs::create_dir_all(&target).map_err(|e| format!("{}: {e}", target.display()))?;
     let flags = MsFlags::MS_NODEV | MsFlags::MS_NOSUID;
-    nix::mount::mount(Some(node), &target, Some("ext4"), flags, Some("errors=remount-ro"))
+    let data = format!("errors=remount-ro,resuid={RESERVE_ID},resgid={RESERVE_ID}");
+    nix::mount::mount(Some(node), &target, Some("ext4"), flags, Some(data.as_str()))
         .map_err(|e| format!("mounting {node} on {}: {e}", target.display()))
 }
