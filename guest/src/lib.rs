@@ -22,6 +22,8 @@
 //!   supervisor and every service's shim;
 //! - [`servicelog`]: the stdio URI of service tasks and how their lines are written
 //!   (console budget, line splitting, stamps), by the supervisor's word and the shim's hand;
+//! - [`nofollow`]: directories opened one component at a time, never through a symlink
+//!   (PID 1's state directories, the supervisor's volume binds);
 //! - [`atomic`]: replacing a file whole, never through a planted name (PID 1's problems,
 //!   the supervisor's persisted state, and on the host the build's outputs);
 //! - [`text`]: names from images, configs and disks escaped for a terminal.
@@ -44,6 +46,7 @@ pub mod kernel;
 pub mod logfile;
 pub mod modules;
 pub mod network;
+pub mod nofollow;
 pub mod paths;
 pub mod pki;
 pub mod servicelog;

@@ -11,12 +11,12 @@
 //! `O_NOFOLLOW`, and mounted from its descriptor (`/proc/self/fd/N`), never by a path
 //! looked up twice.
 
-use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::os::fd::OwnedFd;
+use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use hoist_guest::nofollow::{self, fd_path};
 use hoist_guest::paths;
 use hoist_guest::volume::{State, mount_point, state_path};
 use nix::mount::MsFlags;
@@ -130,36 +130,14 @@ fn wait_state(name: &str, wait: Duration, helper: Option<Pid>, rx: &Receiver<Eve
     }
 }
 
-fn cstr(p: &Path) -> Result<CString, String> {
-    use std::os::unix::ffi::OsStrExt;
-    CString::new(p.as_os_str().as_bytes()).map_err(|_| format!("{}: NUL in path", p.display()))
-}
-
-/// Opens directory `path` (relative to `at`, or absolute) without following a symlink in
-/// its last component; `path` relative to `at` is one component.
+/// Directory `path` opened without following a symlink; the error names it.
 fn open_dir(at: Option<&OwnedFd>, path: &Path) -> Result<OwnedFd, String> {
-    let c = cstr(path)?;
-    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-    // SAFETY: a valid C string and descriptor; the result is checked.
-    let fd = unsafe { libc::openat(at.map_or(libc::AT_FDCWD, |f| f.as_raw_fd()), c.as_ptr(), flags) };
-    if fd < 0 {
-        return Err(format!("{}: {}", path.display(), std::io::Error::last_os_error()));
-    }
-    // SAFETY: a descriptor we just opened.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    nofollow::open_dir(at, path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// The directory `name` in `parent`, made (0700) if missing; a symlink there is an error.
 fn make_dir(parent: &OwnedFd, name: &str) -> Result<OwnedFd, String> {
-    let c = cstr(Path::new(name))?;
-    // SAFETY: valid descriptor and C string; EEXIST is fine, the open below checks the type.
-    if unsafe { libc::mkdirat(parent.as_raw_fd(), c.as_ptr(), 0o700) } != 0 {
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EEXIST) {
-            return Err(format!("{name}: {e}"));
-        }
-    }
-    open_dir(Some(parent), Path::new(name))
+    nofollow::make_dir(parent, name, 0o700).map(|(fd, _)| fd).map_err(|e| format!("{name}: {e}"))
 }
 
 /// Bind-mounts the opened directory over `target` (made if missing, in RAM).
@@ -168,10 +146,6 @@ fn bind(dir: &OwnedFd, target: &Path) -> Result<(), String> {
     let source = fd_path(dir);
     nix::mount::mount(Some(&source), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
         .map_err(|e| format!("bind {} on {}: {e}", source.display(), target.display()))
-}
-
-fn fd_path(fd: &OwnedFd) -> PathBuf {
-    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
 /// Makes the next boot's log directory (`N`, one more than the newest) and removes all but

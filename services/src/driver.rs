@@ -27,9 +27,9 @@ use crate::{say, state};
 use hoist_api::pb;
 use hoist_guest::network;
 
-/// How often PID 1's network state file is looked for: often while PID 1 is expected to
-/// write it (within its own deadline, seconds into the boot), then rarely, so that a PID 1
-/// that never writes it costs next to nothing.
+/// How often a state file PID 1 writes once (the network's, a volume's) is looked for:
+/// often while PID 1 is expected to write it (seconds into the boot), then rarely, so
+/// that one never written costs next to nothing.
 const NETWORK_POLL: Duration = Duration::from_millis(25);
 const NETWORK_POLL_SLOW: Duration = Duration::from_secs(1);
 /// How long the fast polling lasts.
@@ -100,6 +100,23 @@ impl<R: Runtime> Driver<R> {
         self
     }
 
+    /// Feeds the core the input a state file PID 1 writes once makes (`make`), now if it is
+    /// written, or once it is ([`watch_pid1_file`]).
+    fn input_when_written(
+        &mut self,
+        path: PathBuf,
+        make: impl Fn(&str) -> Option<Input> + Send + 'static,
+        waiting: String,
+    ) {
+        match pid1_input(&path, &make) {
+            Some(input) => {
+                let fx = self.core.handle(now(), input);
+                self.execute(fx);
+            }
+            None => watch_pid1_file(path, make, waiting, self.tx.clone()),
+        }
+    }
+
     /// Runs until the core says everything stopped. `connect` yields the runtime once
     /// containerd answers; `shutdown` yields on every SIGTERM.
     pub async fn run(
@@ -111,25 +128,14 @@ impl<R: Runtime> Driver<R> {
         let mut connect = std::pin::pin!(connect);
         // Read before any other input, so that a restarted supervisor never sees the
         // network as not reached when PID 1 is long done with it.
-        let path = Path::new(hoist_guest::paths::NETWORK_STATE);
-        match network_state(path) {
-            Some(state) => {
-                let fx = self.core.handle(now(), Input::Network(state));
-                self.execute(fx);
-            }
-            None => watch_network(path.to_path_buf(), self.tx.clone()),
-        }
+        let network = PathBuf::from(hoist_guest::paths::NETWORK_STATE);
+        self.input_when_written(network, network_input, "services that depend on network".into());
         let mut volumes = self.core.volumes_bound();
         volumes.extend(self.volumes.iter().cloned());
         for name in volumes {
             let path = hoist_guest::volume::state_path(&name);
-            match volume_state(&path) {
-                Some(state) => {
-                    let fx = self.core.handle(now(), Input::Volume { name, state });
-                    self.execute(fx);
-                }
-                None => watch_volume(name, path, self.tx.clone()),
-            }
+            let waiting = format!("services that bind volume {name}");
+            self.input_when_written(path, volume_input(name), waiting);
         }
         loop {
             let deadline = self.core.next_deadline();
@@ -387,19 +393,36 @@ impl<R: Runtime> Driver<R> {
     }
 }
 
-/// Polls `path` until PID 1's network state parses, then sends it, once.
-fn watch_network(path: PathBuf, tx: mpsc::UnboundedSender<Input>) {
+/// The network target reached, from PID 1's state file's text.
+fn network_input(text: &str) -> Option<Input> {
+    network::State::parse(text).map(Input::Network)
+}
+
+/// Volume `name`'s setup ended, from the helper's state file's text.
+fn volume_input(name: String) -> impl Fn(&str) -> Option<Input> + Send + 'static {
+    move |text| hoist_guest::volume::State::parse(text).map(|state| Input::Volume { name: name.clone(), state })
+}
+
+/// Polls `path` until `make` turns its text into an input, then sends it, once. PID 1
+/// writes each of these files once per boot, replaced whole; no deadline here (a volume
+/// may take its `wait` and then a check), but a warning says who waits when it is late.
+fn watch_pid1_file(
+    path: PathBuf,
+    make: impl Fn(&str) -> Option<Input> + Send + 'static,
+    waiting: String,
+    tx: mpsc::UnboundedSender<Input>,
+) {
     tokio::spawn(async move {
         let fast_until = tokio::time::Instant::now() + NETWORK_POLL_FAST_FOR;
         let mut every = NETWORK_POLL;
         loop {
-            if let Some(state) = network_state(&path) {
-                let _ = tx.send(Input::Network(state));
+            if let Some(input) = pid1_input(&path, &make) {
+                let _ = tx.send(input);
                 return;
             }
             if every == NETWORK_POLL && tokio::time::Instant::now() >= fast_until {
                 let secs = NETWORK_POLL_FAST_FOR.as_secs();
-                log::warn!("{}: not written after {secs} s; services that depend on network wait", path.display());
+                log::warn!("{}: not written after {secs} s; {waiting} wait", path.display());
                 every = NETWORK_POLL_SLOW;
             }
             tokio::time::sleep(every).await;
@@ -407,35 +430,12 @@ fn watch_network(path: PathBuf, tx: mpsc::UnboundedSender<Input>) {
     });
 }
 
-/// Polls `path` until PID 1's volume helper has written how volume `name` ended up, then
-/// sends it, once. The helper may wait for a disk as long as the volume's `wait` (at most
-/// 10 minutes), and then check it for as long as that takes: no deadline here.
-fn watch_volume(name: String, path: PathBuf, tx: mpsc::UnboundedSender<Input>) {
-    tokio::spawn(async move {
-        let fast_until = tokio::time::Instant::now() + NETWORK_POLL_FAST_FOR;
-        loop {
-            if let Some(state) = volume_state(&path) {
-                let _ = tx.send(Input::Volume { name, state });
-                return;
-            }
-            let slow = tokio::time::Instant::now() >= fast_until;
-            tokio::time::sleep(if slow { NETWORK_POLL_SLOW } else { NETWORK_POLL }).await;
-        }
-    });
-}
-
-fn volume_state(path: &Path) -> Option<hoist_guest::volume::State> {
+/// The input a state file PID 1 wrote at `path` makes, once it has; None while the file
+/// is absent or does not parse. Bounded: the state is one short line.
+fn pid1_input(path: &Path, make: &impl Fn(&str) -> Option<Input>) -> Option<Input> {
     let mut text = String::new();
     std::fs::File::open(path).ok()?.take(4 << 10).read_to_string(&mut text).ok()?;
-    hoist_guest::volume::State::parse(&text)
-}
-
-/// The network state PID 1 wrote at `path`, once it has; None while the file is absent or
-/// does not parse. Bounded: the state is one short line.
-fn network_state(path: &Path) -> Option<network::State> {
-    let mut text = String::new();
-    std::fs::File::open(path).ok()?.take(4 << 10).read_to_string(&mut text).ok()?;
-    network::State::parse(&text)
+    make(&text)
 }
 
 /// PID 1's problems, one per line; bounded, since it is read on every status call.
@@ -471,15 +471,20 @@ mod tests {
     fn the_network_state_is_read_once_it_parses() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("network");
-        assert_eq!(network_state(&path), None);
+        assert_eq!(pid1_input(&path, &network_input), None);
         std::fs::write(&path, "sideways\n").expect("write");
-        assert_eq!(network_state(&path), None);
+        assert_eq!(pid1_input(&path, &network_input), None);
         let up = network::State { uptime_ms: 2100, degraded: None };
         std::fs::write(&path, up.format()).expect("write");
-        assert_eq!(network_state(&path), Some(up));
+        assert_eq!(pid1_input(&path, &network_input), Some(Input::Network(up)));
         let down = network::State { uptime_ms: 7000, degraded: Some("no carrier on eth0".into()) };
         std::fs::write(&path, down.format()).expect("write");
-        assert_eq!(network_state(&path), Some(down));
+        assert_eq!(pid1_input(&path, &network_input), Some(Input::Network(down)));
+        let volume = dir.path().join("data");
+        let mounted = hoist_guest::volume::State::Mounted { uptime_ms: 9, device: "/dev/vda".into(), uuid: "u".into() };
+        std::fs::write(&volume, mounted.format()).expect("write");
+        let want = Input::Volume { name: "data".into(), state: mounted };
+        assert_eq!(pid1_input(&volume, &volume_input("data".into())), Some(want));
     }
 
     #[tokio::test]
@@ -487,7 +492,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("network");
         let (tx, mut rx) = mpsc::unbounded_channel();
-        watch_network(path.clone(), tx);
+        watch_pid1_file(path.clone(), network_input, "services that depend on network".into(), tx);
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(rx.try_recv().is_err());
         let up = network::State { uptime_ms: 2100, degraded: None };

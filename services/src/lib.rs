@@ -15,7 +15,9 @@
 //! PID 1 starts the supervisor before its network setup ends. Services that list the
 //! built-in `network` target in `depends_on` wait until PID 1 writes how that setup ended
 //! ([`hoist_guest::network`]; the driver polls for the file and the core starts them then,
-//! degraded or not); the others start at once.
+//! degraded or not); the others start at once. A service that binds a volume waits the
+//! same way for PID 1's volume helper to say it is mounted ([`hoist_guest::volume`]); the
+//! directories it binds are made and staged without following symlinks ([`volume_dirs`]).
 //!
 //! Service output never passes through the supervisor: each task's shim (`hoist-shim`)
 //! reads its stdout and stderr and writes prefixed lines to the console and to
@@ -24,7 +26,8 @@
 //!
 //! A new config arrives with `hoist apply` as a new generation ([`apply`]): the request is
 //! validated and made into a [`candidate`], compared with what runs ([`diff`]: per-service
-//! actions and the changed keys), recorded ([`generations`], under /run), and handed to the
+//! actions and the changed keys), recorded ([`generations`], under /run, on the state
+//! volume with `[state]`), and handed to the
 //! core as one more desired state, which rolls it out readiness-gated in dependency order
 //! and rolls it back by itself when a touched service fails. Images the host lacks travel
 //! as blobs into containerd's content store and are unpacked through its snapshotter

@@ -9,10 +9,11 @@
 //! never resolves a path on the volume, so swapping a directory for a symlink after the
 //! check (a service sharing the volume could) changes nothing.
 
-use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
+
+use hoist_guest::nofollow;
 
 /// One directory to make: `sub` ("a/b", no '..', no empty parts) under the volume mount
 /// point `root`, owned by `uid:gid` when made.
@@ -24,22 +25,6 @@ pub struct VolumeDir {
     pub gid: u32,
     /// Where [`stage`] mounts it for the container's spec to bind.
     pub staging: String,
-}
-
-fn open_dir(at: Option<&OwnedFd>, name: &CString) -> std::io::Result<OwnedFd> {
-    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-    let dirfd = at.map_or(libc::AT_FDCWD, |fd| fd.as_raw_fd());
-    // SAFETY: a valid C string and directory descriptor; the result is checked.
-    let fd = unsafe { libc::openat(dirfd, name.as_ptr(), flags) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a descriptor we just opened and own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn cstr(s: &str) -> std::io::Result<CString> {
-    CString::new(s).map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in path"))
 }
 
 /// Whether a filesystem is mounted at `root` (its device differs from its parent's): a
@@ -60,35 +45,18 @@ pub fn stage(fd: &OwnedFd, staging: &Path) -> Result<(), String> {
     let err = |what: &str, e: &dyn std::fmt::Display| format!("{}: {what}: {e}", staging.display());
     let _ = umount2(staging, MntFlags::MNT_DETACH);
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(staging).map_err(|e| err("mkdir", &e))?;
-    let source = format!("/proc/self/fd/{}", fd.as_raw_fd());
-    mount(Some(source.as_str()), staging, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(|e| err("bind", &e))
+    let source = nofollow::fd_path(fd);
+    mount(Some(&source), staging, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(|e| err("bind", &e))
 }
 
 /// Makes `dir.sub` under `root` (the volume's mount point), component by component, and
 /// returns it opened.
 pub fn prepare(root: &Path, dir: &VolumeDir) -> Result<OwnedFd, String> {
     let err = |what: &str, e: std::io::Error| format!("volume {} directory {:?}: {what}: {e}", dir.volume, dir.sub);
-    let root_c = cstr(&root.to_string_lossy()).map_err(|e| err("mount point", e))?;
-    let mut fd = open_dir(None, &root_c).map_err(|e| err("mount point", e))?;
-
+    let mut fd = nofollow::open_dir(None, root).map_err(|e| err("mount point", e))?;
     for part in dir.sub.split('/').filter(|p| !p.is_empty()) {
-        if part == "." || part == ".." {
-            return Err(err(part, std::io::Error::from_raw_os_error(libc::EINVAL)));
-        }
-        let name = cstr(part).map_err(|e| err(part, e))?;
-        // SAFETY: valid descriptor and C string; the result is checked.
-        let made = unsafe { libc::mkdirat(fd.as_raw_fd(), name.as_ptr(), 0o755) };
-        let made = if made == 0 {
-            true
-        } else {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EEXIST) {
-                return Err(err(part, e));
-            }
-            false
-        };
-        // ELOOP or ENOTDIR: a symlink or a file is there.
-        let next = open_dir(Some(&fd), &name).map_err(|e| err(part, e))?;
+        // ENOTDIR: a symlink or a file is there; "." and ".." are EINVAL.
+        let (next, made) = nofollow::make_dir(&fd, part, 0o755).map_err(|e| err(part, e))?;
         if made {
             // SAFETY: a descriptor we own; the result is checked.
             if unsafe { libc::fchown(next.as_raw_fd(), dir.uid, dir.gid) } != 0 {
