@@ -9,7 +9,7 @@
 set -eu
 secs=${1:-30}
 [ $# -gt 0 ] && shift
-targets=${*:-config oci_layout docker_archive cpio api volume}
+targets=${*:-config oci_layout docker_archive cpio api volume dhcp}
 # cargo reads a relative CARGO_TARGET_DIR from where it runs: make it absolute first.
 case ${CARGO_TARGET_DIR:-} in ''|/*) ;; *) export CARGO_TARGET_DIR="$PWD/$CARGO_TARGET_DIR" ;; esac
 cd "$(dirname "$0")/../fuzz"

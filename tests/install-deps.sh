@@ -4,7 +4,8 @@
 # for hosts that choose it),
 # busybox-static (the demo image), protoc (containerd-client's build), cpio (tests),
 # g++ (libFuzzer, for tests/fuzz.sh), e2fsprogs (mke2fs and e2fsck go into images with
-# volumes), dosfstools (the volume tests' foreign disk).
+# volumes), dosfstools (the volume tests' foreign disk), dnsmasq-base (the DHCP tests'
+# server on a tap device), iproute2 (the tap devices).
 # Idempotent; run as root on Debian or Ubuntu.
 set -eu
 missing=""
@@ -25,6 +26,8 @@ command -v c++ >/dev/null 2>&1 || missing="$missing g++"   # libFuzzer, built by
 command -v modprobe >/dev/null 2>&1 || missing="$missing kmod"
 { [ -x /usr/sbin/mke2fs ] && [ -x /usr/sbin/e2fsck ]; } || missing="$missing e2fsprogs"
 [ -x /usr/sbin/mkfs.vfat ] || missing="$missing dosfstools"
+need dnsmasq dnsmasq-base
+need ip iproute2
 ls /boot/vmlinuz-* >/dev/null 2>&1 || kernel=yes
 if [ -n "$missing" ] || [ "${kernel:-}" = yes ]; then
     echo "installing:$missing ${kernel:+kernel}" >&2

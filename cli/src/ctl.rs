@@ -90,11 +90,13 @@ async fn run_async(args: CtlArgs) -> anyhow::Result<ExitCode> {
             print_status(&reply.services, json);
             // The JSON form stays the array of services it always was; problems go to
             // stderr there, so a script still sees them.
-            for p in &reply.problems {
+            let network = (!reply.network.is_empty()).then(|| format!("network: {}", reply.network));
+            let problems = reply.problems.iter().map(|p| format!("problem: {p}"));
+            for line in network.into_iter().chain(problems) {
                 if json {
-                    eprintln!("problem: {p}");
+                    eprintln!("{line}");
                 } else {
-                    println!("problem: {p}");
+                    println!("{line}");
                 }
             }
         }

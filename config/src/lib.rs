@@ -118,7 +118,7 @@ pub use ready::Ready;
 pub use reference::{Reference, ReferenceError};
 pub use resources::{SizeError, parse_size};
 pub use schema::{
-    CURRENT_VERSION, Config, Container, Host, Kernel, Logs, Network, OciRuntime, OciRuntimeError, Service,
+    CURRENT_VERSION, Config, Container, Host, Kernel, Logs, Network, NetworkMode, OciRuntime, OciRuntimeError, Service,
 };
 pub use volume::{Device, Filesystem, LABEL_MAX, STATE_SUBDIR, State, Volume, VolumeError};
 

@@ -92,6 +92,7 @@ pub(crate) struct RawKernel {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawNetwork {
     pub interface: Option<Parsed<Interface>>,
+    pub mode: Option<Spanned<String>>,
     pub address: Option<Spanned<Parsed<Ipv4Cidr>>>,
     pub gateway: Option<Spanned<Parsed<Ipv4>>>,
     pub dns: Option<Vec<Spanned<String>>>,

@@ -170,22 +170,50 @@ pub struct Kernel {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Network {
     pub interface: String,
+    pub mode: NetworkMode,
+    /// Static mode only (DHCP leases it).
     pub address: Option<Ipv4Cidr>,
+    /// Static mode only (DHCP leases it).
     pub gateway: Option<Ipv4Addr>,
+    /// Static: the name servers. DHCP: empty takes the lease's, a list overrides them.
     pub dns: Vec<Ipv4Addr>,
     /// false: only loopback is configured.
     pub enabled: bool,
 }
 
-/// QEMU's user-mode network: guest 10.0.2.15/24, gateway .2, DNS .3.
+/// How the interface gets its address: `mode = "dhcp" | "static"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NetworkMode {
+    /// From a DHCP server (the default when no `address` is given).
+    #[default]
+    Dhcp,
+    /// `address`, `gateway` and `dns` as written (QEMU's user network by default).
+    Static,
+}
+
+/// DHCP on eth0, the default without an `address`.
 impl Default for Network {
     fn default() -> Self {
         Network {
             interface: "eth0".to_string(),
+            mode: NetworkMode::Dhcp,
+            address: None,
+            gateway: None,
+            dns: Vec::new(),
+            enabled: true,
+        }
+    }
+}
+
+impl Network {
+    /// Static mode's defaults: QEMU's user-mode network, guest 10.0.2.15/24, gateway .2, DNS .3.
+    pub fn qemu_static() -> Self {
+        Network {
+            mode: NetworkMode::Static,
             address: Some(Ipv4Cidr { addr: Ipv4Addr::new(10, 0, 2, 15), prefix: 24 }),
             gateway: Some(Ipv4Addr::new(10, 0, 2, 2)),
             dns: vec![Ipv4Addr::new(10, 0, 2, 3)],
-            enabled: true,
+            ..Network::default()
         }
     }
 }

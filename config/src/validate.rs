@@ -13,7 +13,7 @@ use crate::error::{ConfigError, Source};
 use crate::names::{EnvKey, ModuleName, NoNul, VolumeName};
 use crate::net::Ipv4;
 use crate::raw::{Parsed, RawCapabilities, RawConfig, RawKernel, RawNetwork, RawService, RawVolume, Table};
-use crate::schema::{CURRENT_VERSION, Config, Host, Kernel, Logs, Network, Service};
+use crate::schema::{CURRENT_VERSION, Config, Host, Kernel, Logs, Network, NetworkMode, Service};
 use crate::volume::{Device, LABEL_MAX, Label, STATE_SUBDIR, State, Volume};
 use crate::{Bind, Capabilities, backoff, caps, graph, oneshot, ready, resources};
 
@@ -159,16 +159,42 @@ fn kernel(raw: RawKernel, src: &Source) -> Result<Kernel, ConfigError> {
 }
 
 fn network(raw: RawNetwork, src: &Source) -> Result<Network, ConfigError> {
-    let defaults = Network::default();
+    let mode = match &raw.mode {
+        None if raw.address.is_none() && raw.gateway.is_none() => NetworkMode::Dhcp,
+        None => NetworkMode::Static,
+        Some(m) => match m.get_ref().as_str() {
+            "dhcp" => NetworkMode::Dhcp,
+            "static" => NetworkMode::Static,
+            other => {
+                let message = format!("mode {other:?} is neither \"dhcp\" nor \"static\"");
+                return Err(src.invalid(Some(m.span()), "network.mode".into(), message));
+            }
+        },
+    };
     let dns = match raw.dns {
         Some(list) => list
             .into_iter()
             .enumerate()
             .map(|(i, a)| element::<Ipv4>(src, "network.dns", i, a).map(|a| a.0))
             .collect::<Result<_, _>>()?,
-        None => defaults.dns,
+        None if mode == NetworkMode::Dhcp => Vec::new(),
+        None => Network::qemu_static().dns,
     };
-    let enabled = raw.enabled.unwrap_or(defaults.enabled);
+    let enabled = raw.enabled.unwrap_or(true);
+    let interface = raw.interface.map_or(Network::default().interface, |i| i.0.0);
+    if mode == NetworkMode::Dhcp {
+        // The lease decides these: a written one would be silently ignored.
+        let leased = [
+            ("address", raw.address.as_ref().map(Spanned::span)),
+            ("gateway", raw.gateway.as_ref().map(Spanned::span)),
+        ];
+        if let Some((key, span)) = leased.into_iter().find(|(_, span)| span.is_some()) {
+            let message = format!("{key} is leased by DHCP: set mode = \"static\" to write it");
+            return Err(src.invalid(span, format!("network.{key}"), message));
+        }
+        return Ok(Network { interface, mode, address: None, gateway: None, dns, enabled });
+    }
+    let defaults = Network::qemu_static();
     let address_span = raw.address.as_ref().map(Spanned::span);
     let address = raw.address.map(|a| a.into_inner().0).or(defaults.address);
     let gateway = raw.gateway.map(|g| (g.span(), g.into_inner().0.0));
@@ -187,13 +213,7 @@ fn network(raw: RawNetwork, src: &Source) -> Result<Network, ConfigError> {
             _ => {}
         }
     }
-    Ok(Network {
-        interface: raw.interface.map_or(defaults.interface, |i| i.0.0),
-        address,
-        gateway: gateway.map(|(_, g)| g).or(defaults.gateway),
-        dns,
-        enabled,
-    })
+    Ok(Network { interface, mode, address, gateway: gateway.map(|(_, g)| g).or(defaults.gateway), dns, enabled })
 }
 
 fn service(raw: RawService, src: &Source, key: &str, volumes: VolumeRefs) -> Result<Service, ConfigError> {

@@ -121,11 +121,27 @@ fn minimal_fixture_gets_the_documented_defaults() {
     assert_eq!(c, hoist_config::Config::default());
     assert_eq!(c.host.hostname, "hoist");
     assert_eq!(c.network.interface, "eth0");
-    assert_eq!(c.network.address.map(|a| a.to_string()).as_deref(), Some("10.0.2.15/24"));
-    assert_eq!(c.network.gateway, Some(Ipv4Addr::new(10, 0, 2, 2)));
-    assert_eq!(c.network.dns, [Ipv4Addr::new(10, 0, 2, 3)]);
+    // No address: DHCP, name servers from the lease.
+    assert_eq!(c.network.mode, hoist_config::NetworkMode::Dhcp);
+    assert_eq!((c.network.address, c.network.gateway), (None, None));
+    assert!(c.network.dns.is_empty());
     assert!(c.network.enabled);
     assert!(c.service.is_empty() && c.sysctl.is_empty() && c.kernel.modules.is_empty());
+}
+
+#[test]
+fn network_modes() {
+    let c = accept("dhcp.toml");
+    assert_eq!(c.network.mode, hoist_config::NetworkMode::Dhcp);
+    assert_eq!(c.network.interface, "eth1");
+    assert_eq!(c.network.dns, [Ipv4Addr::new(9, 9, 9, 9)], "written name servers override the lease's");
+    assert_eq!((c.network.address, c.network.gateway), (None, None));
+    // Static without keys: QEMU's user network, as before DHCP existed.
+    let c = accept("static_defaults.toml");
+    assert_eq!(c.network, hoist_config::Network::qemu_static());
+    assert_eq!(c.network.address.map(|a| a.to_string()).as_deref(), Some("10.0.2.15/24"));
+    // An address alone means static.
+    assert_eq!(accept("full.toml").network.mode, hoist_config::NetworkMode::Static);
 }
 
 #[test]

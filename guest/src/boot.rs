@@ -6,7 +6,8 @@
 //! Keys: `hostname NAME`, `sysctl KEY VALUE` (repeated; VALUE is the rest of the line),
 //! `module NAME` (repeated), `log_max BYTES` (containerd's log file cap), `stop_budget_ms
 //! MS` (how long the supervisor may take to stop everything, [`services_budget`]),
-//! `network on|off`, `interface NAME`, `address A.B.C.D/N`, `gateway A.B.C.D`, `dns
+//! `network on|off|dhcp` (dhcp: the DHCP helper configures `interface`; `dns` then
+//! overrides the lease's name servers), `interface NAME`, `address A.B.C.D/N`, `gateway A.B.C.D`, `dns
 //! A.B.C.D` (repeated), `volume SPEC` (repeated, [`crate::volume::Spec`]), `state NAME`
 //! (optional: the volume hoist keeps its state on). Values are escaped (`\\`, `\n`, `\r`), so no value breaks a line.
 //!
@@ -50,6 +51,8 @@ pub struct Boot {
 pub struct Network {
     /// false: only loopback is configured.
     pub enabled: bool,
+    /// The address comes from DHCP (`address` and `gateway` are then None).
+    pub dhcp: bool,
     pub interface: String,
     pub address: Option<(Ipv4Addr, u8)>,
     pub gateway: Option<Ipv4Addr>,
@@ -82,7 +85,16 @@ impl Boot {
         put("log_max", &self.log_max.to_string());
         put("stop_budget_ms", &self.stop_budget.as_millis().to_string());
         let n = &self.network;
-        put("network", if n.enabled { "on" } else { "off" });
+        put(
+            "network",
+            if !n.enabled {
+                "off"
+            } else if n.dhcp {
+                "dhcp"
+            } else {
+                "on"
+            },
+        );
         put("interface", &n.interface);
         if let Some((addr, prefix)) = n.address {
             put("address", &format!("{addr}/{prefix}"));
@@ -170,11 +182,15 @@ impl Boot {
                 g.parse().map_err(|_| BootError { line, message: format!("gateway {g:?} is not an IPv4 address") })?,
             ),
         };
-        let enabled = match need("network")? {
-            ("on", _) => true,
-            ("off", _) => false,
+        let (enabled, dhcp) = match need("network")? {
+            ("on", _) => (true, false),
+            ("off", _) => (false, false),
+            ("dhcp", line) if address.is_some() || gateway.is_some() => {
+                return Err(BootError { line, message: "network dhcp with an address or gateway".to_string() });
+            }
+            ("dhcp", _) => (true, true),
             (other, line) => {
-                return Err(BootError { line, message: format!("network {other:?} is neither on nor off") });
+                return Err(BootError { line, message: format!("network {other:?} is not on, off or dhcp") });
             }
         };
         Ok(Boot {
@@ -183,7 +199,7 @@ impl Boot {
             modules,
             log_max: number("log_max")?,
             stop_budget: Duration::from_millis(number("stop_budget_ms")?),
-            network: Network { enabled, interface: need("interface")?.0.to_string(), address, gateway, dns },
+            network: Network { enabled, dhcp, interface: need("interface")?.0.to_string(), address, gateway, dns },
             state: match get("state") {
                 Some((name, line)) if !volumes.iter().any(|v: &crate::volume::Spec| v.name == name) => {
                     return Err(BootError { line, message: format!("state {name:?} is not a volume") });

@@ -17,13 +17,28 @@ pub struct State {
     pub uptime_ms: u64,
     /// None: up. Some: degraded, and why (one line).
     pub degraded: Option<String>,
+    /// What is up, when it says more than `up` (the DHCP lease), one line.
+    pub detail: Option<String>,
 }
 
 impl State {
-    /// The file's text: `up MS` or `degraded MS REASON`, one line.
+    /// Up at `uptime_ms`, with nothing more to say.
+    pub fn up(uptime_ms: u64) -> State {
+        State { uptime_ms, degraded: None, detail: None }
+    }
+
+    /// Degraded at `uptime_ms`, and why.
+    pub fn degraded(uptime_ms: u64, why: impl Into<String>) -> State {
+        State { uptime_ms, degraded: Some(why.into()), detail: None }
+    }
+
+    /// The file's text: `up MS [DETAIL]` or `degraded MS REASON`, one line.
     pub fn format(&self) -> String {
         match &self.degraded {
-            None => format!("up {}\n", self.uptime_ms),
+            None => match &self.detail {
+                None => format!("up {}\n", self.uptime_ms),
+                Some(d) => format!("up {} {}\n", self.uptime_ms, d.replace(['\n', '\r'], " ")),
+            },
             Some(why) => format!("degraded {} {}\n", self.uptime_ms, why.replace(['\n', '\r'], " ")),
         }
     }
@@ -36,8 +51,8 @@ impl State {
         let kind = words.next()?;
         let uptime_ms = words.next()?.parse().ok()?;
         match kind {
-            "up" => Some(State { uptime_ms, degraded: None }),
-            "degraded" => Some(State { uptime_ms, degraded: Some(words.next().unwrap_or("").to_string()) }),
+            "up" => Some(State { uptime_ms, degraded: None, detail: words.next().map(str::to_string) }),
+            "degraded" => Some(State::degraded(uptime_ms, words.next().unwrap_or(""))),
             _ => None,
         }
     }
@@ -49,10 +64,13 @@ mod tests {
 
     #[test]
     fn the_state_reads_back() {
-        let up = State { uptime_ms: 2500, degraded: None };
+        let up = State::up(2500);
         assert_eq!(up.format(), "up 2500\n");
         assert_eq!(State::parse(&up.format()), Some(up));
-        let down = State { uptime_ms: 7000, degraded: Some("no carrier on eth0\nafter 5s".into()) };
+        let leased = State { detail: Some("DHCP 10.0.2.15/24".into()), ..State::up(3000) };
+        assert_eq!(leased.format(), "up 3000 DHCP 10.0.2.15/24\n");
+        assert_eq!(State::parse(&leased.format()), Some(leased));
+        let down = State::degraded(7000, "no carrier on eth0\nafter 5s");
         assert_eq!(down.format(), "degraded 7000 no carrier on eth0 after 5s\n");
         assert_eq!(State::parse(&down.format()).and_then(|s| s.degraded), Some("no carrier on eth0 after 5s".into()));
         for bad in ["", "up", "up x", "sideways 10", "\nup 10"] {

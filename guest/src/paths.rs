@@ -37,6 +37,8 @@ pub const RUN_DIR: &str = "/run/hoist";
 pub const TIMELINE: &str = "/run/hoist/timeline";
 /// How PID 1's network setup ended, once it has (format: [`crate::network::State`]).
 pub const NETWORK_STATE: &str = "/run/hoist/network";
+/// The DHCP helper's lease (`[network] mode = "dhcp"`), so that a restarted helper keeps it.
+pub const DHCP_LEASE: &str = "/run/hoist/dhcp-lease";
 /// Problems PID 1 keeps reporting (one per line), read by the supervisor for `status`.
 pub const PROBLEMS: &str = "/run/hoist/problems";
 /// What the supervisor keeps across its own restarts (counters, held states).

@@ -16,6 +16,7 @@ pub fn facts(config: &Config) -> Boot {
         stop_budget: services_budget(stop_timeouts.chain(config.onshutdown.iter().map(|o| o.timeout))),
         network: Network {
             enabled: n.enabled,
+            dhcp: n.mode == hoist_config::NetworkMode::Dhcp,
             interface: n.interface.clone(),
             address: n.address.map(|c| (c.addr, c.prefix)),
             gateway: n.gateway,

@@ -30,6 +30,7 @@
 pub mod blockdev;
 pub mod children;
 pub mod console;
+pub mod dhcp;
 pub mod kmod;
 pub mod mounts;
 pub mod net;
@@ -199,11 +200,19 @@ fn boot() -> ! {
     if let Some(action) = state.or_else(|| pending_shutdown(&rx)) {
         shutdown::run(action, &rx, &mut supervisor, &mut containerd, budget)
     }
+    // With DHCP a helper process holds the lease (see [`dhcp`] for why not a thread here);
+    // it is kept alive like the other two and stopped by shutdown's sweep, which makes it
+    // release the lease.
+    let mut dhcp = (config.network.enabled && config.network.dhcp)
+        .then(|| Child::new("dhcp", "/proc/self/exe", &[dhcp::ARG]).oom_score_adj(-999));
     let now = Instant::now();
     containerd.start(now);
     supervisor.start(now);
+    if let Some(d) = &mut dhcp {
+        d.start(now);
+    }
     start_network_thread(loader, config.network.clone());
-    main_loop(&rx, &mut supervisor, &mut containerd, budget)
+    main_loop(&rx, &mut supervisor, &mut containerd, dhcp, budget)
 }
 
 /// The builder's line file ([`hoist_guest::boot`]), read with a bound.
@@ -284,11 +293,13 @@ fn start_network_thread(loader: Option<kmod::Loader>, network: Network) {
                 }
                 log::debug!("modules loaded: {}", loader.report.loaded.join(" "));
             }
-            setup_network(&network).err()
+            // With DHCP the helper reports the target, once it has a lease or gave up waiting.
+            (!network.dhcp).then(|| setup_network(&network).err())
         });
         // The supervisor says it on the console and in status when it reads the state.
         match std::panic::catch_unwind(job) {
-            Ok(degraded) => write_network_state(degraded),
+            Ok(Some(degraded)) => write_network_state(degraded),
+            Ok(None) => {}
             Err(_) => write_network_state(Some("network setup panicked".into())),
         }
     });
@@ -299,7 +310,7 @@ fn start_network_thread(loader: Option<kmod::Loader>, network: Network) {
 }
 
 fn write_network_state(degraded: Option<String>) {
-    let state = hoist_guest::network::State { uptime_ms: console::uptime_ms() as u64, degraded };
+    let state = hoist_guest::network::State { uptime_ms: console::uptime_ms() as u64, degraded, detail: None };
     console::print(&hoist_guest::console::Line::Phase { name: "network".into(), uptime_ms: state.uptime_ms });
     if let Err(e) = hoist_guest::atomic::write(Path::new(paths::NETWORK_STATE), state.format().as_bytes()) {
         log::warn!("{}: {e}", paths::NETWORK_STATE);
@@ -368,11 +379,18 @@ pub fn pending_shutdown(rx: &Receiver<Event>) -> Option<Action> {
     action
 }
 
-fn main_loop(rx: &Receiver<Event>, supervisor: &mut Child, containerd: &mut Child, budget: Duration) -> ! {
+fn main_loop(
+    rx: &Receiver<Event>,
+    supervisor: &mut Child,
+    containerd: &mut Child,
+    mut dhcp: Option<Child>,
+    budget: Duration,
+) -> ! {
     use signal_hook::consts::SIGCHLD;
     loop {
         let now = Instant::now();
-        let next = [supervisor.poll(now), containerd.poll(now)].into_iter().flatten().min();
+        let dhcp_next = dhcp.as_mut().and_then(|d| d.poll(now));
+        let next = [supervisor.poll(now), containerd.poll(now), dhcp_next].into_iter().flatten().min();
         let wait = next.map(|t| t.saturating_duration_since(now)).unwrap_or(Duration::from_secs(3600));
         let event = match rx.recv_timeout(wait) {
             Ok(e) => e,
@@ -380,7 +398,10 @@ fn main_loop(rx: &Receiver<Event>, supervisor: &mut Child, containerd: &mut Chil
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => fatal("signal thread ended"),
         };
         if event == Event::Signal(SIGCHLD) {
-            reap(&mut [&mut *supervisor, &mut *containerd], false);
+            match &mut dhcp {
+                Some(d) => reap(&mut [&mut *supervisor, &mut *containerd, d], false),
+                None => reap(&mut [&mut *supervisor, &mut *containerd], false),
+            }
             continue;
         }
         let Some(action) = shutdown_action(&event) else {

@@ -17,10 +17,13 @@ pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 
 const RTM_NEWLINK: u16 = 16;
 const RTM_NEWADDR: u16 = 20;
+const RTM_DELADDR: u16 = 21;
 const RTM_NEWROUTE: u16 = 24;
+const RTM_DELROUTE: u16 = 25;
 const NLMSG_ERROR: u16 = 2;
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
+const NLM_F_REPLACE: u16 = 0x100;
 const NLM_F_EXCL: u16 = 0x200;
 const NLM_F_CREATE: u16 = 0x400;
 const IFF_UP: u32 = 0x1;
@@ -95,6 +98,8 @@ struct Netlink {
     fd: std::os::fd::OwnedFd,
     seq: u32,
     timeout: Duration,
+    /// ESRCH and EADDRNOTAVAIL count as done (a removal of what is gone).
+    gone_ok: bool,
 }
 
 impl Netlink {
@@ -106,7 +111,7 @@ impl Netlink {
         let tv =
             TimeVal::new(timeout.as_secs().try_into().unwrap_or(libc::time_t::MAX), timeout.subsec_micros().into());
         setsockopt(&fd, sockopt::ReceiveTimeout, &tv).map_err(NetError::Socket)?;
-        Ok(Netlink { fd, seq: 0, timeout })
+        Ok(Netlink { fd, seq: 0, timeout, gone_ok: false })
     }
 
     /// Sends one request and waits for its ack; EEXIST counts as done.
@@ -160,6 +165,8 @@ impl Netlink {
             return match code {
                 0 => Ok(()),
                 c if -c == libc::EEXIST => Ok(()),
+                // Taking off what is already gone is done.
+                c if (-c == libc::EADDRNOTAVAIL || -c == libc::ESRCH) && self.gone_ok => Ok(()),
                 c => Err(err(nix::errno::Errno::from_raw(-c))),
             };
         }
@@ -216,6 +223,85 @@ pub fn configure(
         )?;
     }
     Ok(())
+}
+
+/// The link, address and route changes the DHCP helper makes, one request each.
+pub struct Interface {
+    nl: Netlink,
+    pub name: String,
+    pub index: u32,
+}
+
+impl Interface {
+    /// `name`, if it exists now.
+    pub fn open(name: &str) -> Result<Interface, NetError> {
+        let index = index_of(name).ok_or_else(|| NetError::NoInterface(name.to_string()))?;
+        Ok(Interface { nl: Netlink::open(ANSWER_TIMEOUT)?, name: name.to_string(), index })
+    }
+
+    pub fn up(&mut self) -> Result<(), NetError> {
+        let what = format!("{} up", self.name);
+        self.nl.request(&what, RTM_NEWLINK, 0, &link_up_body(self.index), &[])
+    }
+
+    /// Adds `addr/prefix` (already there: done).
+    pub fn add_address(&mut self, addr: Ipv4Addr, prefix: u8) -> Result<(), NetError> {
+        let octets = addr.octets();
+        let what = format!("address {addr}/{prefix} on {}", self.name);
+        let body = addr_body(self.index, prefix);
+        self.nl.request(
+            &what,
+            RTM_NEWADDR,
+            NLM_F_CREATE | NLM_F_EXCL,
+            &body,
+            &[(IFA_LOCAL, &octets), (IFA_ADDRESS, &octets)],
+        )
+    }
+
+    /// Removes `addr/prefix` (already gone: done); its subnet route goes with it.
+    pub fn remove_address(&mut self, addr: Ipv4Addr, prefix: u8) -> Result<(), NetError> {
+        let octets = addr.octets();
+        let what = format!("removing address {addr}/{prefix} from {}", self.name);
+        self.nl.gone_ok = true;
+        let done = self.nl.request(
+            &what,
+            RTM_DELADDR,
+            0,
+            &addr_body(self.index, prefix),
+            &[(IFA_LOCAL, &octets), (IFA_ADDRESS, &octets)],
+        );
+        self.nl.gone_ok = false;
+        done
+    }
+
+    /// The default route through `gw` on this interface, replacing any other default.
+    pub fn set_default_route(&mut self, gw: Ipv4Addr) -> Result<(), NetError> {
+        let oif = self.index.to_ne_bytes();
+        let what = format!("default route via {gw}");
+        self.nl.request(
+            &what,
+            RTM_NEWROUTE,
+            NLM_F_CREATE | NLM_F_REPLACE,
+            &default_route_body(),
+            &[(RTA_GATEWAY, &gw.octets()), (RTA_OIF, &oif)],
+        )
+    }
+
+    /// Removes the default route through `gw` (already gone: done).
+    pub fn remove_default_route(&mut self, gw: Ipv4Addr) -> Result<(), NetError> {
+        let oif = self.index.to_ne_bytes();
+        let what = format!("removing the default route via {gw}");
+        self.nl.gone_ok = true;
+        let done = self.nl.request(
+            &what,
+            RTM_DELROUTE,
+            0,
+            &default_route_body(),
+            &[(RTA_GATEWAY, &gw.octets()), (RTA_OIF, &oif)],
+        );
+        self.nl.gone_ok = false;
+        done
+    }
 }
 
 /// Waits until `name` has carrier (`SYS_NET/NAME/carrier` reads 1), polling until

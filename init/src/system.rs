@@ -54,6 +54,10 @@ pub fn resolv_conf(network: &Network) -> String {
     if !network.enabled {
         return "# [network] enabled = false: loopback only, no name servers\n".to_string();
     }
+    if network.dhcp && network.dns.is_empty() {
+        // The DHCP helper rewrites it in place once it has a lease.
+        return crate::dhcp::resolv_conf(&network.interface, &[]);
+    }
     if network.dns.is_empty() {
         return "# [network] dns is empty: no name servers\n".to_string();
     }
@@ -106,6 +110,7 @@ mod tests {
     fn qemu_network() -> Network {
         Network {
             enabled: true,
+            dhcp: false,
             interface: "eth0".into(),
             address: Some(("10.0.2.15".parse().expect("ip"), 24)),
             gateway: Some("10.0.2.2".parse().expect("ip")),

@@ -39,6 +39,16 @@ pub struct VmBuilder {
     /// Raw disk images, attached as virtio-blk with a serial: (file, serial).
     disks: Vec<(PathBuf, String)>,
     extra: Vec<String>,
+    net: Net,
+}
+
+/// Where the VM's one NIC (virtio-net, `eth0` in the guest) is plugged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Net {
+    /// QEMU's user-mode network (slirp), with these extra options (e.g. `net=10.9.0.0/24`).
+    User(String),
+    /// An existing tap device on the host; published ports do not apply.
+    Tap(String),
 }
 
 impl VmBuilder {
@@ -58,6 +68,7 @@ impl VmBuilder {
             accel: Accel::Auto,
             disks: Vec::new(),
             extra: Vec::new(),
+            net: Net::User(String::new()),
         }
     }
 
@@ -131,6 +142,21 @@ impl VmBuilder {
         self
     }
 
+    /// Extra options for the user-mode network, comma-separated (QEMU's `-netdev user`
+    /// syntax: `net=10.9.0.0/24`, `dhcpstart=...`, `dns=...`).
+    pub fn user_net_options(mut self, options: impl Into<String>) -> Self {
+        self.net = Net::User(options.into());
+        self
+    }
+
+    /// Plugs the NIC into the host's tap device `ifname` (made by the caller, e.g. `ip
+    /// tuntap add NAME mode tap`) instead of the user-mode network. Published ports need
+    /// the user-mode network and are ignored.
+    pub fn tap(mut self, ifname: impl Into<String>) -> Self {
+        self.net = Net::Tap(ifname.into());
+        self
+    }
+
     /// One more argument for QEMU, appended after ours.
     pub fn extra_arg(mut self, a: impl Into<String>) -> Self {
         self.extra.push(a.into());
@@ -172,7 +198,15 @@ impl VmBuilder {
     }
 
     fn netdev(&self) -> String {
+        let options = match &self.net {
+            Net::Tap(ifname) => return format!("tap,id=n0,ifname={ifname},script=no,downscript=no"),
+            Net::User(options) => options,
+        };
         let mut s = "user,id=n0".to_string();
+        if !options.is_empty() {
+            s.push(',');
+            s.push_str(options);
+        }
         for (host, guest) in &self.publish {
             s.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
         }
@@ -260,6 +294,21 @@ mod tests {
              -netdev user,id=n0,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=tcp:127.0.0.1:2222-:22 \
              -device virtio-net-pci,netdev=n0 -device virtio-rng-pci -d guest_errors"
         );
+    }
+
+    #[test]
+    fn the_nic_goes_on_user_networking_with_options_or_on_a_tap() {
+        let netdev = |b: VmBuilder| {
+            let a = args(&b.accel(Accel::Tcg).command());
+            let at = a.iter().position(|x| x == "-netdev").expect("-netdev");
+            a[at + 1].clone()
+        };
+        let b = || VmBuilder::new("/k", "/i").publish(7443, 7443);
+        assert_eq!(
+            netdev(b().user_net_options("net=10.9.0.0/24")),
+            "user,id=n0,net=10.9.0.0/24,hostfwd=tcp:127.0.0.1:7443-:7443"
+        );
+        assert_eq!(netdev(b().tap("hoisttap0")), "tap,id=n0,ifname=hoisttap0,script=no,downscript=no");
     }
 
     #[test]

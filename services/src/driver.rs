@@ -4,9 +4,10 @@
 //! containerd call in a task of its own that reports back over one channel. Containers are
 //! reached through the [`Runtime`] trait; [`crate::runner`] implements it over containerd.
 //!
-//! PID 1's network state file ([`hoist_guest::network`]) is read once at start and, while
-//! absent, polled by a task of its own until it parses; the core gets it once, as
-//! [`Input::Network`].
+//! PID 1's network state file ([`hoist_guest::network`]) is read at start and, while
+//! absent, polled by a task of its own until it parses; the core gets it as
+//! [`Input::Network`], and again each time it changes (a DHCP lease that comes late, or
+//! ends), polled once a second.
 //!
 //! The control API is answered from the first moment, before containerd answers: queries
 //! from the core's view, commands by the core, which refuses with the reason when it
@@ -107,14 +108,17 @@ impl<R: Runtime> Driver<R> {
         path: PathBuf,
         make: impl Fn(&str) -> Option<Input> + Send + 'static,
         waiting: String,
+        follow: bool,
     ) {
-        match pid1_input(&path, &make) {
-            Some(input) => {
-                let fx = self.core.handle(now(), input);
-                self.execute(fx);
+        let seen = read_pid1_file(&path).filter(|text| make(text).is_some());
+        if let Some(input) = seen.as_deref().and_then(&make) {
+            let fx = self.core.handle(now(), input);
+            self.execute(fx);
+            if !follow {
+                return;
             }
-            None => watch_pid1_file(path, make, waiting, self.tx.clone()),
         }
+        watch_pid1_file(path, make, waiting, seen, follow, self.tx.clone());
     }
 
     /// Runs until the core says everything stopped. `connect` yields the runtime once
@@ -129,13 +133,13 @@ impl<R: Runtime> Driver<R> {
         // Read before any other input, so that a restarted supervisor never sees the
         // network as not reached when PID 1 is long done with it.
         let network = PathBuf::from(hoist_guest::paths::NETWORK_STATE);
-        self.input_when_written(network, network_input, "services that depend on network".into());
+        self.input_when_written(network, network_input, "services that depend on network".into(), true);
         let mut volumes = self.core.volumes_bound();
         volumes.extend(self.volumes.iter().cloned());
         for name in volumes {
             let path = hoist_guest::volume::state_path(&name);
             let waiting = format!("services that bind volume {name}");
-            self.input_when_written(path, volume_input(name), waiting);
+            self.input_when_written(path, volume_input(name), waiting, false);
         }
         loop {
             let deadline = self.core.next_deadline();
@@ -294,7 +298,8 @@ impl<R: Runtime> Driver<R> {
                 let services = self.core.status(now).into_iter().map(crate::api::server::to_pb).collect();
                 let mut problems = pid1_problems(std::path::Path::new(hoist_guest::paths::PROBLEMS));
                 problems.extend(self.core.problems(now));
-                let _ = tx.send(pb::StatusReply { services, problems });
+                let network = self.core.network_summary().unwrap_or_default();
+                let _ = tx.send(pb::StatusReply { services, problems, network });
             }
             Cmd::Describe(name, tx) => {
                 let detail = self.core.describe(now, &name).map(|(view, events)| pb::ServiceDetail {
@@ -403,24 +408,33 @@ fn volume_input(name: String) -> impl Fn(&str) -> Option<Input> + Send + 'static
     move |text| hoist_guest::volume::State::parse(text).map(|state| Input::Volume { name: name.clone(), state })
 }
 
-/// Polls `path` until `make` turns its text into an input, then sends it, once. PID 1
-/// writes each of these files once per boot, replaced whole; no deadline here (a volume
-/// may take its `wait` and then a check), but a warning says who waits when it is late.
+/// Polls `path` until `make` turns its text into an input, then sends it: once, or with
+/// `follow` again whenever the text changes (from `seen`, the text already handled). PID 1
+/// replaces these files whole; no deadline here (a volume may take its `wait` and then a
+/// check), but a warning says who waits when it is late.
 fn watch_pid1_file(
     path: PathBuf,
     make: impl Fn(&str) -> Option<Input> + Send + 'static,
     waiting: String,
+    mut seen: Option<String>,
+    follow: bool,
     tx: mpsc::UnboundedSender<Input>,
 ) {
     tokio::spawn(async move {
         let fast_until = tokio::time::Instant::now() + NETWORK_POLL_FAST_FOR;
-        let mut every = NETWORK_POLL;
+        let mut every = if seen.is_some() { NETWORK_POLL_SLOW } else { NETWORK_POLL };
         loop {
-            if let Some(input) = pid1_input(&path, &make) {
-                let _ = tx.send(input);
-                return;
+            if let Some(text) = read_pid1_file(&path)
+                && seen.as_ref() != Some(&text)
+                && let Some(input) = make(&text)
+            {
+                if tx.send(input).is_err() || !follow {
+                    return;
+                }
+                seen = Some(text);
+                every = NETWORK_POLL_SLOW;
             }
-            if every == NETWORK_POLL && tokio::time::Instant::now() >= fast_until {
+            if seen.is_none() && every == NETWORK_POLL && tokio::time::Instant::now() >= fast_until {
                 let secs = NETWORK_POLL_FAST_FOR.as_secs();
                 log::warn!("{}: not written after {secs} s; {waiting} wait", path.display());
                 every = NETWORK_POLL_SLOW;
@@ -430,12 +444,19 @@ fn watch_pid1_file(
     });
 }
 
-/// The input a state file PID 1 wrote at `path` makes, once it has; None while the file
-/// is absent or does not parse. Bounded: the state is one short line.
-fn pid1_input(path: &Path, make: &impl Fn(&str) -> Option<Input>) -> Option<Input> {
+/// The text of a state file PID 1 writes; None while it is absent. Bounded: the state is
+/// one short line.
+fn read_pid1_file(path: &Path) -> Option<String> {
     let mut text = String::new();
     std::fs::File::open(path).ok()?.take(4 << 10).read_to_string(&mut text).ok()?;
-    make(&text)
+    Some(text)
+}
+
+/// The input a state file PID 1 wrote at `path` makes, once it has; None while the file
+/// is absent or does not parse.
+#[cfg(test)]
+fn pid1_input(path: &Path, make: &impl Fn(&str) -> Option<Input>) -> Option<Input> {
+    make(&read_pid1_file(path)?)
 }
 
 /// PID 1's problems, one per line; bounded, since it is read on every status call.
@@ -474,10 +495,10 @@ mod tests {
         assert_eq!(pid1_input(&path, &network_input), None);
         std::fs::write(&path, "sideways\n").expect("write");
         assert_eq!(pid1_input(&path, &network_input), None);
-        let up = network::State { uptime_ms: 2100, degraded: None };
+        let up = network::State::up(2100);
         std::fs::write(&path, up.format()).expect("write");
         assert_eq!(pid1_input(&path, &network_input), Some(Input::Network(up)));
-        let down = network::State { uptime_ms: 7000, degraded: Some("no carrier on eth0".into()) };
+        let down = network::State::degraded(7000, "no carrier on eth0");
         std::fs::write(&path, down.format()).expect("write");
         assert_eq!(pid1_input(&path, &network_input), Some(Input::Network(down)));
         let volume = dir.path().join("data");
@@ -492,14 +513,34 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("network");
         let (tx, mut rx) = mpsc::unbounded_channel();
-        watch_pid1_file(path.clone(), network_input, "services that depend on network".into(), tx);
+        watch_pid1_file(path.clone(), network_input, "services that depend on network".into(), None, false, tx);
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(rx.try_recv().is_err());
-        let up = network::State { uptime_ms: 2100, degraded: None };
+        let up = network::State::up(2100);
         std::fs::write(&path, up.format()).expect("write");
         let got = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await.expect("sent within a poll");
         assert_eq!(got, Some(Input::Network(up)));
         // Once: the task is gone, and with it the sender.
         assert_eq!(rx.recv().await, None);
+    }
+
+    #[tokio::test]
+    async fn a_followed_state_is_sent_again_when_it_changes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("network");
+        let down = network::State::degraded(7000, "no DHCP lease on eth0 after 5 s; still trying");
+        std::fs::write(&path, down.format()).expect("write");
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        // The text already handled is not sent again.
+        watch_pid1_file(path.clone(), network_input, "x".into(), Some(down.format()), true, tx);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(rx.try_recv().is_err());
+        let up = network::State { detail: Some("DHCP 10.0.2.15/24 on eth0".into()), ..network::State::up(9000) };
+        std::fs::write(&path, up.format()).expect("write");
+        let got = tokio::time::timeout(Duration::from_secs(3), rx.recv()).await.expect("sent within a poll");
+        assert_eq!(got, Some(Input::Network(up)));
+        std::fs::write(&path, down.format()).expect("write");
+        let got = tokio::time::timeout(Duration::from_secs(3), rx.recv()).await.expect("sent within a poll");
+        assert_eq!(got, Some(Input::Network(down)));
     }
 }

@@ -13,6 +13,7 @@ fn sample() -> Boot {
         stop_budget: Duration::from_millis(25_500),
         network: Network {
             enabled: true,
+            dhcp: false,
             interface: "eth0".into(),
             address: Some((Ipv4Addr::new(10, 0, 2, 15), 24)),
             gateway: Some(Ipv4Addr::new(10, 0, 2, 2)),
@@ -38,7 +39,14 @@ fn what_is_written_reads_back_the_same() {
     assert_eq!(Boot::parse(&text), Ok(boot));
 
     let off = Boot {
-        network: Network { enabled: false, interface: "eth0".into(), address: None, gateway: None, dns: vec![] },
+        network: Network {
+            enabled: false,
+            dhcp: false,
+            interface: "eth0".into(),
+            address: None,
+            gateway: None,
+            dns: vec![],
+        },
         sysctls: vec![],
         modules: vec![],
         volumes: vec![],
@@ -46,6 +54,10 @@ fn what_is_written_reads_back_the_same() {
         ..sample()
     };
     assert_eq!(Boot::parse(&off.format()), Ok(off));
+
+    let dhcp = Boot { network: Network { dhcp: true, address: None, gateway: None, ..sample().network }, ..sample() };
+    assert!(dhcp.format().contains("network dhcp\n"));
+    assert_eq!(Boot::parse(&dhcp.format()), Ok(dhcp));
 }
 
 #[test]
@@ -65,7 +77,8 @@ fn bad_lines_name_the_line() {
         (good.replace("dns 1.1.1.1", "dns one"), 14, "dns \"one\" is not an IPv4 address"),
         (good.replace("10.0.2.15/24", "10.0.2.15/33"), 11, "is not A.B.C.D/N"),
         (good.replace("log_max 1048576", "log_max lots"), 7, "log_max \"lots\" is not a number"),
-        (good.replace("network on", "network maybe"), 9, "neither on nor off"),
+        (good.replace("network on", "network maybe"), 9, "is not on, off or dhcp"),
+        (good.replace("network on", "network dhcp"), 9, "network dhcp with an address or gateway"),
         (good.replace("edge-1", "edge\\x"), 1, "bad escape \\x"),
         (good.replace("sysctl net.ipv4.ip_forward 1", "sysctl net.ipv4.ip_forward"), 2, "has no value"),
     ];

@@ -219,8 +219,11 @@ impl Core {
     /// PID 1 has given up on a degraded network, so waiting longer would hold its
     /// dependents forever: it is said once and they start anyway. Recorded in the timeline
     /// at PID 1's time, in time order.
+    /// Later states (a DHCP lease that came late, or ended) only change what status says:
+    /// the target stays reached, and the DHCP helper said the change on the console.
     pub(super) fn on_network(&mut self, now: Ms, state: network::State) {
-        if self.network.is_some() {
+        if let Some(old) = &mut self.network {
+            *old = network::State { uptime_ms: old.uptime_ms, ..state };
             return;
         }
         if let Some(why) = &state.degraded {

@@ -58,6 +58,17 @@ impl Core {
         out
     }
 
+    /// The host's network as PID 1 (or its DHCP helper) last reported it, in words; None
+    /// before the first report.
+    pub fn network_summary(&self) -> Option<String> {
+        let n = self.network.as_ref()?;
+        Some(match (&n.degraded, &n.detail) {
+            (Some(why), _) => format!("degraded: {why}"),
+            (None, Some(detail)) => format!("up: {detail}"),
+            (None, None) => "up".to_string(),
+        })
+    }
+
     /// The volumes some service binds (their targets are in its dependencies).
     pub fn volumes_bound(&self) -> std::collections::BTreeSet<String> {
         let deps = self.services.values().flat_map(|s| s.plan.depends_on.iter());

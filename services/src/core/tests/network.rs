@@ -7,11 +7,11 @@ use hoist_guest::network;
 use super::*;
 
 fn up(uptime_ms: Ms) -> Input {
-    Input::Network(network::State { uptime_ms, degraded: None })
+    Input::Network(network::State::up(uptime_ms))
 }
 
 fn degraded(uptime_ms: Ms, why: &str) -> Input {
-    Input::Network(network::State { uptime_ms, degraded: Some(why.into()) })
+    Input::Network(network::State::degraded(uptime_ms, why))
 }
 
 #[test]
@@ -47,8 +47,16 @@ fn a_degraded_network_is_said_once_and_its_dependents_start_anyway() {
     line(&fx, "network degraded: no carrier on eth0 after 5s; services that depend on it start anyway");
     assert_eq!(starts(&fx), ["web"]);
     assert_eq!(h.core.problems(h.now), ["network degraded: no carrier on eth0 after 5s"]);
-    // Once per boot: a second state changes nothing.
-    assert!(h.input(up(950)).is_empty());
+    // Reached once per boot: a later state (a DHCP lease that came late) starts nothing and
+    // says nothing, but status follows it.
+    assert_eq!(h.core.network_summary().as_deref(), Some("degraded: no carrier on eth0 after 5s"));
+    let leased = network::State { detail: Some("DHCP 10.0.2.15/24 on eth0".into()), ..network::State::up(950) };
+    assert!(h.input(Input::Network(leased)).is_empty());
+    assert_eq!(h.core.timeline().iter().filter(|(n, _)| n == "network").count(), 1);
+    assert!(h.core.problems(h.now).is_empty(), "{:?}", h.core.problems(h.now));
+    assert_eq!(h.core.network_summary().as_deref(), Some("up: DHCP 10.0.2.15/24 on eth0"));
+    assert!(h.input(degraded(990, "the DHCP lease for 10.0.2.15 on eth0 ended; trying again")).is_empty());
+    assert_eq!(h.core.problems(h.now), ["network degraded: the DHCP lease for 10.0.2.15 on eth0 ended; trying again"]);
     assert_eq!(h.core.timeline().iter().filter(|(n, _)| n == "network").count(), 1);
 }
 
