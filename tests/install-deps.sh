@@ -5,7 +5,8 @@
 # busybox-static (the demo image), protoc (containerd-client's build), cpio (tests),
 # g++ (libFuzzer, for tests/fuzz.sh), e2fsprogs (mke2fs and e2fsck go into images with
 # volumes), dosfstools (the volume tests' foreign disk), dnsmasq-base (the DHCP tests'
-# server on a tap device), iproute2 (the tap devices).
+# server on a tap device), iproute2 (the tap devices), nftables (nft goes into images with
+# bridge services: their NAT).
 # Idempotent; run as root on Debian or Ubuntu.
 set -eu
 missing=""
@@ -27,6 +28,7 @@ command -v modprobe >/dev/null 2>&1 || missing="$missing kmod"
 { [ -x /usr/sbin/mke2fs ] && [ -x /usr/sbin/e2fsck ]; } || missing="$missing e2fsprogs"
 [ -x /usr/sbin/mkfs.vfat ] || missing="$missing dosfstools"
 need dnsmasq dnsmasq-base
+need nft nftables
 need ip iproute2
 ls /boot/vmlinuz-* >/dev/null 2>&1 || kernel=yes
 if [ -n "$missing" ] || [ "${kernel:-}" = yes ]; then

@@ -99,6 +99,7 @@ mod resources;
 mod scalar;
 mod schema;
 pub mod seccomp;
+pub mod service_net;
 mod validate;
 mod volume;
 
@@ -120,6 +121,7 @@ pub use resources::{SizeError, parse_size};
 pub use schema::{
     CURRENT_VERSION, Config, Container, Host, Kernel, Logs, Network, NetworkMode, OciRuntime, OciRuntimeError, Service,
 };
+pub use service_net::{Proto, Publish, ServiceNetwork};
 pub use volume::{Device, Filesystem, LABEL_MAX, STATE_SUBDIR, State, Volume, VolumeError};
 
 use error::Source;

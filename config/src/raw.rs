@@ -21,6 +21,7 @@ use crate::names::{
 use crate::net::{Ipv4, Ipv4Cidr};
 use crate::resources::{Size, User};
 use crate::scalar::{Integer, Number, StrOrInt};
+use crate::service_net::{Publish, ServiceNetwork};
 use crate::{ImageSource, RestartPolicy, Signal};
 
 #[derive(Deserialize)]
@@ -93,6 +94,7 @@ pub(crate) struct RawKernel {
 pub(crate) struct RawNetwork {
     pub interface: Option<Parsed<Interface>>,
     pub mode: Option<Spanned<String>>,
+    pub bridge_subnet: Option<Spanned<Parsed<Ipv4Cidr>>>,
     pub address: Option<Spanned<Parsed<Ipv4Cidr>>>,
     pub gateway: Option<Spanned<Parsed<Ipv4>>>,
     pub dns: Option<Vec<Spanned<String>>>,
@@ -116,6 +118,9 @@ pub(crate) struct RawService {
     pub stop_timeout: Option<Spanned<Parsed<HumanDuration>>>,
     pub readonly_rootfs: Option<bool>,
     pub host_pid: Option<bool>,
+    pub network: Option<Spanned<Parsed<ServiceNetwork>>>,
+    #[serde(default)]
+    pub publish: Vec<Spanned<Parsed<Publish>>>,
     #[serde(default)]
     pub depends_on: Vec<Spanned<String>>,
     pub ready: Option<Spanned<Table<RawReady>>>,

@@ -179,6 +179,8 @@ pub struct Network {
     pub dns: Vec<Ipv4Addr>,
     /// false: only loopback is configured.
     pub enabled: bool,
+    /// Where `network = "bridge"` services get their addresses (the bridge takes the first).
+    pub bridge_subnet: Ipv4Cidr,
 }
 
 /// How the interface gets its address: `mode = "dhcp" | "static"`.
@@ -201,6 +203,7 @@ impl Default for Network {
             gateway: None,
             dns: Vec::new(),
             enabled: true,
+            bridge_subnet: crate::service_net::DEFAULT_BRIDGE_SUBNET,
         }
     }
 }
@@ -235,6 +238,10 @@ pub struct Service {
     /// Share the host's pid namespace (system agents that must see or signal host
     /// processes, like LinuxKit's `pid: host`). Default false.
     pub host_pid: bool,
+    /// Its network namespace: the host's (default), none, or hoist's bridge.
+    pub network: crate::ServiceNetwork,
+    /// Bridge services only: host ports forwarded to the service (no two services share one).
+    pub publish: Vec<crate::Publish>,
     /// Services that must be ready before this one starts (all exist; no cycles), and
     /// perhaps [`crate::NETWORK_TARGET`]: wait until PID 1's network setup has ended.
     pub depends_on: Vec<String>,
@@ -282,6 +289,8 @@ impl Service {
             stop_timeout: Self::DEFAULT_STOP_TIMEOUT,
             readonly_rootfs: false,
             host_pid: false,
+            network: crate::ServiceNetwork::Host,
+            publish: Vec::new(),
             depends_on: Vec::new(),
             ready: Ready::default(),
             start_timeout: Self::DEFAULT_START_TIMEOUT,

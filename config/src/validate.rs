@@ -14,6 +14,7 @@ use crate::names::{EnvKey, ModuleName, NoNul, VolumeName};
 use crate::net::Ipv4;
 use crate::raw::{Parsed, RawCapabilities, RawConfig, RawKernel, RawNetwork, RawService, RawVolume, Table};
 use crate::schema::{CURRENT_VERSION, Config, Host, Kernel, Logs, Network, NetworkMode, Service};
+use crate::service_net::{self, Proto, ServiceNetwork};
 use crate::volume::{Device, LABEL_MAX, Label, STATE_SUBDIR, State, Volume};
 use crate::{Bind, Capabilities, backoff, caps, graph, oneshot, ready, resources};
 
@@ -53,11 +54,25 @@ pub(crate) fn build(raw: RawConfig, src: &Source) -> Result<Config, ConfigError>
     let mut deps = BTreeMap::new();
     let mut services = BTreeMap::new();
     let mut budget = Budget::default();
+    let mut published = BTreeMap::new();
     for (name, Table(raw_service)) in raw.service {
         let name = name.0.0;
         let key = format!("service.{name}");
         deps.insert(name.clone(), raw_service.depends_on.clone());
         let written = raw_service.stop_timeout.as_ref().map(Spanned::span);
+        for (i, p) in raw_service.publish.iter().enumerate() {
+            let rule = p.get_ref().0;
+            let at = |message: String| src.invalid(Some(p.span()), format!("{key}.publish[{i}]"), message);
+            if rule.proto == Proto::Tcp && rule.host == service_net::API_PORT {
+                return Err(at(format!("host port {} is hoist's control API", rule.host)));
+            }
+            if let Some(other) = published.insert((rule.host, rule.proto), name.clone()) {
+                return Err(at(format!(
+                    "host port {}/{} is published by service {other} already",
+                    rule.host, rule.proto
+                )));
+            }
+        }
         let refs = VolumeRefs { volumes: &volumes, state: state.as_ref().map(|s| s.volume.as_str()) };
         let service = service(raw_service, src, &key, refs)?;
         budget.charge(src, &format!("{key}.stop_timeout"), service.stop_timeout, written)?;
@@ -182,6 +197,12 @@ fn network(raw: RawNetwork, src: &Source) -> Result<Network, ConfigError> {
     };
     let enabled = raw.enabled.unwrap_or(true);
     let interface = raw.interface.map_or(Network::default().interface, |i| i.0.0);
+    let bridge_span = raw.bridge_subnet.as_ref().map(Spanned::span);
+    let bridge_subnet = match raw.bridge_subnet {
+        Some(b) => service_net::bridge_subnet(b.get_ref().0)
+            .map_err(|m| src.invalid(bridge_span.clone(), "network.bridge_subnet".into(), m))?,
+        None => service_net::DEFAULT_BRIDGE_SUBNET,
+    };
     if mode == NetworkMode::Dhcp {
         // The lease decides these: a written one would be silently ignored.
         let leased = [
@@ -192,7 +213,7 @@ fn network(raw: RawNetwork, src: &Source) -> Result<Network, ConfigError> {
             let message = format!("{key} is leased by DHCP: set mode = \"static\" to write it");
             return Err(src.invalid(span, format!("network.{key}"), message));
         }
-        return Ok(Network { interface, mode, address: None, gateway: None, dns, enabled });
+        return Ok(Network { interface, mode, address: None, gateway: None, dns, enabled, bridge_subnet });
     }
     let defaults = Network::qemu_static();
     let address_span = raw.address.as_ref().map(Spanned::span);
@@ -213,10 +234,29 @@ fn network(raw: RawNetwork, src: &Source) -> Result<Network, ConfigError> {
             _ => {}
         }
     }
-    Ok(Network { interface, mode, address, gateway: gateway.map(|(_, g)| g).or(defaults.gateway), dns, enabled })
+    // The bridge's addresses would shadow the host's own subnet (or be shadowed by it).
+    if let (true, Some(address)) = (enabled, address)
+        && service_net::overlaps(address, bridge_subnet)
+    {
+        let message =
+            format!("bridge_subnet {bridge_subnet} overlaps the host's address {address}: pick another range");
+        return Err(src.invalid(bridge_span.or(address_span), "network.bridge_subnet".into(), message));
+    }
+    let gateway = gateway.map(|(_, g)| g).or(defaults.gateway);
+    Ok(Network { interface, mode, address, gateway, dns, enabled, bridge_subnet })
 }
 
 fn service(raw: RawService, src: &Source, key: &str, volumes: VolumeRefs) -> Result<Service, ConfigError> {
+    let network = raw.network.as_ref().map_or(ServiceNetwork::Host, |n| n.get_ref().0);
+    if let Some(first) = raw.publish.first()
+        && network != ServiceNetwork::Bridge
+    {
+        let message = format!(
+            "publish needs network = \"bridge\": a {network} service {}",
+            if network == ServiceNetwork::Host { "is on the host's ports already" } else { "has no way in" }
+        );
+        return Err(src.invalid(Some(first.span()), format!("{key}.publish[0]"), message));
+    }
     let defaults = Service::new(raw.image.into_inner().0);
     Ok(Service {
         command: strings(raw.command),
@@ -230,6 +270,8 @@ fn service(raw: RawService, src: &Source, key: &str, volumes: VolumeRefs) -> Res
         },
         readonly_rootfs: raw.readonly_rootfs.unwrap_or(defaults.readonly_rootfs),
         host_pid: raw.host_pid.unwrap_or(defaults.host_pid),
+        network,
+        publish: raw.publish.into_iter().map(|p| p.into_inner().0).collect(),
         depends_on: raw.depends_on.into_iter().map(Spanned::into_inner).collect(),
         ready: raw.ready.map(|r| ready::build(r, src, &format!("{key}.ready"))).transpose()?.unwrap_or_default(),
         start_timeout: raw.start_timeout.map_or(defaults.start_timeout, |t| t.0.0),

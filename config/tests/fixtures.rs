@@ -145,6 +145,25 @@ fn network_modes() {
 }
 
 #[test]
+fn service_networks() {
+    use hoist_config::{Proto, Publish, ServiceNetwork};
+    let c = accept("service_networks.toml");
+    assert_eq!(c.network.bridge_subnet.to_string(), "172.30.0.0/24");
+    let api = &c.service["api"];
+    assert_eq!(api.network, ServiceNetwork::Bridge);
+    assert_eq!(
+        api.publish,
+        [
+            Publish { host: 8080, service: 80, proto: Proto::Tcp },
+            Publish { host: 53, service: 53, proto: Proto::Udp },
+            Publish { host: 53, service: 53, proto: Proto::Tcp },
+        ]
+    );
+    assert_eq!(c.service["batch"].network, ServiceNetwork::None);
+    assert_eq!(accept("minimal.toml").network.bridge_subnet.to_string(), "10.88.0.0/16");
+}
+
+#[test]
 fn service_defaults_and_other_image_kinds() {
     let c = accept("network_off.toml");
     assert!(!c.network.enabled);

@@ -45,6 +45,7 @@ pub mod disk;
 pub mod kernel;
 pub mod logfile;
 pub mod modules;
+pub mod netlink;
 pub mod network;
 pub mod nofollow;
 pub mod paths;

@@ -37,6 +37,14 @@ pub const RUN_DIR: &str = "/run/hoist";
 pub const TIMELINE: &str = "/run/hoist/timeline";
 /// How PID 1's network setup ended, once it has (format: [`crate::network::State`]).
 pub const NETWORK_STATE: &str = "/run/hoist/network";
+/// Bridge services' network namespaces, one bind mount each (named like the service).
+pub const NETNS_DIR: &str = "/run/hoist/netns";
+/// The bridge services' addresses, kept by the supervisor across its restarts.
+pub const BRIDGE_STATE: &str = "/run/hoist/bridge/addresses";
+/// The hosts file every bridge service sees as /etc/hosts: each bridge service by name.
+pub const BRIDGE_HOSTS: &str = "/run/hoist/bridge/hosts";
+/// nftables' command, in the image when a service is on the bridge (its NAT).
+pub const NFT: &str = "/usr/sbin/nft";
 /// The DHCP helper's lease (`[network] mode = "dhcp"`), so that a restarted helper keeps it.
 pub const DHCP_LEASE: &str = "/run/hoist/dhcp-lease";
 /// Problems PID 1 keeps reporting (one per line), read by the supervisor for `status`.

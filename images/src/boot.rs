@@ -5,13 +5,27 @@ use hoist_config::{Config, Device};
 use hoist_guest::boot::{Boot, Network, services_budget};
 use hoist_guest::volume::{Selector, Spec};
 
+/// What PID 1 loads besides [`hoist_guest::kernel::ALWAYS_MODULES`]: the config's, and the
+/// bridge's when a service is on it.
+pub fn modules(config: &Config) -> Vec<String> {
+    let mut modules = config.kernel.modules.clone();
+    if config.service.values().any(|s| s.network == hoist_config::ServiceNetwork::Bridge) {
+        for m in hoist_guest::kernel::BRIDGE_MODULES {
+            if !modules.iter().any(|have| have == m) {
+                modules.push(m.to_string());
+            }
+        }
+    }
+    modules
+}
+
 pub fn facts(config: &Config) -> Boot {
     let n = &config.network;
     let stop_timeouts = config.service.values().map(|s| s.stop_timeout);
     Boot {
         hostname: config.host.hostname.clone(),
         sysctls: config.sysctl.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        modules: config.kernel.modules.clone(),
+        modules: modules(config),
         log_max: config.logs.max_size,
         stop_budget: services_budget(stop_timeouts.chain(config.onshutdown.iter().map(|o| o.timeout))),
         network: Network {
@@ -44,6 +58,11 @@ pub fn facts(config: &Config) -> Boot {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_config_knows_the_api_port_services_may_not_publish() {
+        assert_eq!(hoist_config::service_net::API_PORT, hoist_guest::api::PORT);
+    }
+
     use super::*;
 
     #[test]

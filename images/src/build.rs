@@ -60,6 +60,10 @@ pub enum BuildError {
     Modules { release: String, cause: ModuleError },
     #[error("{0} not found (install it: apt-get install containerd)")]
     MissingRuntime(String),
+    #[error(
+        "/usr/sbin/nft not found: network = \"bridge\" services need nftables in the image (install it: apt-get install nftables)"
+    )]
+    MissingNft,
     #[error("{0} not found: [volume] tables need e2fsprogs in the image (install it: apt-get install e2fsprogs)")]
     MissingE2fsprogs(String),
     #[error(
@@ -156,7 +160,8 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport
     progress.end("kernel", &format!("{release}, {} modules", modules.len()));
 
     progress.begin("binaries");
-    let libseccomp = add_binaries(&mut tree, &opts.bin_dir, config.host.runtime, !config.volume.is_empty())?;
+    let bridge = config.service.values().any(|s| s.network == hoist_config::ServiceNetwork::Bridge);
+    let libseccomp = add_binaries(&mut tree, &opts.bin_dir, config.host.runtime, !config.volume.is_empty(), bridge)?;
     progress.end("binaries", &format!("{} files", tree.len()));
 
     let mut manifest = BuildManifest { kernel_release: release.clone(), ..Default::default() };
@@ -319,7 +324,8 @@ fn add_modules(tree: &mut Tree, config: &Config, release: &str) -> Result<Vec<St
     let mut wanted: Vec<&str> =
         DEVICE_MODULES.iter().chain(ALWAYS_MODULES).copied().filter(|m| index.resolve(&[m]).is_ok()).collect();
     // Configured modules must exist: a typo is reported now, not discovered at boot.
-    wanted.extend(config.kernel.modules.iter().map(|m| m.as_str()));
+    let configured = crate::boot::modules(config);
+    wanted.extend(configured.iter().map(|m| m.as_str()));
     let rel_paths = index.resolve(&wanted).map_err(err)?;
     let guest_dir = format!("{}/{release}", paths::MODULES_DIR.trim_start_matches('/'));
     let mut names = Vec::new();
@@ -349,6 +355,7 @@ fn add_binaries(
     bin_dir: &Path,
     runtime: OciRuntime,
     volumes: bool,
+    bridge: bool,
 ) -> Result<Option<PathBuf>, BuildError> {
     let find = |candidates: &[&str]| candidates.iter().map(PathBuf::from).find(|p| p.is_file());
     let mut executables: Vec<(PathBuf, String)> = Vec::new();
@@ -361,6 +368,10 @@ fn add_binaries(
         let conf = Path::new(paths::MKE2FS_CONF);
         let data = std::fs::read(conf).map_err(|_| BuildError::MissingE2fsprogs(paths::MKE2FS_CONF.to_string()))?;
         tree.insert_file(paths::MKE2FS_CONF.as_bytes(), 0o644, data);
+    }
+    if bridge {
+        let host = find(&["/usr/sbin/nft", "/sbin/nft"]).ok_or(BuildError::MissingNft)?;
+        executables.push((host, paths::NFT.to_string()));
     }
     for (candidates, guest) in RUNTIME_BINARIES {
         let host = find(candidates).ok_or_else(|| BuildError::MissingRuntime(candidates[0].to_string()))?;

@@ -248,6 +248,20 @@ impl<R: Runtime> Driver<R> {
             Effect::Cleanup { name } => {
                 tokio::spawn(async move { rt.cleanup(name).await });
             }
+            Effect::LeaveBridge { name, subnet } => {
+                tokio::spawn(async move {
+                    rt.cleanup(name.clone()).await;
+                    let left = tokio::task::spawn_blocking(move || {
+                        crate::bridge::release(&name, subnet).map_err(|e| format!("{name} leaving the bridge: {e}"))
+                    })
+                    .await;
+                    match left {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => log::warn!("{e}"),
+                        Err(e) => log::warn!("leaving the bridge: {e}"),
+                    }
+                });
+            }
             Effect::RunStage { name } => {
                 let Some(stage) = self.core.stage_plan(&name).cloned() else { return };
                 tokio::spawn(async move {

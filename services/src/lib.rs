@@ -59,6 +59,7 @@
 
 pub mod api;
 pub mod apply;
+pub mod bridge;
 pub mod candidate;
 pub mod cgroup_signal;
 pub mod containerd;

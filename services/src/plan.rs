@@ -33,6 +33,8 @@ pub struct Plan {
     pub log_max: u64,
     /// Directories on volumes that the binds need, made before each start.
     pub volume_dirs: Vec<crate::volume_dirs::VolumeDir>,
+    /// A bridge service: the bridge subnet and its publish rules, set up before each start.
+    pub bridge: Option<(hoist_config::Ipv4Cidr, Vec<hoist_config::Publish>)>,
 }
 
 /// JSON with every object's keys sorted, and capability sets too. oci-spec keeps maps
@@ -187,7 +189,9 @@ impl Desired {
                 .iter()
                 .map(|(name, s)| {
                     let plan = service(name, s, manifest.service.get(name), &manifest.seccomp_bpf);
-                    (name.clone(), Plan { log_max, ..plan })
+                    let bridge = (s.network == hoist_config::ServiceNetwork::Bridge)
+                        .then(|| (config.network.bridge_subnet, s.publish.clone()));
+                    (name.clone(), Plan { log_max, bridge, ..plan })
                 })
                 .collect(),
             onboot: config.onboot.iter().map(stage).collect(),

@@ -25,6 +25,28 @@ pub fn in_container(pid: u32, path: &str) -> PathBuf {
     Path::new(&format!("/proc/{pid}/root")).join(path.trim_start_matches('/'))
 }
 
+/// Does something accept on 127.0.0.1:`port` in the network namespace of process `pid`?
+/// A service in the host's namespace is reached from here; one in a namespace of its own
+/// (`network = "none"` or `"bridge"`) from a thread that entered it for one connect.
+async fn tcp_ready(pid: u32, port: u16) -> bool {
+    let ns = format!("/proc/{pid}/ns/net");
+    let own = std::fs::read_link("/proc/self/ns/net").ok();
+    if own.is_some() && std::fs::read_link(&ns).ok() == own {
+        return tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok();
+    }
+    let connect = move || -> bool {
+        let Ok(file) = std::fs::File::open(&ns) else { return false };
+        std::thread::spawn(move || {
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).is_ok()
+                && std::net::TcpStream::connect_timeout(&(std::net::Ipv4Addr::LOCALHOST, port).into(), POLL * 10)
+                    .is_ok()
+        })
+        .join()
+        .unwrap_or(false)
+    };
+    tokio::task::spawn_blocking(connect).await.unwrap_or(false)
+}
+
 /// Polls until the service is ready per `ready` (true), or its main process is gone
 /// (false). `Running` and `Notify` have nothing to poll: true and false at once.
 pub async fn probe(client: &Containerd, name: &str, pid: u32, ready: &Ready, process: &[u8]) -> bool {
@@ -36,7 +58,7 @@ pub async fn probe(client: &Containerd, name: &str, pid: u32, ready: &Ready, pro
         let ok = match ready {
             Ready::Running => return true,
             Ready::Notify => return false,
-            Ready::Tcp { port } => tokio::net::TcpStream::connect(("127.0.0.1", *port)).await.is_ok(),
+            Ready::Tcp { port } => tcp_ready(pid, *port).await,
             Ready::File { path } => in_container(pid, path).exists(),
             Ready::Exec { command } => {
                 attempt += 1;

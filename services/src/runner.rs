@@ -123,6 +123,15 @@ pub async fn start(client: &Containerd, plan: &Plan) -> Result<u32, StartError> 
         let opened = crate::volume_dirs::prepare(&root, dir).map_err(transient)?;
         crate::volume_dirs::stage(&opened, Path::new(&dir.staging)).map_err(transient)?;
     }
+    if let Some((subnet, publish)) = plan.bridge.clone() {
+        let service = name.to_string();
+        let attached = tokio::task::spawn_blocking(move || crate::bridge::attach(&service, subnet, &publish))
+            .await
+            .map_err(|e| transient(format!("bridge: {e}")))?;
+        let ip = attached.map_err(|e| transient(format!("bridge network: {e}")))?;
+        steps.done("bridge");
+        log::debug!("{name}: {ip} on the bridge");
+    }
     let mounts = rootfs_mounts(plan).map_err(|e| transient(format!("{RW_DIR}/{name}: {e}")))?;
     steps.done("rootfs");
     client.create_container(name, plan.spec.clone()).await.map_err(|e| transient(e.to_string()))?;

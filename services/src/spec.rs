@@ -18,8 +18,8 @@
 
 use std::collections::BTreeMap;
 
-use hoist_config::Service;
 use hoist_config::manifest::ServiceImage;
+use hoist_config::{Service, ServiceNetwork};
 use hoist_guest::paths;
 use oci_spec::runtime::{
     LinuxBuilder, LinuxDeviceCgroupBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResourcesBuilder,
@@ -85,6 +85,11 @@ pub struct Settings {
     pub host_pid: bool,
     /// sd_notify readiness: mount the notify socket dir and set NOTIFY_SOCKET.
     pub notify: bool,
+    /// The network namespace: the host's, an empty one, or one on the bridge.
+    pub network: hoist_config::ServiceNetwork,
+    /// Bridge only: recorded in the spec (annotation `hoist.publish`), so a change is a
+    /// change of plan.
+    pub publish: Vec<hoist_config::Publish>,
 }
 
 impl From<&Service> for Settings {
@@ -104,6 +109,8 @@ impl From<&Service> for Settings {
             disk: Some(s.disk),
             host_pid: s.host_pid,
             notify: matches!(s.ready, hoist_config::Ready::Notify),
+            network: s.network,
+            publish: s.publish.clone(),
         }
     }
 }
@@ -202,9 +209,14 @@ fn mounts(name: &str, settings: &Settings) -> Result<Vec<Mount>, oci_spec::OciSp
         mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"])?,
         mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"])?,
         mount("/run", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"])?,
-        // Host network namespace: the host's resolver settings apply.
+        // The host's resolver settings apply in every namespace (a bridge service reaches
+        // the host's name servers through NAT).
         mount("/etc/resolv.conf", "bind", "/etc/resolv.conf", &["rbind", "ro"])?,
-        mount("/etc/hosts", "bind", "/etc/hosts", &["rbind", "ro"])?,
+        // Bridge services name each other; the rest see the host's names.
+        match settings.network {
+            ServiceNetwork::Bridge => mount("/etc/hosts", "bind", paths::BRIDGE_HOSTS, &["rbind", "ro"])?,
+            _ => mount("/etc/hosts", "bind", "/etc/hosts", &["rbind", "ro"])?,
+        },
     ];
     for (i, b) in settings.binds.iter().enumerate() {
         m.push(mount(&b.dest, "bind", &host_source(name, i, b), &["rbind", if b.readonly { "ro" } else { "rw" }])?);
@@ -282,11 +294,26 @@ pub fn build(name: &str, settings: &Settings, image: &ServiceImage) -> Result<Sp
     if !settings.host_pid {
         kinds.insert(0, LinuxNamespaceType::Pid);
     }
-    let namespaces = kinds
+    let mut namespaces = kinds
         .into_iter()
         .map(|typ| LinuxNamespaceBuilder::default().typ(typ).build())
         .collect::<Result<Vec<_>, _>>()
         .map_err(err)?;
+    match settings.network {
+        ServiceNetwork::Host => {}
+        // A new one: the runtime brings its loopback up, and nothing else is in it.
+        ServiceNetwork::None => {
+            namespaces.push(LinuxNamespaceBuilder::default().typ(LinuxNamespaceType::Network).build().map_err(err)?)
+        }
+        // The one the supervisor made and wired to the bridge before the start.
+        ServiceNetwork::Bridge => namespaces.push(
+            LinuxNamespaceBuilder::default()
+                .typ(LinuxNamespaceType::Network)
+                .path(crate::bridge::netns::path(name))
+                .build()
+                .map_err(err)?,
+        ),
+    }
     let mut linux = LinuxBuilder::default();
     if let Some(seccomp) = seccomp {
         linux = linux.seccomp(seccomp);
@@ -299,9 +326,15 @@ pub fn build(name: &str, settings: &Settings, image: &ServiceImage) -> Result<Sp
         .cgroups_path(cgroup_path(name))
         .build()
         .map_err(err)?;
+    let mut annotations = std::collections::HashMap::new();
+    if settings.network == ServiceNetwork::Bridge && !settings.publish.is_empty() {
+        let rules: Vec<String> = settings.publish.iter().map(ToString::to_string).collect();
+        annotations.insert("hoist.publish".to_string(), rules.join(","));
+    }
     SpecBuilder::default()
         .version("1.0.2-dev")
         .hostname(name)
+        .annotations(annotations)
         .root(RootBuilder::default().path("rootfs").readonly(settings.readonly_rootfs).build().map_err(err)?)
         .process(process)
         .mounts(mounts(name, settings).map_err(err)?)

@@ -140,6 +140,12 @@ pub enum Effect {
     Cleanup {
         name: String,
     },
+    /// The service is off the bridge for good (removed, or replaced by a version on another
+    /// network): once its container is gone, free its namespace, address and rules.
+    LeaveBridge {
+        name: String,
+        subnet: hoist_config::Ipv4Cidr,
+    },
     /// Run a one-shot stage (plan from [`Core::stage_plan`]) to its end; report `StageDone`.
     RunStage {
         name: String,

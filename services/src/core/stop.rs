@@ -98,6 +98,9 @@ impl Core {
                 self.exited(now, name, &how, "replaced by its new version");
                 let plan = self.desired.services.get(name).cloned();
                 if let (Some(svc), Some(plan)) = (self.services.get_mut(name), plan) {
+                    if let (Some((subnet, _)), None) = (&svc.plan.bridge, &plan.bridge) {
+                        self.out.push(Effect::LeaveBridge { name: name.to_string(), subnet: *subnet });
+                    }
                     svc.plan = plan;
                 }
                 self.emit(now, name, "replaced", how);
@@ -121,9 +124,12 @@ impl Core {
 
     /// Drops a service that left the config, and what containerd still holds of it.
     pub(super) fn forget(&mut self, name: &str) {
-        self.services.remove(name);
+        let bridge = self.services.remove(name).and_then(|s| s.plan.bridge);
         self.persisted.service.remove(name);
         self.out.push(Effect::Cleanup { name: name.to_string() });
+        if let Some((subnet, _)) = bridge {
+            self.out.push(Effect::LeaveBridge { name: name.to_string(), subnet });
+        }
     }
 
     pub(super) fn on_command(&mut self, now: Ms, cmd: Command) -> Result<String, Refused> {
