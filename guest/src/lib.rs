@@ -13,7 +13,10 @@
 //!   prints and parses with one grammar;
 //! - [`boot`]: what PID 1 needs of the host config, written by the builder in a line format;
 //! - [`timeline`]: the boot timeline file PID 1 hands the supervisor;
-//! - [`network`]: the built-in `network` target, reached when PID 1 says so in a file;
+//! - [`network`]: the built-in `network` target, reached when PID 1 (or its DHCP client)
+//!   says so in a file;
+//! - [`netlink`]: rtnetlink requests, built and acked (PID 1's address and route, the DHCP
+//!   client's lease, the supervisor's bridge and veth pairs);
 //! - [`volume`]: volumes, from the boot file to PID 1's mount and the state file the
 //!   supervisor waits for; [`disk`]: what a disk holds, so that only a blank one is formatted;
 //! - [`modules`]: the kernel's module index, read at build time (what goes into the

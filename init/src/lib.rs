@@ -5,8 +5,9 @@
 //! rlimits, load the kernel modules containerd and the services need (overlayfs, the
 //! configured ones), bring loopback up, then start and keep alive two children: containerd
 //! and the supervisor (`hoist-supervisor`, which runs the services). Meanwhile a thread
-//! loads what the devices ask for and configures the network interface over netlink with
-//! a deadline, then reports the built-in `network` target ([`hoist_guest::network`]). It is the
+//! loads what the devices ask for and configures a static address over netlink with a
+//! deadline, then reports the built-in `network` target ([`hoist_guest::network`]); with
+//! `mode = "dhcp"` a third kept child, the DHCP client ([`dhcp`]), does that instead. It is the
 //! machine's one reaper, and it turns SIGTERM, SIGINT, SIGPWR and the ACPI power button
 //! into one orderly shutdown ([`shutdown`]). Volumes are set up by a child of its own
 //! ([`volumes`]) while containerd starts; with a `[state]` volume, PID 1 waits for that one

@@ -18,6 +18,8 @@
 //! degraded or not); the others start at once. A service that binds a volume waits the
 //! same way for PID 1's volume helper to say it is mounted ([`hoist_guest::volume`]); the
 //! directories it binds are made and staged without following symlinks ([`volume_dirs`]).
+//! A `network = "bridge"` service gets its namespace, address and NAT rules from
+//! [`bridge`] before each start.
 //!
 //! Service output never passes through the supervisor: each task's shim (`hoist-shim`)
 //! reads its stdout and stderr and writes prefixed lines to the console and to
