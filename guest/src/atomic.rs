@@ -9,6 +9,9 @@
 //! reused, and the rename names the directory by its descriptor, not its path. Files are
 //! 0600 unless the caller asks for another mode ([`write_mode`]); the process's umask can
 //! only take bits away.
+//!
+//! The exception is [`rewrite_in_place`], for files other processes bind-mounted (a rename
+//! would not reach them): the same inode, rewritten, so not torn-proof.
 
 use std::ffi::{CString, OsStr};
 use std::io::Write;
@@ -19,6 +22,23 @@ use std::path::{Path, PathBuf};
 /// Replaces `path` with `data` atomically, mode 0600; creates the parent directory if needed.
 pub fn write(path: &Path, data: &[u8]) -> std::io::Result<()> {
     write_mode(path, data, 0o600)
+}
+
+/// Rewrites `path` in place (made 0644 if missing), never through a symlink: for files
+/// other processes bind-mounted, which a replacement by rename would not reach. A reader
+/// may see old and new text mixed between the write and the truncate; the files this is
+/// for (resolv.conf, hosts) are short and read again on failure.
+pub fn rewrite_in_place(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    file.write_all_at(data, 0)?;
+    file.set_len(data.len() as u64)
 }
 
 /// [`write`] with another mode for the new file.

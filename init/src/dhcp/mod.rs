@@ -257,20 +257,9 @@ pub fn resolv_conf(interface: &str, dns: &[Ipv4Addr]) -> String {
     dns.iter().map(|d| format!("nameserver {d}\n")).collect()
 }
 
-/// Rewrites `path` in place: services bind-mounted this inode, so a new file would not
-/// reach them. Not through a symlink. A reader may see the old and new text mixed for the
-/// moment between the write and the truncate; resolvers read the file again on failure.
+/// resolv.conf rewritten in place: every service bind-mounted this inode.
 pub fn write_resolv_conf(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::os::unix::fs::{FileExt, OpenOptionsExt};
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?;
-    file.write_all_at(text.as_bytes(), 0)?;
-    file.set_len(text.len() as u64)
+    hoist_guest::atomic::rewrite_in_place(path, text.as_bytes())
 }
 
 /// The lease file's text: one line, `ADDR/PREFIX ROUTER|- DNS,..|- SERVER ACQUIRED LEASE T1 T2`.

@@ -117,22 +117,10 @@ pub fn hosts_text(ipam: &Ipam) -> String {
 
 /// Rewritten in place: the services bind-mounted this inode.
 fn write_hosts(ipam: &Ipam) -> Result<(), String> {
-    use std::os::unix::fs::{FileExt, OpenOptionsExt};
     let path = Path::new(paths::BRIDGE_HOSTS);
-    let text = hosts_text(ipam);
-    let write = || -> std::io::Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)?;
-        file.write_all_at(text.as_bytes(), 0)?;
-        file.set_len(text.len() as u64)
+    let write = || {
+        std::fs::create_dir_all(path.parent().unwrap_or(Path::new("/")))?;
+        hoist_guest::atomic::rewrite_in_place(path, hosts_text(ipam).as_bytes())
     };
     write().map_err(|e| format!("{}: {e}", path.display()))
 }
