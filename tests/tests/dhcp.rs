@@ -213,6 +213,11 @@ command = ["sh", "-c", "httpd -f -p 8080 -h /www & trap 'kill $!; exit 0' TERM; 
         std::thread::sleep(Duration::from_millis(500));
     };
     assert!(seen.len() >= 2 && seen.windows(2).all(|w| w[0] < w[1]), "renewals on the console: {seen:?}");
+    // Each renewal says how long the server took (REQUEST to ACK), for the numbers.
+    let lines = vm.console_lines();
+    let took: Vec<&str> = lines.iter().filter_map(|l| l.split("(renewed in ").nth(1)?.split(')').next()).collect();
+    eprintln!("renewal round trips: {took:?}");
+    assert!(took.len() >= 2, "renewals without their round trip: {took:?}");
     // Still the same address, and it works: the host reaches the service on it.
     let page = http_get_at(SocketAddr::from((addr, 8080)), Duration::from_secs(30)).expect("GET from the guest");
     assert!(page.contains("Hello from hoist"), "{page}");

@@ -117,9 +117,11 @@ command = ["sleep", "100000"]
 [service.watch]
 image = "@IMAGE@"
 host_pid = true
+capabilities = { add = ["CAP_SYS_PTRACE", "CAP_NET_ADMIN"] }
 command = ["sleep", "100000"]
 "#;
     let mut h = Host::boot(toml);
+    let toml_without_flappy = toml.split("[service.peer]").nth(1).expect("peer");
     let deadline = Instant::now() + Duration::from_secs(600);
     let restarts = loop {
         let n = h.status().iter().find(|s| s.name == "flappy").map_or(0, |s| s.restarts);
@@ -131,31 +133,60 @@ command = ["sleep", "100000"]
     assert!(restarts >= 100, "flappy restarted only {restarts} times in 10 min");
     // Between two starts flappy may hold its namespace or not: count what the other two
     // hold plus at most one of flappy's.
-    let count = "grep -c ' /run/hoist/netns/' /proc/1/mountinfo; grep -c ' hv[0-9]*:' /proc/1/net/dev";
-    let out = h.hoist(&["ctl", "exec", "watch", "--", "sh", "-c", count]);
-    let mut numbers: Vec<u32> =
-        String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect();
-    // The addresses handed out, as every bridge service's hosts file lists them.
-    let hosts = h.hoist(&[
-        "ctl",
-        "exec",
-        "peer",
-        "--",
-        "grep",
-        "-c",
-        "-v",
-        "-e",
-        "localhost",
-        "-e",
-        "hoist-bridge",
-        "/etc/hosts",
-    ]);
-    numbers.extend(String::from_utf8_lossy(&hosts.stdout).lines().filter_map(|l| l.trim().parse::<u32>().ok()));
-    assert_eq!(numbers.len(), 3, "{}\n{}", text(&out), text(&hosts));
-    let (namespaces, veths, addresses) = (numbers[0], numbers[1], numbers[2]);
-    assert!((1..=2).contains(&namespaces), "namespaces: {namespaces}\n{}", text(&out));
-    assert!((1..=2).contains(&veths), "veths: {veths}\n{}", text(&out));
-    assert_eq!(addresses, 2, "one address per bridge service\n{}", text(&out));
+    let (namespaces, veths, addresses, rules) = bridge_footprint(&h);
+    assert!((1..=2).contains(&namespaces), "namespaces: {namespaces}");
+    assert!((1..=2).contains(&veths), "veths: {veths}");
+    assert_eq!(addresses, 2, "one address per bridge service");
+    assert!(rules.contains("dport 9000"), "flappy's publish rule:\n{rules}");
+
+    // An apply that removes flappy gives back its address, namespace, veth and rules.
+    let v2 = h.config("v2.toml", &format!("version = 1\n[service.peer]{toml_without_flappy}"));
+    let applied = h.apply(&v2, &["--settle", "1s"]);
+    assert!(applied.status.success(), "{}", text(&applied));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = bridge_footprint(&h);
+        if now.0 == 1 && now.1 == 1 && now.2 == 1 && !now.3.contains("9000") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "flappy's network outlived its removal: {now:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let exit = h.vm.shutdown(Duration::from_secs(60)).expect("shutdown");
     assert!(exit.clean, "{exit:?}");
+}
+
+/// What the bridge holds, read from inside the guest: namespace mounts in PID 1's mount
+/// table, hoist's veths on the host side, the addresses every bridge service's hosts file
+/// lists (as `peer` sees it), and hoist's nftables table.
+fn bridge_footprint(h: &Host) -> (u32, u32, u32, String) {
+    let count = "grep -c ' /run/hoist/netns/' /proc/1/mountinfo; grep -c ' hv[0-9]*:' /proc/1/net/dev";
+    let out = h.hoist(&["ctl", "exec", "watch", "--", "sh", "-c", count]);
+    let numbers: Vec<u32> =
+        String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect();
+    let hosts_args =
+        ["ctl", "exec", "peer", "--", "grep", "-c", "-v", "-e", "localhost", "-e", "hoist-bridge", "/etc/hosts"];
+    let hosts = h.hoist(&hosts_args);
+    let addresses = String::from_utf8_lossy(&hosts.stdout).trim().parse::<u32>();
+    // nft from the host's root, reached through PID 1's root link.
+    let nft = h.hoist(&[
+        "ctl",
+        "exec",
+        "watch",
+        "--",
+        "chroot",
+        "/proc/1/root",
+        "/usr/sbin/nft",
+        "list",
+        "table",
+        "ip",
+        "hoist",
+    ]);
+    assert!(nft.status.success(), "{}", text(&nft));
+    match (numbers.as_slice(), addresses) {
+        (&[namespaces, veths], Ok(addresses)) => {
+            (namespaces, veths, addresses, String::from_utf8_lossy(&nft.stdout).into_owned())
+        }
+        _ => panic!("unreadable counts:\n{}\n{}", text(&out), text(&hosts)),
+    }
 }

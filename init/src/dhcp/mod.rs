@@ -103,8 +103,14 @@ impl Reporter {
         let detail = describe(&self.interface, lease, dns);
         if self.said() == Some((None, Some(detail.clone()))) {
             // Renewed (or taken up again by a restarted helper): the same lease, longer.
+            // `acquired` is when the REQUEST went out: the rest is the server's round trip
+            // (a lease taken up from the file was acquired before this helper started).
             let until = lease.expires_at() / 1000;
-            log::info!("dhcp: lease for {} on {} good until uptime {until} s", lease.address, self.interface);
+            let took = match lease.acquired >= self.started {
+                true => format!(" (renewed in {} ms)", now().saturating_sub(lease.acquired)),
+                false => " (taken up again)".to_string(),
+            };
+            log::info!("dhcp: lease for {} on {} good until uptime {until} s{took}", lease.address, self.interface);
         } else {
             console::say(&format!("network: {detail}"));
         }
