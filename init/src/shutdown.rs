@@ -50,9 +50,14 @@ pub fn catches(status: &str, sig: Signal) -> bool {
     u64::from_str_radix(mask.trim(), 16).is_ok_and(|m| (0..64).contains(&bit) && m & (1 << bit) != 0)
 }
 
-/// Has process `pid` installed a handler for `sig` (`proc` is /proc)?
+/// Has process `pid` installed a handler for `sig` (`proc` is /proc)? Only a child that
+/// has exec'd its own program counts: between fork and exec a child is a copy of PID 1,
+/// with PID 1's handlers, and a signal sent then meets the program's default action.
 pub fn catches_signal(proc: &Path, pid: Pid, sig: Signal) -> bool {
-    std::fs::read_to_string(proc.join(pid.to_string()).join("status")).is_ok_and(|s| catches(&s, sig))
+    let dir = proc.join(pid.to_string());
+    let exe = |d: &Path| std::fs::read_link(d.join("exe")).ok();
+    let exec_done = exe(&dir).is_some_and(|e| Some(e) != exe(&proc.join("self")));
+    exec_done && std::fs::read_to_string(dir.join("status")).is_ok_and(|s| catches(&s, sig))
 }
 
 /// Starts a child for the shutdown sequence: no restart if it fails.
@@ -262,13 +267,22 @@ mod tests {
         let proc = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(proc.path().join("7")).expect("mkdir");
         std::fs::write(proc.path().join("7/status"), with).expect("write");
+        std::fs::create_dir_all(proc.path().join("self")).expect("mkdir");
+        std::os::unix::fs::symlink("/init", proc.path().join("self/exe")).expect("self/exe");
+        std::os::unix::fs::symlink("/usr/bin/hoist-supervisor", proc.path().join("7/exe")).expect("7/exe");
         assert!(catches_signal(proc.path(), Pid::from_raw(7), Signal::SIGTERM));
         assert!(!catches_signal(proc.path(), Pid::from_raw(8), Signal::SIGTERM));
+        // Forked, not yet exec'd: PID 1's own image and handlers, which do not count.
+        std::fs::create_dir_all(proc.path().join("9")).expect("mkdir");
+        std::fs::write(proc.path().join("9/status"), with).expect("write");
+        std::os::unix::fs::symlink("/init", proc.path().join("9/exe")).expect("9/exe");
+        assert!(!catches_signal(proc.path(), Pid::from_raw(9), Signal::SIGTERM));
 
-        // and the real /proc agrees once a handler exists
-        let me = nix::unistd::getpid();
+        // and the real /proc agrees once a handler exists (our own image: only the mask)
         let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         signal_hook::flag::register(libc::SIGUSR2, flag).expect("handler");
-        assert!(catches_signal(Path::new("/proc"), me, Signal::SIGUSR2));
+        let status = std::fs::read_to_string("/proc/self/status").expect("status");
+        assert!(catches(&status, Signal::SIGUSR2));
+        assert!(!catches_signal(Path::new("/proc"), nix::unistd::getpid(), Signal::SIGUSR2));
     }
 }
