@@ -6,7 +6,8 @@
 # g++ (libFuzzer, for tests/fuzz.sh), e2fsprogs (mke2fs and e2fsck go into images with
 # volumes), dosfstools (the volume tests' foreign disk), dnsmasq-base (the DHCP tests'
 # server on a tap device), iproute2 (the tap devices), nftables (nft goes into images with
-# bridge services: their NAT).
+# bridge services: their NAT), docker-registry and skopeo (the docker:// tests' registry
+# on loopback, and the pushes to it).
 # Idempotent; run as root on Debian or Ubuntu.
 set -eu
 missing=""
@@ -30,6 +31,8 @@ command -v modprobe >/dev/null 2>&1 || missing="$missing kmod"
 need dnsmasq dnsmasq-base
 need nft nftables
 need ip iproute2
+need docker-registry docker-registry
+need skopeo skopeo
 ls /boot/vmlinuz-* >/dev/null 2>&1 || kernel=yes
 if [ -n "$missing" ] || [ "${kernel:-}" = yes ]; then
     echo "installing:$missing ${kernel:+kernel}" >&2
@@ -47,3 +50,5 @@ if [ -n "$missing" ] || [ "${kernel:-}" = yes ]; then
 fi
 # containerd must not run on the build machine for us; the package may have started it.
 systemctl disable --now containerd >/dev/null 2>&1 || true
+# Nor the registry on :5000: the tests start their own, on a free port.
+systemctl disable --now docker-registry >/dev/null 2>&1 || true

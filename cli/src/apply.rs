@@ -37,6 +37,8 @@ pub struct ApplyArgs {
     /// Accept images made for another architecture than the host's (linux/amd64)
     #[arg(long)]
     allow_foreign_arch: bool,
+    #[command(flatten)]
+    registry: crate::pull::RegistryArgs,
     /// JSON: the plan as one object with --plan; else first the bytes sent
     /// ({"sent_bytes":N,"image_bytes":M,"blobs_sent":K}), then one object per progress message
     #[arg(long)]
@@ -87,9 +89,11 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     let text = String::from_utf8(bytes).with_context(|| file.clone())?;
     // The plan needs digests only; blobs are listed (and hashed) only to be sent.
     let containers: Vec<Container<'_>> = config.containers().collect();
+    // docker:// images: pinned by the lock next to the file, pulled into the cache here.
+    let pinned = crate::pull::pin(&args.file, &config, &args.registry)?;
     let resolved = resolve_images(
         &containers,
-        |source| resolve(source, !args.plan, args.allow_foreign_arch),
+        |source| resolve(source, &pinned, !args.plan, args.allow_foreign_arch),
         &mut std::io::stderr(),
     )?;
     let request = pb::ApplyRequest {
@@ -109,15 +113,33 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
 
 /// An image source's digest, as `hoist build` would import it, and with `with_blobs` the
 /// blobs to send if the host lacks it (none for `dir:`, which cannot be sent).
-fn resolve(source: &ImageSource, with_blobs: bool, allow_foreign_arch: bool) -> anyhow::Result<Resolved> {
-    let image = oci::import(source)?;
+fn resolve(
+    source: &ImageSource,
+    pinned: &hoist_images::build::Pinned,
+    with_blobs: bool,
+    allow_foreign_arch: bool,
+) -> anyhow::Result<Resolved> {
+    let pin = match source {
+        ImageSource::Registry { reference } => {
+            let digest = pinned.digests.get(&reference.to_string());
+            Some(digest.ok_or_else(|| oci::OciError::NotPinned { reference: reference.to_string() })?)
+        }
+        _ => None,
+    };
+    let image = match pin {
+        Some(d) => oci::import_pinned(&pinned.cache, d, &Default::default())?,
+        None => oci::import(source)?,
+    };
     image.check_platform(&source.describe(), allow_foreign_arch)?;
     let digest = image.digest;
     let transfer = match source {
         ImageSource::Dir { .. } => None,
         _ if !with_blobs => None,
         _ => {
-            let t = oci::blobs(source)?;
+            let t = match pin {
+                Some(d) => oci::pinned_blobs(&pinned.cache, d)?,
+                None => oci::blobs(source)?,
+            };
             anyhow::ensure!(t.image == digest, "its blobs make image {}, but it imports as {digest}", t.image);
             Some(t)
         }

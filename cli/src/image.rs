@@ -39,8 +39,24 @@ pub enum ImageCommand {
         #[arg(long, default_value = "")]
         workdir: String,
     },
-    /// Read an image source (oci:DIR[:TAG], docker-archive:FILE.tar[:REF], dir:DIR), verify it, and summarize it.
-    Inspect { source: String },
+    /// Read an image source (docker://REF, oci:DIR[:TAG], docker-archive:FILE.tar[:REF], dir:DIR), verify it, and
+    /// summarize it. A docker:// image is pulled into the image cache first (what it lacks only).
+    Inspect {
+        source: String,
+        #[command(flatten)]
+        registry: crate::pull::RegistryArgs,
+    },
+    /// Pull a registry image (docker://REF, or REF as docker names it: nginx:1.27,
+    /// registry.local:5000/acme/api@sha256:...) into the image cache, and print its digest.
+    ///
+    /// Credentials come from ~/.docker/config.json (or $DOCKER_CONFIG, $REGISTRY_AUTH_FILE);
+    /// a registry's own CA from certs.d/HOST:PORT/*.crt under ~/.config/containers,
+    /// /etc/containers or /etc/docker. The cache is $HOIST_CACHE, else ~/.cache/hoist/oci.
+    Pull {
+        reference: String,
+        #[command(flatten)]
+        registry: crate::pull::RegistryArgs,
+    },
 }
 
 pub fn run(cmd: ImageCommand) -> anyhow::Result<ExitCode> {
@@ -63,11 +79,23 @@ pub fn run(cmd: ImageCommand) -> anyhow::Result<ExitCode> {
             println!("{}:{tag} {digest} ({} entries)", out.display(), tree.len());
             Ok(ExitCode::SUCCESS)
         }
-        ImageCommand::Inspect { source } => {
+        ImageCommand::Pull { reference, registry } => {
+            crate::pull::pull(&reference, &registry)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        ImageCommand::Inspect { source, registry } => {
             let text = format!("version = 1\n[service.x]\nimage = {source:?}\n");
             let config = hoist_config::parse(&text, "--source").map_err(|e| anyhow::anyhow!("{source}: {e}"))?;
             let image_source = &config.service["x"].image;
-            let image = oci::import(image_source)?;
+            let image = match image_source {
+                hoist_config::ImageSource::Registry { .. } => {
+                    let pinned = crate::pull::pull(&source, &registry)?;
+                    let digest = pinned.digest.unwrap_or_default();
+                    oci::import_pinned(&hoist_registry::Cache::default_root(), &digest, &Default::default())?
+                }
+                other => oci::import(other)?,
+            };
+            println!("platform:   {}", image.platform);
             println!("digest:     {}", image.digest);
             println!("entries:    {} ({} bytes of files)", image.rootfs.len(), image.rootfs.content_bytes());
             println!("entrypoint: {:?}", image.config.entrypoint);

@@ -1,5 +1,6 @@
 //! `hoist`: the user's command. Argument parsing and printing only; the work is in the
-//! hoist-config, hoist-images and hoist-qemu libraries (`hoist pki` is hoist-images' PKI),
+//! hoist-config, hoist-images, hoist-registry (docker:// pulls, the lock file) and
+//! hoist-qemu libraries (`hoist pki` is hoist-images' PKI),
 //! `hoist ctl` and `hoist apply` talk through the hoist-api client, and `hoist run` reads the guest's console with hoist-guest's
 //! `Line`. It links neither the supervisor (hoist-services) nor PID 1 (hoist-init).
 
@@ -12,6 +13,7 @@ mod image;
 mod logger;
 mod pki;
 mod progress;
+mod pull;
 mod rollout;
 mod run;
 mod send;
@@ -39,6 +41,10 @@ enum Command {
         file: PathBuf,
     },
     /// Build DIR/kernel, DIR/initrd.img and DIR/cmdline from a host config (reproducible).
+    ///
+    /// docker:// images are pulled into the image cache first (what it lacks only) and
+    /// pinned by digest in the lock file next to the config (host.toml -> host.lock):
+    /// later builds use the pins, even if a tag has moved, until --update.
     Build {
         /// The host config (host.toml)
         file: PathBuf,
@@ -57,6 +63,8 @@ enum Command {
         /// Accept images made for another architecture than the host's (linux/amd64)
         #[arg(long)]
         allow_foreign_arch: bool,
+        #[command(flatten)]
+        registry: pull::RegistryArgs,
     },
     /// Boot a built host under QEMU with its console on this terminal; Ctrl-C powers it off.
     Run(run::RunArgs),
@@ -80,8 +88,8 @@ fn main() -> ExitCode {
     logger::init(cli.verbose);
     let result = match cli.command {
         Command::Check { file } => check(&file),
-        Command::Build { file, out, compress, bin_dir, pki, allow_foreign_arch } => {
-            build(file, out, compress, bin_dir, pki, allow_foreign_arch)
+        Command::Build { file, out, compress, bin_dir, pki, allow_foreign_arch, registry } => {
+            build(file, out, compress, bin_dir, pki, allow_foreign_arch, &registry)
         }
         Command::Run(args) => run::run(args),
         Command::Image(cmd) => image::run(cmd),
@@ -127,11 +135,14 @@ fn build(
     bin_dir: Option<PathBuf>,
     pki: Option<PathBuf>,
     allow_foreign_arch: bool,
+    registry: &pull::RegistryArgs,
 ) -> anyhow::Result<ExitCode> {
     let bin_dir = match bin_dir {
         Some(d) => d,
         None => std::env::current_exe()?.parent().map(|p| p.to_path_buf()).unwrap_or_default(),
     };
+    let started = std::time::Instant::now();
+    let pinned = pull::pin_config(&file, registry)?;
     let opts = hoist_images::build::BuildOptions {
         config: file,
         out: out.clone(),
@@ -139,8 +150,8 @@ fn build(
         compression,
         pki,
         allow_foreign_arch,
+        pinned,
     };
-    let started = std::time::Instant::now();
     let report = hoist_images::build::build(&opts, &progress::Bar::new())?;
     println!(
         "built {} in {:.1} s: kernel {}, initrd.img {:.1} MB ({} files, {:.1} MB unpacked), services: {}",

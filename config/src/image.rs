@@ -1,5 +1,6 @@
 //! Where a service's root filesystem comes from: `oci:DIR[:TAG]`,
-//! `docker-archive:FILE.tar[:REPO:TAG]` or `dir:DIR`.
+//! `docker-archive:FILE.tar[:REPO:TAG]`, `dir:DIR`, or `docker://REFERENCE` (a registry, as
+//! skopeo names it: pulled by the builder into its cache and pinned by digest in host.lock).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -9,7 +10,9 @@ use crate::Reference;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ImageError {
-    #[error("invalid image {0:?}: expected oci:DIR[:TAG], docker-archive:FILE.tar[:REPO:TAG] or dir:DIR")]
+    #[error(
+        "invalid image {0:?}: expected docker://REFERENCE, oci:DIR[:TAG], docker-archive:FILE.tar[:REPO:TAG] or dir:DIR"
+    )]
     Prefix(String),
     #[error("invalid image {0:?}: the path is empty")]
     EmptyPath(String),
@@ -33,6 +36,8 @@ pub enum ImageSource {
     DockerArchive { file: PathBuf, reference: Option<String> },
     /// A plain root filesystem directory.
     Dir { dir: PathBuf },
+    /// An image in a registry (`docker://nginx:1.27`), normalized as the docker CLI does.
+    Registry { reference: Reference },
 }
 
 impl ImageSource {
@@ -46,14 +51,16 @@ impl ImageSource {
                 format!("docker-archive:{}:{r}", file.display())
             }
             ImageSource::Dir { dir } => format!("dir:{}", dir.display()),
+            ImageSource::Registry { reference } => format!("docker://{reference}"),
         }
     }
 
-    /// The host path the image is read from.
-    pub fn path(&self) -> &Path {
+    /// The host path the image is read from; none for a registry's.
+    pub fn path(&self) -> Option<&Path> {
         match self {
-            ImageSource::Oci { dir, .. } | ImageSource::Dir { dir } => dir,
-            ImageSource::DockerArchive { file, .. } => file,
+            ImageSource::Oci { dir, .. } | ImageSource::Dir { dir } => Some(dir),
+            ImageSource::DockerArchive { file, .. } => Some(file),
+            ImageSource::Registry { .. } => None,
         }
     }
 
@@ -62,6 +69,7 @@ impl ImageSource {
         let path = match self {
             ImageSource::Oci { dir, .. } | ImageSource::Dir { dir } => dir,
             ImageSource::DockerArchive { file, .. } => file,
+            ImageSource::Registry { .. } => return,
         };
         if path.is_relative() {
             *path = base.join(&*path);
@@ -77,6 +85,12 @@ impl FromStr for ImageSource {
         // No path or reference can hold one, and the builder would fail to open it.
         if s.contains('\0') {
             return Err(err(ImageError::Nul));
+        }
+        if let Some(reference) = s.strip_prefix("docker://") {
+            return match Reference::parse_named(reference) {
+                Ok(reference) => Ok(ImageSource::Registry { reference }),
+                Err(cause) => Err(ImageError::Reference { image: s.to_string(), cause }),
+            };
         }
         let (kind, rest) = s.split_once(':').ok_or_else(|| err(ImageError::Prefix))?;
         match kind {
@@ -162,6 +176,30 @@ mod tests {
     }
 
     #[test]
+    fn registry_references_normalize_like_the_docker_cli() {
+        let hex = "ab".repeat(32);
+        for (written, described) in [
+            ("docker://nginx:1.27", "docker://docker.io/library/nginx:1.27".to_string()),
+            ("docker://nginx", "docker://docker.io/library/nginx:latest".to_string()),
+            ("docker://registry.local:5000/acme/api:2", "docker://registry.local:5000/acme/api:2".to_string()),
+            (&format!("docker://ghcr.io/acme/api@sha256:{hex}"), format!("docker://ghcr.io/acme/api@sha256:{hex}")),
+        ] {
+            let source = image(written);
+            assert!(matches!(source, ImageSource::Registry { .. }), "{source:?}");
+            assert_eq!(source.describe(), described);
+            assert_eq!(source.path(), None);
+            // The described form reads back as the same image.
+            assert_eq!(image(&source.describe()), source);
+        }
+        for bad in
+            ["docker://", &format!("docker://@sha256:{hex}"), "docker://Nginx", "docker://nginx:", "docker://a//b"]
+        {
+            let err = bad.parse::<ImageSource>().expect_err(bad);
+            assert!(matches!(err, ImageError::Reference { .. }), "{bad}: {err:?}");
+        }
+    }
+
+    #[test]
     fn dir() {
         assert_eq!(image("dir:/srv/rootfs"), ImageSource::Dir { dir: "/srv/rootfs".into() });
     }
@@ -171,7 +209,7 @@ mod tests {
         type Make = fn(String) -> ImageError;
         let cases: [(&str, Make); 13] = [
             ("busybox", ImageError::Prefix),
-            ("docker://busybox", ImageError::Prefix),
+            ("docker:busybox", ImageError::Prefix),
             ("OCI:x", ImageError::Prefix),
             ("oci:", ImageError::EmptyPath),
             ("oci::latest", ImageError::EmptyPath),
@@ -209,6 +247,6 @@ mod tests {
         );
         let mut absolute = image("docker-archive:/srv/a.tar");
         absolute.resolve_against(Path::new("/etc/hoist"));
-        assert_eq!(absolute.path(), Path::new("/srv/a.tar"));
+        assert_eq!(absolute.path(), Some(Path::new("/srv/a.tar")));
     }
 }

@@ -21,6 +21,8 @@ const OFFICIAL_PREFIX: &str = "library/";
 const DEFAULT_TAG: &str = "latest";
 /// The docker CLI's limit on tags.
 const MAX_TAG: usize = 128;
+/// The docker CLI's limit on a whole name, registry included.
+const MAX_NAME: usize = 255;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid image reference {reference:?}: {reason}")]
@@ -68,6 +70,43 @@ impl Reference {
             (None, None) => Some(DEFAULT_TAG.to_string()),
         };
         Ok(Reference { name: Some(name), tag, digest })
+    }
+
+    /// [`Reference::parse`] for a pull from a registry: the name is required (`@sha256:...`
+    /// alone names no repository), and docker's stricter rules apply: the registry is a
+    /// host name or address with an optional port, a repository component joins lowercase
+    /// letters and digits with one `.`, one or two `_` or any number of `-`, the whole name
+    /// is at most 255 characters, and a repository is not 64 hex digits (an image ID).
+    pub fn parse_named(text: &str) -> Result<Self, ReferenceError> {
+        let reference = Self::parse(text)?;
+        let err = |reason| ReferenceError { reference: text.to_string(), reason };
+        let (Some(registry), Some(repository)) = (reference.registry(), reference.repository()) else {
+            return Err(err("a registry image needs a repository name, e.g. nginx:1.27 or nginx@sha256:..."));
+        };
+        if reference.name.as_ref().is_some_and(|n| n.len() > MAX_NAME) {
+            return Err(err("a name is at most 255 characters"));
+        }
+        if !is_domain(registry) {
+            return Err(err("the registry is a host name or address with an optional :port"));
+        }
+        if !repository.split('/').all(is_docker_component) {
+            return Err(err("a repository component joins lowercase letters and digits with '.', '_', '__' or dashes"));
+        }
+        let short = repository.strip_prefix(OFFICIAL_PREFIX).unwrap_or(repository);
+        if short.len() == 64 && short.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(err("64 hex digits are an image ID, not a repository"));
+        }
+        Ok(reference)
+    }
+
+    /// The registry part of the name: `docker.io`, `localhost:5000`.
+    pub fn registry(&self) -> Option<&str> {
+        Some(self.name.as_deref()?.split_once('/')?.0)
+    }
+
+    /// The repository within the registry: `library/nginx`, `acme/api`.
+    pub fn repository(&self) -> Option<&str> {
+        Some(self.name.as_deref()?.split_once('/')?.1)
     }
 
     /// The same image by name and tag (a digest, if any, is compared separately).
@@ -135,6 +174,53 @@ fn is_registry(component: &str) -> bool {
     component.contains(['.', ':']) || component == "localhost" || component.bytes().any(|b| b.is_ascii_uppercase())
 }
 
+/// docker's domain: dot-separated labels of letters, digits and inner dashes, or an IPv6
+/// address in brackets; then an optional port.
+fn is_domain(domain: &str) -> bool {
+    let (host, port) = match domain.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(':') && (!host.starts_with('[') || host.ends_with(']')) => {
+            (host, Some(port))
+        }
+        _ => (domain, None),
+    };
+    if port.is_some_and(|p| p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit())) {
+        return false;
+    }
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return v6.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    let label = |l: &str| {
+        let b = l.as_bytes();
+        !b.is_empty()
+            && b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric()
+            && b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-')
+    };
+    host.split('.').all(label)
+}
+
+/// docker's path component: `[a-z0-9]+` runs joined by `.`, `_`, `__` or dashes.
+fn is_docker_component(part: &str) -> bool {
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let mut rest = part.as_bytes();
+    loop {
+        let run = rest.iter().take_while(|&&b| alnum(b)).count();
+        if run == 0 {
+            return false;
+        }
+        rest = &rest[run..];
+        let sep = rest.iter().take_while(|&&b| !alnum(b)).count();
+        if sep == 0 {
+            return rest.is_empty();
+        }
+        let ok = matches!(&rest[..sep], b"." | b"_" | b"__") || rest[..sep].iter().all(|&b| b == b'-');
+        if !ok {
+            return false;
+        }
+        rest = &rest[sep..];
+    }
+}
+
 fn is_path_component(part: &str) -> bool {
     let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
     let bytes = part.as_bytes();
@@ -193,6 +279,35 @@ mod tests {
         assert!(
             short.same_name_and_tag(&long) && !short.same_name_and_tag(&Reference::parse("busybox").expect("bare"))
         );
+    }
+
+    #[test]
+    fn registry_references_follow_the_stricter_rules() {
+        let hex = "a".repeat(64);
+        for good in
+            ["nginx", "registry.local:5000/acme/api:2", "[::1]:5000/app", "a__b/c-----d/e.f_g", "127.0.0.1:5000/x"]
+        {
+            Reference::parse_named(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+        let named = Reference::parse_named("registry.local:5000/acme/api:2").expect("named");
+        assert_eq!((named.registry(), named.repository()), (Some("registry.local:5000"), Some("acme/api")));
+        let official = Reference::parse_named("nginx").expect("official");
+        assert_eq!((official.registry(), official.repository()), (Some("docker.io"), Some("library/nginx")));
+        let cases: &[(String, &str)] = &[
+            (format!("@sha256:{hex}"), "needs a repository name"),
+            ("a..b".into(), "joins lowercase"),
+            ("a._b".into(), "joins lowercase"),
+            ("a___b".into(), "joins lowercase"),
+            (format!("acme/{}", "a".repeat(260)), "at most 255"),
+            ("bad_host.io/app".into(), "host name or address"),
+            ("host.io:port/app".into(), "host name or address"),
+            ("-host.io/app".into(), "host name or address"),
+            ("ab".repeat(32), "image ID"),
+        ];
+        for (text, reason) in cases {
+            let err = Reference::parse_named(text).expect_err(text);
+            assert!(err.reason.contains(reason), "{text:?}: {err}");
+        }
     }
 
     #[test]

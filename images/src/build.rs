@@ -116,6 +116,17 @@ pub struct BuildOptions {
     pub pki: Option<PathBuf>,
     /// Build in images made for another platform than [`oci::TARGET_PLATFORM`] (a warning).
     pub allow_foreign_arch: bool,
+    /// Where `docker://` images were pulled to, and the digest each is pinned to.
+    pub pinned: Pinned,
+}
+
+/// `docker://` images, pulled beforehand (by hoist-registry, for the CLI): the cache (an
+/// OCI layout of blobs) and the digest each reference (normalized) is pinned to. The build
+/// itself does no network.
+#[derive(Debug, Clone, Default)]
+pub struct Pinned {
+    pub cache: PathBuf,
+    pub digests: BTreeMap<String, String>,
 }
 
 #[derive(Debug)]
@@ -176,7 +187,17 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport
         let step = format!("image {name}");
         progress.begin(&step);
         let source = image_source.describe();
-        let image = oci::import_with(image_source, &image_limits(total_left)).map_err(|e| BuildError::Image {
+        let limits = image_limits(total_left);
+        let imported = match image_source {
+            hoist_config::ImageSource::Registry { reference } => {
+                match opts.pinned.digests.get(&reference.to_string()) {
+                    Some(digest) => oci::import_pinned(&opts.pinned.cache, digest, &limits),
+                    None => Err(oci::OciError::NotPinned { reference: reference.to_string() }),
+                }
+            }
+            other => oci::import_with(other, &limits),
+        };
+        let image = imported.map_err(|e| BuildError::Image {
             service: name.to_string(),
             image: source.clone(),
             cause: Box::new(e),

@@ -15,9 +15,10 @@
 //! name and the revocation list go into the image; `hoist pki` issues and revokes client
 //! certificates with roles.
 //!
-//! It does not pull from registries (there is no network here): images come from local
-//! OCI layouts, `docker save` tarballs or plain directories, and [`oci::create_oci_layout`]
-//! makes an image from local files.
+//! It does no network: images come from local OCI layouts, `docker save` tarballs, plain
+//! directories, or the build host's registry cache that hoist-registry filled (read by
+//! the pinned digest, [`oci::import_pinned`]); [`oci::create_oci_layout`] makes an image
+//! from local files.
 
 pub mod boot;
 pub mod build;

@@ -22,6 +22,7 @@ use hoist_images::tree::Tree;
 
 pub mod host;
 pub mod newc;
+pub mod registry;
 
 /// target/<profile>: where the test binary's own profile put hoist-init & co.
 pub fn bin_dir() -> PathBuf {
@@ -132,6 +133,7 @@ pub fn build_host_with(work: &Path, toml: &str, compression: hoist_images::compr
         compression,
         pki,
         allow_foreign_arch: false,
+        pinned: Default::default(),
     };
     hoist_images::build::build(&opts, &hoist_images::build::Quiet).expect("hoist build");
     out

@@ -69,6 +69,7 @@ fn an_output_directory_others_can_write_is_refused() {
         compression: hoist_images::compress::Compression::Lz4,
         pki: None,
         allow_foreign_arch: false,
+        pinned: Default::default(),
     };
     let err = hoist_images::build::build(&opts, &hoist_images::build::Quiet).expect_err("refused");
     assert!(err.to_string().starts_with(&format!("output directory {}: writable by", out.display())), "{err}");

@@ -27,7 +27,17 @@ pub fn import_oci_layout(dir: &Path, tag: Option<&str>) -> Result<Image, OciErro
 
 /// [`import_oci_layout`] within `limits`.
 pub(super) fn import(dir: &Path, tag: Option<&str>, limits: &Limits) -> Result<Image, OciError> {
-    let Selected { blobs, desc, manifest, .. } = select_manifest(dir, tag)?;
+    import_selected(select_manifest(dir, tag)?, limits)
+}
+
+/// Imports the image whose manifest or index is the blob `digest` of the layout at `dir`
+/// (the build host's registry cache: no `index.json` is read), within `limits`.
+pub(super) fn import_digest(dir: &Path, digest: &str, limits: &Limits) -> Result<Image, OciError> {
+    import_selected(select_digest(dir, digest)?, limits)
+}
+
+fn import_selected(selected: Selected, limits: &Limits) -> Result<Image, OciError> {
+    let Selected { blobs, desc, manifest, .. } = selected;
     let config_data = blobs.read("config", &manifest.config)?;
     let config: ConfigBlob = spec::parse(&format!("config {}", manifest.config.digest), &config_data)?;
     let platform = config.platform();
@@ -82,11 +92,31 @@ pub(super) fn select_manifest(dir: &Path, tag: Option<&str>) -> Result<Selected,
     if index.manifests.is_empty() {
         return Err(OciError::NoImages { path: index_file });
     }
-    let mut desc = select(&index.manifests, tag)?.clone();
+    let desc = select(&index.manifests, tag)?.clone();
+    follow(Blobs::open_dir(dir, &root)?, desc)
+}
 
-    let blobs_dir = open::dir_at(root.as_fd(), "blobs".as_ref(), &dir.join("blobs"))?;
-    let sha256 = open::dir_at(blobs_dir.as_fd(), "sha256".as_ref(), &dir.join("blobs/sha256"))?;
-    let blobs = Blobs { dir: dir.to_path_buf(), sha256 };
+/// The image manifest the blob `digest` is, or selects if an index, in the layout at `dir`;
+/// its size is taken from the file, its content checked against the digest before use.
+pub(super) fn select_digest(dir: &Path, digest: &str) -> Result<Selected, OciError> {
+    let root = open::dir(dir)?;
+    let blobs = Blobs::open_dir(dir, &root)?;
+    let name = sha256_hex(digest)?;
+    let path = dir.join("blobs/sha256").join(name);
+    let (_, stat) = open::file_at(blobs.sha256.as_fd(), name.as_ref(), &path)?;
+    let size = u64::try_from(stat.st_size).unwrap_or(0);
+    let desc = Descriptor {
+        media_type: String::new(),
+        digest: digest.to_string(),
+        size,
+        platform: None,
+        annotations: Default::default(),
+    };
+    follow(blobs, desc)
+}
+
+/// Follows `desc` through nested indexes to the linux/amd64 image manifest.
+fn follow(blobs: Blobs, mut desc: Descriptor) -> Result<Selected, OciError> {
     let mut depth = 0;
     let (manifest, data) = loop {
         let kind = if matches!(desc.media_type.as_str(), OCI_INDEX | DOCKER_LIST) { "index" } else { "manifest" };
@@ -173,6 +203,13 @@ pub(super) struct Blobs {
 }
 
 impl Blobs {
+    /// `blobs/sha256` of the layout at `dir`, opened from its open root `root`.
+    fn open_dir(dir: &Path, root: &OwnedFd) -> Result<Blobs, OciError> {
+        let blobs_dir = open::dir_at(root.as_fd(), "blobs".as_ref(), &dir.join("blobs"))?;
+        let sha256 = open::dir_at(blobs_dir.as_fd(), "sha256".as_ref(), &dir.join("blobs/sha256"))?;
+        Ok(Blobs { dir: dir.to_path_buf(), sha256 })
+    }
+
     /// Where the blob `desc` names is stored; a digest that is not sha256 hex is refused.
     pub(super) fn path(&self, desc: &Descriptor) -> Result<PathBuf, OciError> {
         Ok(self.dir.join("blobs/sha256").join(sha256_hex(&desc.digest)?))

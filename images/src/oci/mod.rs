@@ -34,8 +34,12 @@
 //! byte-for-byte reproducible: sorted entries, mtime 0, no user names, gzip without name or
 //! time, JSON with a fixed field order.
 //!
-//! Not supported: registries (no network here: images come from local layouts and tarballs),
-//! signatures and attestations, encrypted layers, digests other than sha256, platforms other
+//! **Registries** (`docker://`): this crate does no network. `hoist build` pulls into the
+//! build host's cache, an OCI layout with no index (hoist-registry), and pins each
+//! reference to a digest; [`import_pinned`] reads the image from there by that digest,
+//! with every check a layout gets.
+//!
+//! Not supported: signatures and attestations, encrypted layers, digests other than sha256, platforms other
 //! than linux/amd64 in multi-platform indexes (an image whose config names another
 //! platform is refused by its callers unless allowed: [`Image::check_platform`]), block
 //! devices and fifos (skipped with a warning), extended attributes and file capabilities
@@ -55,7 +59,7 @@ mod spec;
 mod transfer;
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::tree::Tree;
 
@@ -64,7 +68,7 @@ pub use dir::import_dir;
 pub use docker::import_docker_archive;
 pub use layout::import_oci_layout;
 pub use limits::{IMAGE_BYTES, IMAGE_ENTRIES, Limits, TOTAL_BYTES};
-pub use transfer::{Blob, BlobData, BlobKind, Transfer, blobs, docker_archive_blobs, oci_layout_blobs};
+pub use transfer::{Blob, BlobData, BlobKind, Transfer, blobs, docker_archive_blobs, oci_layout_blobs, pinned_blobs};
 
 /// An imported image, unpacked.
 #[derive(Debug, Clone)]
@@ -184,6 +188,8 @@ pub enum OciError {
     NoSuchImageId { digest: String, available: Vec<String> },
     #[error("{dir}: a plain directory cannot be sent to a running host; make an OCI layout with `hoist image create`")]
     NotSendable { dir: PathBuf },
+    #[error("{reference} is in a registry: it is read from the build cache by the digest host.lock pins it to")]
+    NotPinned { reference: String },
 }
 
 fn list(items: &[String]) -> String {
@@ -202,5 +208,12 @@ pub fn import_with(source: &hoist_config::ImageSource, limits: &Limits) -> Resul
         ImageSource::Oci { dir, tag } => layout::import(dir, tag.as_deref(), limits),
         ImageSource::DockerArchive { file, reference } => docker::import(file, reference.as_deref(), limits),
         ImageSource::Dir { dir } => dir::import(dir, limits),
+        ImageSource::Registry { reference } => Err(OciError::NotPinned { reference: reference.to_string() }),
     }
+}
+
+/// Imports a registry image from the cache `dir` (an OCI layout that holds blobs only) by
+/// the digest of the manifest or index its reference was pinned to.
+pub fn import_pinned(dir: &Path, digest: &str, limits: &Limits) -> Result<Image, OciError> {
+    layout::import_digest(dir, digest, limits)
 }

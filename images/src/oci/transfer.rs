@@ -98,13 +98,24 @@ pub fn blobs(source: &hoist_config::ImageSource) -> Result<Transfer, OciError> {
         ImageSource::Oci { dir, tag } => oci_layout_blobs(dir, tag.as_deref()),
         ImageSource::DockerArchive { file, reference } => docker_archive_blobs(file, reference.as_deref()),
         ImageSource::Dir { dir } => Err(OciError::NotSendable { dir: dir.clone() }),
+        ImageSource::Registry { reference } => Err(OciError::NotPinned { reference: reference.to_string() }),
     }
 }
 
 /// The manifest, config and layer blobs of the image `tag` selects in the layout at `dir`,
 /// each verified against its descriptor. Nested indexes are not part of the image.
 pub fn oci_layout_blobs(dir: &Path, tag: Option<&str>) -> Result<Transfer, OciError> {
-    let layout::Selected { blobs, desc, manifest, data } = layout::select_manifest(dir, tag)?;
+    selected_blobs(layout::select_manifest(dir, tag)?)
+}
+
+/// [`oci_layout_blobs`] of a registry image in the build cache at `dir`, by the digest of
+/// the manifest or index it is pinned to.
+pub fn pinned_blobs(dir: &Path, digest: &str) -> Result<Transfer, OciError> {
+    selected_blobs(layout::select_digest(dir, digest)?)
+}
+
+fn selected_blobs(selected: layout::Selected) -> Result<Transfer, OciError> {
+    let layout::Selected { blobs, desc, manifest, data } = selected;
     let media_type = match (desc.media_type.as_str(), &manifest.media_type) {
         ("", Some(inside)) => inside.clone(),
         ("", None) => OCI_MANIFEST.to_string(),
