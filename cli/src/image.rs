@@ -57,6 +57,13 @@ pub enum ImageCommand {
         #[command(flatten)]
         registry: crate::pull::RegistryArgs,
     },
+    /// Remove from the image cache what no lock file pins (lock files are remembered when
+    /// a build or apply reads or writes them; one that is gone no longer counts).
+    Prune {
+        /// Only say what would be removed
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 pub fn run(cmd: ImageCommand) -> anyhow::Result<ExitCode> {
@@ -77,6 +84,10 @@ pub fn run(cmd: ImageCommand) -> anyhow::Result<ExitCode> {
             let config = ImageConfig { entrypoint, cmd, env, working_dir: workdir, user: String::new() };
             let digest = oci::create_oci_layout(&out, &tag, &tree, &config)?;
             println!("{}:{tag} {digest} ({} entries)", out.display(), tree.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        ImageCommand::Prune { dry_run } => {
+            crate::pull::prune(dry_run)?;
             Ok(ExitCode::SUCCESS)
         }
         ImageCommand::Pull { reference, registry } => {

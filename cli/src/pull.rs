@@ -97,6 +97,8 @@ pub fn pin(
         lock.save(&lock_path, &name)?;
         eprintln!("  wrote {}", lock_path.display());
     }
+    // What this lock pins stays through `hoist image prune`.
+    hoist_registry::prune::remember(puller.cache(), &lock_path)?;
     Ok(hoist_images::build::Pinned { cache: puller.cache().root().to_path_buf(), digests })
 }
 
@@ -155,4 +157,25 @@ impl Progress for Lines {
     }
 
     fn blob_done(&self, _digest: &str) {}
+}
+
+/// `hoist image prune`: what no remembered lock file pins goes (or, dry, is counted).
+pub fn prune(dry_run: bool) -> anyhow::Result<()> {
+    let root = Cache::default_root();
+    let cache = Cache::open(&root)?;
+    let r = hoist_registry::prune::prune(&cache, dry_run).map_err(anyhow::Error::msg)?;
+    for lock in &r.locks {
+        eprintln!("  keeping what {} pins", lock.display());
+    }
+    let verb = if dry_run { "would remove" } else { "removed" };
+    println!(
+        "{}: {verb} {} blobs ({:.1} MB); kept {} blobs ({:.1} MB) for {} lock files",
+        root.display(),
+        r.removed,
+        r.removed_bytes as f64 / 1e6,
+        r.kept,
+        r.kept_bytes as f64 / 1e6,
+        r.locks.len()
+    );
+    Ok(())
 }

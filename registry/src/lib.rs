@@ -12,12 +12,14 @@
 //! - [`certs`]: a registry's own CA certificates from `certs.d` directories, as skopeo
 //!   and docker find them; the system's roots are always trusted.
 //! - [`lock`]: `host.lock`, the digest each `docker://` reference of a config is pinned to.
+//! - [`prune`]: removes from the cache what no remembered lock file needs.
 
 pub mod auth;
 pub mod cache;
 pub mod certs;
 pub mod lock;
 pub mod manifest;
+pub mod prune;
 pub mod pull;
 
 pub use cache::Cache;

@@ -323,8 +323,17 @@ impl Call<'_> {
         }
         let mut writer = self.puller.cache.writer(digest, Some(size)).map_err(|c| Failure::Final(self.cache(c)))?;
         while let Some(chunk) = stream.stream.next().await {
-            // A body cut short is worth another try; the partial file goes with the writer.
-            let chunk = chunk.map_err(|e| Failure::Transient(format!("blob {digest}: {e}")))?;
+            // A body cut short is worth another try (the partial file goes with the
+            // writer); content that is not what its digest says is final.
+            let chunk = chunk.map_err(|e| {
+                let what = format!("blob {digest}: {e}");
+                match e.get_ref().is_some_and(|inner| inner.is::<oci_client::errors::DigestError>()) {
+                    true => Failure::Final(
+                        self.other(format!("{} sent bad content: {what}; nothing was cached", self.registry)),
+                    ),
+                    false => Failure::Transient(what),
+                }
+            })?;
             writer.write(&chunk).map_err(|c| Failure::Final(self.cache(c)))?;
             progress.bytes(writer.written(), size);
         }

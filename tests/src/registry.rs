@@ -98,7 +98,14 @@ impl Registry {
     pub fn push(&self, layout: &Path, tag: &str, repo_tag: &str) -> String {
         let dest = format!("docker://{}/{repo_tag}", self.host());
         let out = Command::new("skopeo")
-            .args(["--insecure-policy", "copy", "--preserve-digests", "--dest-creds", &format!("{USER}:{PASSWORD}")])
+            .args([
+                "--insecure-policy",
+                "copy",
+                "--all",
+                "--preserve-digests",
+                "--dest-creds",
+                &format!("{USER}:{PASSWORD}"),
+            ])
             .arg("--dest-cert-dir")
             .arg(self.dir.join("ca"))
             .arg(format!("oci:{}:{tag}", layout.display()))
@@ -115,6 +122,19 @@ impl Registry {
             .expect("skopeo inspect");
         assert!(inspect.status.success(), "skopeo inspect: {}", String::from_utf8_lossy(&inspect.stderr));
         String::from_utf8_lossy(&inspect.stdout).trim().to_string()
+    }
+
+    /// The registry's own stored files for blobs (its filesystem storage), by digest.
+    pub fn stored_blobs(&self) -> Vec<(String, PathBuf)> {
+        let root = self.dir.join("data/docker/registry/v2/blobs/sha256");
+        let mut found = Vec::new();
+        for prefix in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            for blob in std::fs::read_dir(prefix.path()).into_iter().flatten().flatten() {
+                let name = blob.file_name().to_string_lossy().into_owned();
+                found.push((format!("sha256:{name}"), blob.path().join("data")));
+            }
+        }
+        found
     }
 
     /// A home for hoist: `.docker/config.json` with `password` for the test user, and the

@@ -140,6 +140,17 @@ fn a_host_from_a_registry_image_boots_and_its_lock_holds_until_update() {
     assert!(said.contains(&format!("moved from {d1} to {d2}")), "{said}");
     assert!(std::fs::read_to_string(&lock).expect("lock").contains(&d2));
     assert_ne!(std::fs::read(out1.join("initrd.img")).ok(), std::fs::read(out4.join("initrd.img")).ok());
+
+    // Prune: the old image goes (manifest, config, layer), what host.lock pins stays, so
+    // the next build downloads nothing.
+    let pruned = registry::hoist(&home, &cache, &["image", "prune"]);
+    assert!(pruned.status.success(), "{}", text(&pruned));
+    let said = String::from_utf8_lossy(&pruned.stdout).to_string();
+    assert!(said.contains("removed 3 blobs") && said.contains("for 1 lock files"), "{said}");
+    let blobs = r.blob_gets();
+    let (out5, _) = build("out5", &[]);
+    assert_eq!(r.blob_gets(), blobs, "prune removed what the lock pins");
+    assert_same(&out4, &out5);
 }
 
 fn assert_same(a: &Path, b: &Path) {
@@ -157,4 +168,106 @@ fn cache_usage(cache: &Path) -> (usize, u64) {
     let dir = cache.join("blobs/sha256");
     let entries: Vec<_> = std::fs::read_dir(dir).expect("cache").flatten().collect();
     (entries.len(), entries.iter().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+}
+
+#[test]
+fn an_index_resolves_to_the_platform_asked_for_and_a_corrupted_blob_is_refused() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let r = Registry::start(work.path());
+    let home = r.home(&work.path().join("home"), PASSWORD);
+    let cache = work.path().join("cache");
+    let (multi, amd64, arm64) = two_platform_layout(work.path());
+    let index = r.push(&multi, "multi", "acme/multi:1");
+    let pull = |extra: &[&str]| {
+        let reference = format!("docker://{}/acme/multi:1", r.host());
+        let mut args = vec!["image", "pull", reference.as_str()];
+        args.extend_from_slice(extra);
+        registry::hoist(&home, &cache, &args)
+    };
+    let default = pull(&[]);
+    assert!(default.status.success(), "{}", text(&default));
+    let said = String::from_utf8_lossy(&default.stdout).to_string();
+    assert!(said.contains(&format!("{index} (image manifest {amd64})")), "the index, resolved to amd64: {said}");
+    let arm = pull(&["--platform", "linux/arm64"]);
+    assert!(String::from_utf8_lossy(&arm.stdout).contains(&format!("(image manifest {arm64})")), "{}", text(&arm));
+    let none = pull(&["--platform", "linux/s390x"]);
+    let said = String::from_utf8_lossy(&none.stderr).to_string();
+    assert!(said.contains("its index has no linux/s390x image (it has linux/amd64, linux/arm64)"), "{said}");
+
+    // A layer flipped in the registry's own storage: refused at once, nothing cached.
+    let before: Vec<String> = r.stored_blobs().into_iter().map(|(d, _)| d).collect();
+    let mut tree = busybox_tree().clone();
+    tree.insert_file("www/other.html", 0o644, b"another layer\n".to_vec());
+    let other = work.path().join("other");
+    oci::create_oci_layout(&other, "latest", &tree, &ImageConfig::default()).expect("image");
+    r.push(&other, "latest", "acme/bad:1");
+    let (layer, path) = r
+        .stored_blobs()
+        .into_iter()
+        .filter(|(d, _)| !before.contains(d))
+        .max_by_key(|(_, p)| std::fs::metadata(p).map_or(0, |m| m.len()))
+        .expect("the new layer");
+    let mut data = std::fs::read(&path).expect("stored layer");
+    let middle = data.len() / 2;
+    data[middle] ^= 0x20;
+    std::fs::write(&path, data).expect("corrupt");
+    let asked = r.blob_gets();
+    let bad = registry::hoist(&home, &cache, &["image", "pull", &format!("docker://{}/acme/bad:1", r.host())]);
+    let said = String::from_utf8_lossy(&bad.stderr).to_string();
+    assert!(!bad.status.success(), "{}", text(&bad));
+    assert!(said.contains("sent bad content") && said.contains("nothing was cached"), "{said}");
+    assert_eq!(r.blob_gets() - asked, 2, "config and layer once each: a bad digest is not retried\n{}", r.log());
+    let hex = layer.trim_start_matches("sha256:");
+    assert!(!cache.join("blobs/sha256").join(hex).exists(), "the corrupted layer was cached");
+    assert_eq!(std::fs::read_dir(cache.join("tmp")).expect("tmp").count(), 0, "a partial download was left");
+}
+
+/// An OCI layout tagged `multi` whose index names the busybox image for linux/amd64 and the
+/// same layer under a config that says linux/arm64; with the two manifests' digests.
+fn two_platform_layout(work: &Path) -> (std::path::PathBuf, String, String) {
+    use sha2::Digest;
+    let src = busybox_image();
+    let dir = work.join("multi");
+    std::fs::create_dir_all(dir.join("blobs/sha256")).expect("mkdir");
+    for e in std::fs::read_dir(src.join("blobs/sha256")).expect("blobs").flatten() {
+        std::fs::copy(e.path(), dir.join("blobs/sha256").join(e.file_name())).expect("copy blob");
+    }
+    std::fs::copy(src.join("oci-layout"), dir.join("oci-layout")).expect("oci-layout");
+    let read = |digest: &str| {
+        std::fs::read(dir.join("blobs/sha256").join(digest.trim_start_matches("sha256:"))).expect("blob")
+    };
+    let put = |data: &[u8]| {
+        let digest = format!("sha256:{:x}", sha2::Sha256::digest(data));
+        std::fs::write(dir.join("blobs/sha256").join(digest.trim_start_matches("sha256:")), data).expect("write");
+        (digest, data.len())
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(src.join("index.json")).expect("index")).expect("json");
+    let amd64 = index["manifests"][0]["digest"].as_str().expect("digest").to_string();
+    let amd64_size = read(&amd64).len();
+    let mut manifest: serde_json::Value = serde_json::from_slice(&read(&amd64)).expect("manifest");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&read(manifest["config"]["digest"].as_str().expect("config"))).expect("config");
+    config["architecture"] = "arm64".into();
+    let (config_digest, config_size) = put(&serde_json::to_vec(&config).expect("json"));
+    manifest["config"]["digest"] = config_digest.into();
+    manifest["config"]["size"] = config_size.into();
+    let (arm64, arm64_size) = put(&serde_json::to_vec(&manifest).expect("json"));
+    let m = "application/vnd.oci.image.manifest.v1+json";
+    let list = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": m, "digest": amd64, "size": amd64_size, "platform": {"os": "linux", "architecture": "amd64"}},
+            {"mediaType": m, "digest": arm64, "size": arm64_size, "platform": {"os": "linux", "architecture": "arm64"}},
+        ]
+    });
+    let (list_digest, list_size) = put(&serde_json::to_vec(&list).expect("json"));
+    let top = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.index.v1+json", "digest": list_digest, "size": list_size,
+                       "annotations": {"org.opencontainers.image.ref.name": "multi"}}]
+    });
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&top).expect("json")).expect("index.json");
+    (dir, amd64, arm64)
 }
