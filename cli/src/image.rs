@@ -100,6 +100,7 @@ pub fn run(cmd: ImageCommand) -> anyhow::Result<ExitCode> {
             let image_source = &config.service["x"].image;
             let image = match image_source {
                 hoist_config::ImageSource::Registry { .. } => {
+                    // The platform's manifest, as the pull resolved it.
                     let pinned = crate::pull::pull(&source, &registry)?;
                     let digest = pinned.digest.unwrap_or_default();
                     oci::import_pinned(&hoist_registry::Cache::default_root(), &digest, &Default::default())?

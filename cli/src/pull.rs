@@ -84,13 +84,13 @@ pub fn pin(
         let started = Instant::now();
         let pulled = rt.block_on(puller.pull(reference, pinned, &Lines { name: key.clone() })).context(who)?;
         report(key, &pulled, started);
-        if reference.digest.is_none() {
-            if let Some(before) = old.images.get(key).filter(|b| **b != pulled.digest) {
-                eprintln!("  {key}: moved from {before} to {}", pulled.digest);
-            }
-            lock.images.insert(key.clone(), pulled.digest.clone());
+        if let Some(before) = old.images.get(key).filter(|b| **b != pulled.digest) {
+            eprintln!("  {key}: moved from {before} to {}", pulled.digest);
         }
-        digests.insert(key.clone(), pulled.digest);
+        // Every reference, a digest one too, so that `hoist image prune` keeps it.
+        lock.images.insert(key.clone(), pulled.digest.clone());
+        // The build reads the platform's manifest the pull chose, not the index again.
+        digests.insert(key.clone(), pulled.manifest);
     }
     if lock != old {
         let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -102,7 +102,8 @@ pub fn pin(
     Ok(hoist_images::build::Pinned { cache: puller.cache().root().to_path_buf(), digests })
 }
 
-/// `hoist image pull REF`: into the cache; prints the digest to pin.
+/// `hoist image pull REF`: into the cache; prints the digest to pin. Returns the reference
+/// with the digest of the image manifest the platform selects.
 pub fn pull(reference: &str, args: &RegistryArgs) -> anyhow::Result<Reference> {
     let text = reference.strip_prefix("docker://").unwrap_or(reference);
     let reference = Reference::parse_named(text)?;
@@ -114,7 +115,7 @@ pub fn pull(reference: &str, args: &RegistryArgs) -> anyhow::Result<Reference> {
     let (blobs, bytes) = puller.cache().usage()?;
     println!("docker://{reference} {} (image manifest {})", pulled.digest, pulled.manifest);
     eprintln!("  cache {}: {blobs} blobs, {:.1} MB", puller.cache().root().display(), bytes as f64 / 1e6);
-    Ok(Reference { digest: Some(pulled.digest), ..reference })
+    Ok(Reference { digest: Some(pulled.manifest), ..reference })
 }
 
 fn report(key: &str, pulled: &hoist_registry::Pulled, started: Instant) {

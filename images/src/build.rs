@@ -121,8 +121,8 @@ pub struct BuildOptions {
 }
 
 /// `docker://` images, pulled beforehand (by hoist-registry, for the CLI): the cache (an
-/// OCI layout of blobs) and the digest each reference (normalized) is pinned to. The build
-/// itself does no network.
+/// OCI layout of blobs) and, for each reference (normalized), the digest of the image
+/// manifest its pin resolved to for the platform pulled. The build itself does no network.
 #[derive(Debug, Clone, Default)]
 pub struct Pinned {
     pub cache: PathBuf,

@@ -103,9 +103,9 @@ impl Cache {
         Ok(self.root.join("blobs/sha256").join(sha256_hex(digest)?))
     }
 
-    /// Whether the blob `digest` is cached whole: a regular file of `size` bytes (when
-    /// known) whose content hashes to `digest`. A damaged one is removed, so it is fetched
-    /// again.
+    /// Whether the blob `digest` is cached whole: a regular file whose content hashes to
+    /// `digest`. A damaged one is removed, so it is fetched again; a right one that is not
+    /// `size` bytes (when given) is an error about the descriptor.
     pub fn has(&self, digest: &str, size: Option<u64>) -> Result<bool, CacheError> {
         let path = self.path(digest)?;
         let meta = match fs::symlink_metadata(&path) {
@@ -113,12 +113,18 @@ impl Cache {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(CacheError::Io { path, cause: e }),
         };
-        let whole = meta.is_file() && size.is_none_or(|s| s == meta.len()) && hash_file(&path)? == digest;
-        if !whole {
+        let matches = meta.is_file() && hash_file(&path)? == digest;
+        if !matches {
             log::warn!("cache: {} is damaged; removing it to fetch it again", path.display());
             fs::remove_file(&path).map_err(io_at(&path))?;
+            return Ok(false);
         }
-        Ok(whole)
+        // The blob is right: a descriptor that says another size is wrong, not the cache
+        // (and another image's descriptor must not make us drop it).
+        match size.filter(|s| *s != meta.len()) {
+            Some(size) => Err(CacheError::Size { digest: digest.to_string(), size, actual: meta.len() }),
+            None => Ok(true),
+        }
     }
 
     /// Reads a small cached blob (a manifest or index), checked against its digest.
@@ -176,7 +182,8 @@ impl Cache {
         Ok((count, bytes))
     }
 
-    fn tmp_file(&self) -> Result<(PathBuf, File), CacheError> {
+    /// A new temporary file in `ROOT/tmp` (made, never opened if it existed).
+    pub(crate) fn tmp_file(&self) -> Result<(PathBuf, File), CacheError> {
         let tmp = self.root.join("tmp");
         for attempt in 0u32..100 {
             let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());

@@ -61,19 +61,26 @@ pub fn path_for(config: &Path) -> PathBuf {
 impl Lock {
     /// Reads the lock at `path`; a missing file is an empty lock.
     pub fn load(path: &Path) -> Result<Lock, LockError> {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
         let io = |cause| LockError::Io { path: path.to_path_buf(), cause };
-        let meta = match std::fs::symlink_metadata(path) {
-            Ok(m) => m,
+        // One handle, not followed if a symlink, checked and read through the same fd.
+        let file = match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path) {
+            Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Lock::default()),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(io(std::io::Error::other("a symlink; not followed")));
+            }
             Err(e) => return Err(io(e)),
         };
-        if !meta.is_file() {
-            return Err(io(std::io::Error::other("not a regular file (a symlink is not followed)")));
+        if !file.metadata().map_err(io)?.is_file() {
+            return Err(io(std::io::Error::other("not a regular file")));
         }
-        if meta.len() > MAX_BYTES {
+        let mut text = String::new();
+        file.take(MAX_BYTES + 1).read_to_string(&mut text).map_err(io)?;
+        if text.len() as u64 > MAX_BYTES {
             return Err(LockError::TooLarge { path: path.to_path_buf() });
         }
-        let text = std::fs::read_to_string(path).map_err(io)?;
         Lock::parse(path, &text)
     }
 
@@ -120,8 +127,22 @@ impl Lock {
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-        std::fs::write(&tmp, self.format(config_name)).map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(|e| {
+        // A new file only (a planted name or symlink is an error, never followed), synced
+        // before it replaces the old lock, so a crash leaves one or the other whole.
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .mode(0o644)
+                .open(&tmp)?;
+            f.write_all(self.format(config_name).as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)
+        };
+        write().map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
             io(e)
         })
@@ -189,5 +210,9 @@ mod tests {
         lock.save(&path, "host.toml").expect("save");
         assert_eq!(Lock::load(&path).expect("load"), lock);
         assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 1, "a temporary file was left");
+        // A symlinked lock is not followed.
+        let link = dir.path().join("other.lock");
+        std::os::unix::fs::symlink(&path, &link).expect("symlink");
+        assert!(Lock::load(&link).expect_err("symlink").to_string().contains("not followed"));
     }
 }

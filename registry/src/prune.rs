@@ -41,14 +41,17 @@ fn known_locks(cache: &Cache) -> Vec<PathBuf> {
 
 fn write_locks(cache: &Cache, locks: &[PathBuf]) -> Result<(), CacheError> {
     let text: String = locks.iter().map(|p| format!("{}\n", p.display())).collect();
+    use std::io::Write;
     let path = cache.root().join(LOCKS);
-    let tmp = cache.root().join("tmp").join(format!("locks-{}", std::process::id()));
-    let io = |p: &Path| {
-        let p = p.to_path_buf();
-        move |cause| CacheError::Io { path: p, cause }
-    };
-    std::fs::write(&tmp, text).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, &path).map_err(io(&path))
+    let (tmp, mut file) = cache.tmp_file()?;
+    let written = file.write_all(text.as_bytes()).and_then(|()| file.sync_all());
+    match written.and_then(|()| std::fs::rename(&tmp, &path)) {
+        Ok(()) => Ok(()),
+        Err(cause) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(CacheError::Io { path, cause })
+        }
+    }
 }
 
 /// Every blob the pins `digests` need that the cache holds.
@@ -59,8 +62,13 @@ pub fn needed(cache: &Cache, digests: impl IntoIterator<Item = String>) -> Resul
         if !keep.insert(digest.clone()) {
             continue;
         }
-        // A blob that is not JSON (a layer) or not cached ends the walk there.
-        let Ok(Some(data)) = cache.read(&digest, MAX_JSON as u64) else { continue };
+        // A blob that is not cached, or too big or not JSON (a layer), ends the walk
+        // there; an error reading one stops the prune rather than drop what it needs.
+        let data = match cache.read(&digest, MAX_JSON as u64) {
+            Ok(Some(data)) => data,
+            Ok(None) | Err(CacheError::TooLong { .. } | CacheError::Size { .. }) => continue,
+            Err(e) => return Err(e),
+        };
         let Ok(doc) = Document::parse(&digest, &data) else { continue };
         todo.extend(doc.manifests.iter().flatten().map(|d| d.digest.clone()));
         todo.extend(doc.config.iter().chain(&doc.layers).map(|d| d.digest.clone()));

@@ -415,10 +415,13 @@ impl Call<'_> {
                 let text = error_chain(&e);
                 if text.contains("certificate") || text.contains("InvalidCertificate") {
                     Failure::Final(PullError::Other { reference, cause: format!("{registry}: TLS: {text}") })
-                } else {
+                } else if e.is_connect() || e.is_timeout() || e.is_body() {
                     Failure::Transient(text)
+                } else {
+                    Failure::Final(PullError::Other { reference, cause: format!("{registry}: {text}") })
                 }
             }
+            E::ServerError { code: 408, message, .. } => Failure::Transient(format!("HTTP 408: {}", message.trim())),
             E::IoError(e) => Failure::Transient(e.to_string()),
             E::DigestError(e) => {
                 Failure::Final(PullError::Other { reference, cause: format!("{registry} sent bad content: {e}") })
