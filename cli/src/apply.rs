@@ -90,10 +90,10 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     // The plan needs digests only; blobs are listed (and hashed) only to be sent.
     let containers: Vec<Container<'_>> = config.containers().collect();
     // docker:// images: pinned by the lock next to the file, pulled into the cache here.
-    let pinned = crate::pull::pin(&args.file, &config, &args.registry)?;
+    let pins = crate::pull::pin(&args.file, &config, &args.registry)?;
     let resolved = resolve_images(
         &containers,
-        |source| resolve(source, &pinned, !args.plan, args.allow_foreign_arch),
+        |source| resolve(source, &pins.pinned, !args.plan, args.allow_foreign_arch),
         &mut std::io::stderr(),
     )?;
     let request = pb::ApplyRequest {

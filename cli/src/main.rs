@@ -142,7 +142,8 @@ fn build(
         None => std::env::current_exe()?.parent().map(|p| p.to_path_buf()).unwrap_or_default(),
     };
     let started = std::time::Instant::now();
-    let pinned = pull::pin_config(&file, registry)?;
+    // Held until the build has read the images (a prune waits).
+    let pins = pull::pin_config(&file, registry)?;
     let opts = hoist_images::build::BuildOptions {
         config: file,
         out: out.clone(),
@@ -150,7 +151,7 @@ fn build(
         compression,
         pki,
         allow_foreign_arch,
-        pinned,
+        pinned: pins.pinned.clone(),
     };
     let report = hoist_images::build::build(&opts, &progress::Bar::new())?;
     println!(

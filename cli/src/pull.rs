@@ -43,16 +43,19 @@ impl RegistryArgs {
 /// Pins and pulls every `docker://` image of the config at `file`; the lock file is
 /// written when a pin changed. Nothing is asked of a registry for an image that is pinned
 /// and whole in the cache.
-pub fn pin_config(file: &Path, args: &RegistryArgs) -> anyhow::Result<hoist_images::build::Pinned> {
+pub fn pin_config(file: &Path, args: &RegistryArgs) -> anyhow::Result<Pins> {
     pin(file, &hoist_config::load(file)?, args)
 }
 
+/// What [`pin`] resolved, and the cache held shared until the images are read (a prune
+/// waits for it).
+pub struct Pins {
+    pub pinned: hoist_images::build::Pinned,
+    _cache: Option<hoist_registry::cache::CacheLock>,
+}
+
 /// [`pin_config`] for a config already read from `file`.
-pub fn pin(
-    file: &Path,
-    config: &hoist_config::Config,
-    args: &RegistryArgs,
-) -> anyhow::Result<hoist_images::build::Pinned> {
+pub fn pin(file: &Path, config: &hoist_config::Config, args: &RegistryArgs) -> anyhow::Result<Pins> {
     let mut wanted: BTreeMap<String, (Reference, Vec<String>)> = BTreeMap::new();
     for c in config.containers() {
         if let ImageSource::Registry { reference } = c.image {
@@ -64,11 +67,14 @@ pub fn pin(
         }
     }
     if wanted.is_empty() {
-        return Ok(Default::default());
+        return Ok(Pins { pinned: Default::default(), _cache: None });
     }
     let lock_path = hoist_registry::lock::path_for(file);
     let old = Lock::load(&lock_path)?;
     let puller = args.puller()?;
+    let held = puller.cache().lock_shared()?;
+    // Before pulling: what this lock pins stays through a later `hoist image prune`.
+    hoist_registry::prune::remember(puller.cache(), &lock_path)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let mut lock = Lock::default();
     let mut digests = BTreeMap::new();
@@ -97,9 +103,8 @@ pub fn pin(
         lock.save(&lock_path, &name)?;
         eprintln!("  wrote {}", lock_path.display());
     }
-    // What this lock pins stays through `hoist image prune`.
-    hoist_registry::prune::remember(puller.cache(), &lock_path)?;
-    Ok(hoist_images::build::Pinned { cache: puller.cache().root().to_path_buf(), digests })
+    let pinned = hoist_images::build::Pinned { cache: puller.cache().root().to_path_buf(), digests };
+    Ok(Pins { pinned, _cache: Some(held) })
 }
 
 /// `hoist image pull REF`: into the cache; prints the digest to pin. Returns the reference

@@ -98,6 +98,17 @@ impl Cache {
         &self.root
     }
 
+    /// Held by a build or pull from before it pulls until it has read what it pinned:
+    /// many at once. [`prune`](crate::prune) takes it alone, so it never removes what a
+    /// running build is about to read.
+    pub fn lock_shared(&self) -> Result<CacheLock, CacheError> {
+        CacheLock::take(&self.root.join(".lock"), libc::LOCK_SH)
+    }
+
+    pub fn lock_exclusive(&self) -> Result<CacheLock, CacheError> {
+        CacheLock::take(&self.root.join(".lock"), libc::LOCK_EX)
+    }
+
     /// Where the blob `digest` is (or would be) stored.
     pub fn path(&self, digest: &str) -> Result<PathBuf, CacheError> {
         Ok(self.root.join("blobs/sha256").join(sha256_hex(digest)?))
@@ -210,6 +221,37 @@ impl Cache {
                 .is_some_and(|t| now.duration_since(t).is_ok_and(|age| age > STALE_TMP));
             if old {
                 let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+/// An flock(2) on a file of the cache, released when dropped (or when the process ends).
+pub struct CacheLock {
+    _file: File,
+}
+
+impl CacheLock {
+    pub(crate) fn take(path: &Path, how: libc::c_int) -> Result<CacheLock, CacheError> {
+        use std::os::fd::AsRawFd;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(io_at(path))?;
+        loop {
+            // SAFETY: flock on a descriptor this function owns; no memory is passed.
+            let rc = unsafe { libc::flock(file.as_raw_fd(), how) };
+            if rc == 0 {
+                return Ok(CacheLock { _file: file });
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(CacheError::Io { path: path.to_path_buf(), cause: e });
             }
         }
     }

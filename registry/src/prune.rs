@@ -26,6 +26,8 @@ pub struct Report {
 /// Remembers `lock` (made absolute) as one whose pins the cache must keep.
 pub fn remember(cache: &Cache, lock: &Path) -> Result<(), CacheError> {
     let lock = std::path::absolute(lock).map_err(|cause| CacheError::Io { path: lock.to_path_buf(), cause })?;
+    // Builds remember their locks side by side: one read-modify-write at a time.
+    let _list = crate::cache::CacheLock::take(&cache.root().join(".locks.lock"), libc::LOCK_EX)?;
     let mut known = known_locks(cache);
     if known.contains(&lock) {
         return Ok(());
@@ -78,6 +80,10 @@ pub fn needed(cache: &Cache, digests: impl IntoIterator<Item = String>) -> Resul
 
 /// Removes (or with `dry_run`, counts) the blobs no remembered lock needs.
 pub fn prune(cache: &Cache, dry_run: bool) -> Result<Report, String> {
+    // Alone: no build is between pulling and reading what it pinned.
+    let _alone = cache.lock_exclusive().map_err(|e| e.to_string())?;
+    let _list =
+        crate::cache::CacheLock::take(&cache.root().join(".locks.lock"), libc::LOCK_EX).map_err(|e| e.to_string())?;
     let mut report = Report::default();
     let mut pins = Vec::new();
     for path in known_locks(cache) {

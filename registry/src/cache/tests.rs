@@ -64,3 +64,21 @@ fn symlinks_and_odd_digests_are_refused() {
     assert!(!cache.has(&digest, None).expect("has"));
     assert_eq!(std::fs::read(dir.path().join("target")).expect("target"), b"x");
 }
+
+#[test]
+fn a_shared_hold_keeps_an_exclusive_one_out_until_dropped() {
+    use std::os::fd::AsRawFd;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = Cache::open(dir.path()).expect("open");
+    let try_exclusive = || {
+        let f = std::fs::OpenOptions::new().read(true).open(dir.path().join(".lock")).expect("lock file");
+        // SAFETY: flock on a descriptor this closure owns.
+        unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+    };
+    let held = cache.lock_shared().expect("shared");
+    let other = cache.lock_shared().expect("a second build shares it");
+    assert!(!try_exclusive(), "a prune could start while builds hold the cache");
+    drop((held, other));
+    assert!(try_exclusive());
+    let _alone = cache.lock_exclusive().expect("exclusive");
+}
