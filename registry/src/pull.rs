@@ -25,6 +25,8 @@ use crate::manifest::{ACCEPTED, Document, MAX_JSON, Platform, offered};
 /// Attempts per request, and the first pause between them (doubled each time).
 const TRIES: u32 = 4;
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+/// How long one try at a manifest (and its token) may take in all.
+const MANIFEST_TIME: Duration = Duration::from_secs(120);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {
@@ -285,8 +287,17 @@ impl Call<'_> {
             .retry(|| async {
                 // Token registries want the token first; a refused one is an error here
                 // (the implicit path would go on anonymously).
-                client.auth(remote, auth, RegistryOperation::Pull).await?;
-                client.pull_manifest_raw(remote, auth, &ACCEPTED).await
+                let request = async {
+                    client.auth(remote, auth, RegistryOperation::Pull).await?;
+                    client.pull_manifest_raw(remote, auth, &ACCEPTED).await
+                };
+                // A manifest is small: a registry that takes minutes for one is not answering.
+                tokio::time::timeout(MANIFEST_TIME, request).await.unwrap_or_else(|_| {
+                    Err(OciDistributionError::IoError(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no whole manifest within {} s", MANIFEST_TIME.as_secs()),
+                    )))
+                })
             })
             .await?;
         if data.len() > MAX_JSON {
@@ -303,7 +314,16 @@ impl Call<'_> {
         size: u64,
         progress: &dyn Progress,
     ) -> Result<(), PullError> {
-        self.with_retries(|| self.blob_once(client, remote, digest, size, progress)).await
+        // Each try is bounded by what the manifest claims: a minute, plus a second per MB
+        // (a registry that trickles is given up on, and tried again).
+        let limit = Duration::from_secs(60 + size / 1_000_000);
+        self.with_retries(|| async move {
+            match tokio::time::timeout(limit, self.blob_once(client, remote, digest, size, progress)).await {
+                Ok(done) => done,
+                Err(_) => Err(Failure::Transient(format!("blob {digest}: not whole after {} s", limit.as_secs()))),
+            }
+        })
+        .await
     }
 
     async fn blob_once(
