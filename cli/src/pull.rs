@@ -88,7 +88,7 @@ pub fn pin(file: &Path, config: &hoist_config::Config, args: &RegistryArgs) -> a
             eprintln!("  {key}: pinned to {d} by {}", lock_path.display());
         }
         let started = Instant::now();
-        let pulled = rt.block_on(puller.pull(reference, pinned, &Lines { name: key.clone() })).context(who)?;
+        let pulled = rt.block_on(puller.pull(reference, pinned, &Lines::new(key.clone()))).context(who)?;
         report(key, &pulled, started);
         if let Some(before) = old.images.get(key).filter(|b| **b != pulled.digest) {
             eprintln!("  {key}: moved from {before} to {}", pulled.digest);
@@ -115,7 +115,7 @@ pub fn pull(reference: &str, args: &RegistryArgs) -> anyhow::Result<Reference> {
     let puller = args.puller()?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let started = Instant::now();
-    let pulled = rt.block_on(puller.pull(&reference, None, &Lines { name: reference.to_string() }))?;
+    let pulled = rt.block_on(puller.pull(&reference, None, &Lines::new(reference.to_string())))?;
     report(&reference.to_string(), &pulled, started);
     let (blobs, bytes) = puller.cache().usage()?;
     println!("docker://{reference} {} (image manifest {})", pulled.digest, pulled.manifest);
@@ -139,26 +139,33 @@ fn report(key: &str, pulled: &hoist_registry::Pulled, started: Instant) {
     }
 }
 
-/// A line per blob as it starts and ends, and one every 5 s for a long one.
+/// A line per blob as it starts, and one every 5 s for a long one.
 struct Lines {
     name: String,
+    last: std::sync::Mutex<Option<Instant>>,
 }
 
-thread_local! {
-    static LAST: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+impl Lines {
+    fn new(name: String) -> Lines {
+        Lines { name, last: std::sync::Mutex::new(None) }
+    }
+
+    fn last(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.last.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl Progress for Lines {
     fn blob(&self, what: &str, digest: &str, size: u64) {
         eprintln!("  {}: {what} {digest} ({:.1} MB)", self.name, size as f64 / 1e6);
-        LAST.with(|l| l.set(Some(Instant::now())));
+        *self.last() = Some(Instant::now());
     }
 
     fn bytes(&self, done: u64, size: u64) {
-        let due = LAST.with(|l| l.get().is_none_or(|t| t.elapsed().as_secs() >= 5));
-        if due && size > 0 {
+        let mut last = self.last();
+        if size > 0 && last.is_none_or(|t| t.elapsed().as_secs() >= 5) {
             eprintln!("  {}: {:.1}/{:.1} MB ({}%)", self.name, done as f64 / 1e6, size as f64 / 1e6, done * 100 / size);
-            LAST.with(|l| l.set(Some(Instant::now())));
+            *last = Some(Instant::now());
         }
     }
 

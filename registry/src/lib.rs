@@ -2,10 +2,10 @@
 //! build host. Nothing here runs on a booted host.
 //!
 //! - [`pull`]: resolves a reference (a tag, or a pinned digest) and streams what the cache
-//!   lacks from the registry over oci-client: an index is followed to linux/amd64, every
-//!   blob is written to a temporary file through a hash and a size cap and renamed into
-//!   the cache only once it matches its digest, and transient errors are retried with
-//!   backoff (a wrong digest is final).
+//!   lacks from the registry over oci-client: an index is followed to the platform asked
+//!   for (the build host's by default), every blob is written to a temporary file through
+//!   a hash and a size cap and renamed into the cache only once it matches its digest,
+//!   and transient errors are retried with backoff (a wrong digest is final).
 //! - [`cache`]: the build host's content-addressed store, shared by every build: an OCI
 //!   layout with blobs and no index, read by hoist-images' `import_pinned`.
 //! - [`auth`]: credentials from `~/.docker/config.json` (`auths`, credential helpers).

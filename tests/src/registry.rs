@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use base64::Engine;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
 
 pub const USER: &str = "alice";
@@ -144,7 +145,7 @@ impl Registry {
         std::fs::create_dir_all(&certs).expect("mkdir");
         std::fs::copy(self.dir.join("ca/ca.crt"), certs.join("ca.crt")).expect("ca");
         std::fs::create_dir_all(at.join(".docker")).expect("mkdir");
-        let auth = base64(&format!("{USER}:{password}"));
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{password}"));
         let json = format!("{{\"auths\": {{\"{}\": {{\"auth\": \"{auth}\"}}}}}}", self.host());
         std::fs::write(at.join(".docker/config.json"), json).expect("config.json");
         at.to_path_buf()
@@ -187,23 +188,4 @@ fn write_tls(dir: &Path) {
     let cert = server.signed_by(&key, &issuer).expect("server cert");
     std::fs::write(dir.join("server.crt"), cert.pem()).expect("server.crt");
     std::fs::write(dir.join("server.key"), key.serialize_pem()).expect("server.key");
-}
-
-fn base64(s: &str) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let b = s.as_bytes();
-    let mut out = String::new();
-    for chunk in b.chunks(3) {
-        let n = (u32::from(chunk[0]) << 16)
-            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*chunk.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }

@@ -9,17 +9,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use hoist_images::oci::{self, ImageConfig};
+use hoist_tests::host::text;
 use hoist_tests::registry::{self, PASSWORD, Registry};
 use hoist_tests::{BOOT_TIMEOUT, boot, busybox_image, busybox_tree, http_get, pki_dir, wait_line};
-
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// Every request line in the access log (manifests, blobs, auth probes).
 fn requests(r: &Registry) -> usize {

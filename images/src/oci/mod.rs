@@ -36,8 +36,8 @@
 //!
 //! **Registries** (`docker://`): this crate does no network. `hoist build` pulls into the
 //! build host's cache, an OCI layout with no index (hoist-registry), and pins each
-//! reference to a digest; [`import_pinned`] reads the image from there by that digest,
-//! with every check a layout gets.
+//! reference to a digest; [`import_pinned`] reads the image from there by the digest of
+//! the manifest that pin resolved to, with every check a layout gets.
 //!
 //! Not supported: signatures and attestations, encrypted layers, digests other than sha256, platforms other
 //! than linux/amd64 in multi-platform indexes (an image whose config names another
